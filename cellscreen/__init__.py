@@ -1,0 +1,3 @@
+"""cellscreen: screen single blood-cell microscope images with deep learning."""
+
+__version__ = "0.1.0"

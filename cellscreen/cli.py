@@ -1,0 +1,226 @@
+"""The ``cellscreen`` command: parses arguments and calls one library function per command.
+
+Errors the user can fix (a missing folder, a leaky split, a file that would be
+overwritten) are printed as one line and exit with status 2; a traceback means
+a bug in cellscreen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cellscreen import __version__
+from cellscreen.errors import UserError
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", metavar="DIR", help="data root (default: $CELLSCREEN_DATA, else ~/.cache/cellscreen/data)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+
+def _dataset_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", nargs="?", metavar="DIR", help="dataset folder (default: found under the data root)")
+    parser.add_argument("--dataset", "-d", default="folder", help="dataset profile (see `cellscreen datasets`)")
+    parser.add_argument("--group-regex", metavar="REGEX", help="read the patient/slide id from file names with this pattern")
+    parser.add_argument("--positive", metavar="CLASS", help="the positive class, for your own folder of classes")
+    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
+
+
+def _write_new(path: Path, text: str, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} already exists; pass --overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _index(args):
+    from cellscreen.data.index import scan_dataset
+    from cellscreen.data.sources import get_profile, resolve_dataset_dir
+
+    profile = get_profile(args.dataset, group_regex=args.group_regex, positive_class=args.positive)
+    root = resolve_dataset_dir(profile, args.dir, data=args.data)
+    return scan_dataset(root, profile, workers=args.workers, progress=not args.quiet)
+
+
+def cmd_datasets(args) -> None:
+    from cellscreen.data.sources import PROFILES
+
+    for profile in PROFILES.values():
+        classes = ", ".join(profile.class_folders) or "(the sub-folders found)"
+        print(f"{profile.name}\n  {profile.description}")
+        print(f"  folder     {profile.folder}/{profile.layout}".rstrip("/") if profile.folder else "  folder     DIR")
+        print(f"  classes    {classes}")
+        if profile.class_map:
+            print(f"  labels     {', '.join(profile.labels)}")
+        print(f"  positive   {profile.positive_class or '(none: multi-class)'}")
+        grouping = f"{profile.group_kind} from name, pattern {profile.group_regex}" if profile.group_regex else (
+            "byte-identical files (no id in names)")
+        print(f"  groups     {grouping}")
+        if profile.border_crop:
+            print(f"  crop       {profile.border_crop} px border")
+        if profile.download:
+            print(f"  download   {profile.download.url} ({profile.download.size / 1e6:.0f} MB)")
+        if profile.notes:
+            print(f"  note       {profile.notes}")
+
+
+def cmd_fetch(args) -> None:
+    from cellscreen.data.fetch import fetch_dataset
+    from cellscreen.data.sources import get_profile, resolve_data_root
+
+    profile = get_profile(args.name)
+    root = fetch_dataset(
+        profile,
+        resolve_data_root(args.data),
+        url=args.url,
+        sha256=args.sha256,
+        size=args.size,
+        force=args.force,
+        progress=not args.quiet,
+    )
+    print(f"{profile.name} is ready in {root}")
+
+
+def cmd_info(args) -> None:
+    from cellscreen.data.audit import audit_dataset, format_audit
+
+    index = _index(args)
+    audit = audit_dataset(index)
+    out = Path(args.out or f"{index.profile.name}-info.json")
+    _write_new(out, json.dumps(audit, indent=2) + "\n", args.overwrite)
+    print(format_audit(audit))
+    print(f"written: {out}")
+
+
+def cmd_split(args) -> None:
+    from cellscreen.data.splits import make_split
+
+    index = _index(args)
+    manifest = make_split(
+        index,
+        method=args.method,
+        by=args.by,
+        val=args.val,
+        test=args.test,
+        folds=args.folds,
+        seed=args.seed,
+        allow_leakage=args.allow_leakage,
+    )
+    csv_path, meta_path = manifest.write(args.out, overwrite=args.overwrite)
+    meta = manifest.meta
+    unit = "cell (LEAKY)" if meta["leaky"] else ("cell" if args.by == "cell" else meta["group_kind"])
+    print(f"{meta['dataset']}: {meta['n_images']:,} images, {meta['n_groups']:,} {meta['group_kind']}(s), split by {unit}")
+    for part, counts in meta["counts"].items():
+        per_class = ", ".join(f"{k} {v:,}" for k, v in counts["per_class"].items())
+        print(f"  {part:<6}{counts['images']:>7,} images ({counts['fraction']:.1%}), {counts['groups']:>5,} groups: {per_class}")
+    if index.skipped:
+        print(f"  skipped {len(index.skipped):,} file(s); `cellscreen data info` lists them with reasons")
+    for note in meta["notes"]:
+        print(f"  note: {note}")
+    print(f"written: {csv_path} and {meta_path}")
+
+
+def cmd_cache(args) -> None:
+    from cellscreen.data.cache import CacheSpec, build_cache
+
+    index = _index(args)
+    records = index.records
+    if args.manifest:
+        from cellscreen.data.splits import read_manifest
+
+        wanted = {row["path"] for row in read_manifest(args.manifest).rows}
+        records = [r for r in records if r.path in wanted]
+        missing = len(wanted) - len(records)
+        if missing:
+            print(f"  warning: {missing:,} manifest file(s) are missing or unreadable now")
+    crop = index.profile.border_crop if args.crop is None else args.crop
+    cache = build_cache(
+        index.root,
+        records,
+        CacheSpec(size=args.size, border_crop=crop),
+        cache_dir=args.cache_dir,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
+    state = "built" if cache.built else "reused"
+    rate = f", {len(records) / cache.seconds:,.0f} images/s" if cache.built and cache.seconds > 0 else ""
+    print(
+        f"{state} cache {cache.folder}: {len(cache.row_of):,} distinct images at "
+        f"{args.size}x{args.size}, border crop {crop} px, in {cache.seconds:.1f} s{rate}"
+    )
+    skipped = len(index.skipped) + len(cache.skipped)
+    if skipped:
+        print(f"  skipped {skipped:,} file(s) that could not be read")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cellscreen", description="Screen blood-cell images with deep learning.")
+    parser.add_argument("--version", action="version", version=f"cellscreen {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = commands.add_parser("datasets", help="list the known datasets")
+    _common(p)
+    p.set_defaults(func=cmd_datasets)
+
+    data = commands.add_parser("data", help="download and inspect datasets")
+    data_commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    p = data_commands.add_parser("fetch", help="download an official dataset into the data root")
+    _common(p)
+    p.add_argument("name", help="dataset profile, e.g. malaria-nih")
+    p.add_argument("--url", help="download from this mirror instead")
+    p.add_argument("--sha256", help="expected sha256 (default: the recorded one)")
+    p.add_argument("--size", type=int, help="expected size in bytes (default: the recorded one)")
+    p.add_argument("--force", action="store_true", help="download and replace even if present")
+    p.set_defaults(func=cmd_fetch)
+
+    p = data_commands.add_parser("info", help="count, measure and audit a dataset folder")
+    _common(p)
+    _dataset_args(p)
+    p.add_argument("--out", metavar="FILE", help="JSON report (default: DATASET-info.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    p.set_defaults(func=cmd_info)
+
+    p = commands.add_parser("split", help="write a leakage-free split manifest")
+    _common(p)
+    _dataset_args(p)
+    p.add_argument("--out", required=True, metavar="CSV", help="manifest to write (metadata goes beside it as .json)")
+    p.add_argument("--method", choices=["holdout", "kfold"], default="holdout")
+    p.add_argument("--by", choices=["group", "cell"], default="group", help="unit kept on one side (default: group)")
+    p.add_argument("--val", type=float, default=0.15, help="validation fraction (hold-out)")
+    p.add_argument("--test", type=float, default=0.15, help="test fraction (hold-out)")
+    p.add_argument("--folds", type=int, default=5, help="number of folds (k-fold)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--allow-leakage", action="store_true", help="write a split that puts a group on two sides")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing manifest")
+    p.set_defaults(func=cmd_split)
+
+    p = commands.add_parser("cache", help="decode, crop and resize images once into the cache")
+    _common(p)
+    _dataset_args(p)
+    p.add_argument("--size", type=int, default=128, help="side of the cached square images in pixels")
+    p.add_argument("--crop", type=int, default=None, help="border crop in pixels (default: the dataset's)")
+    p.add_argument("--manifest", metavar="CSV", help="cache only the files of this split manifest")
+    p.add_argument("--cache-dir", metavar="DIR", help="cache folder (default: $CELLSCREEN_CACHE, else ~/.cache/cellscreen/cache)")
+    p.set_defaults(func=cmd_cache)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as exc:
+        print(f"cellscreen: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cellscreen: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Reading one cell image, whatever the lab's scanner wrote.
+
+``load_rgb`` turns any image Pillow can read (PNG, JPEG, BMP, TIFF; grayscale,
+palette, RGBA, 16-bit, CMYK; EXIF-rotated) into an 8-bit RGB array, and turns
+everything it cannot read into an ``ImageReadError`` whose message says why in
+words a user understands.  Callers list those files as skipped; they never
+crash on them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "IGNORED_NAMES",
+    "MAX_PIXELS",
+    "ImageReadError",
+    "ImageInfo",
+    "read_file",
+    "decode_image",
+    "load_rgb",
+    "probe_image",
+    "border_crop",
+    "resize_square",
+]
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
+# Files operating systems leave in folders; listed as skipped, never read.
+IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store"})
+# No single cell comes close: the largest C-NMC cell is 450x450.  Anything
+# above this is refused before decoding, so a decompression bomb costs nothing.
+MAX_PIXELS = 40_000_000
+
+
+class ImageReadError(Exception):
+    """A file that cannot be used as an image, with the reason in plain words."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageInfo:
+    """What decoding a file revealed, for audits."""
+
+    width: int
+    height: int
+    mode: str  # Pillow mode before conversion, e.g. "RGB", "P", "I;16"
+    format: str  # "PNG", "JPEG", ...
+
+
+def read_file(path: str | Path) -> bytes:
+    """The file's bytes, or an ``ImageReadError`` saying why they cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except PermissionError:
+        raise ImageReadError("permission denied") from None
+    except OSError as exc:
+        raise ImageReadError(f"cannot read file: {exc.strerror or exc}") from None
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    if not data:
+        raise ImageReadError("empty file (0 bytes)")
+    try:
+        # Pillow's own bomb check is global state; ours is explicit, per call.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageReadError("not an image Pillow can read") from None
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"image too large (over {max_pixels:,} pixels)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(f"corrupt image header: {exc}") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageReadError(
+            f"image too large: {width}x{height} px is over the {max_pixels:,}-pixel limit "
+            "(a decompression bomb or not a single-cell crop)"
+        )
+    if width == 0 or height == 0:
+        raise ImageReadError(f"image has no pixels ({width}x{height})")
+    return image
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    """8-bit RGB from any Pillow mode; transparency is composited onto black,
+    the background of segmented cell crops."""
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if mode.startswith("I;16") or (mode == "I" and values.max(initial=0) > 255):
+            values = values / 257.0  # 0..65535 -> 0..255
+        gray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode == "P" or mode == "PA":
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "La", "RGBa"):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, image)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.asarray(image, dtype=np.uint8)
+
+
+def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, ImageInfo]:
+    """Decode file bytes into an upright ``(H, W, 3)`` uint8 RGB array and its description."""
+    image = _open(data, max_pixels)
+    info = ImageInfo(width=image.width, height=image.height, mode=image.mode, format=image.format or "")
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        array = _to_rgb(image)
+    except ImageReadError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        message = str(exc)
+        if "truncated" in message or isinstance(exc, EOFError):
+            raise ImageReadError(f"truncated or damaged image data ({message or 'unexpected end'})") from None
+        raise ImageReadError(f"cannot decode image: {message}") from None
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ImageReadError(f"unexpected image shape {array.shape}")
+    # After EXIF rotation the displayed size is what matters.
+    info = dataclasses.replace(info, width=array.shape[1], height=array.shape[0])
+    return np.ascontiguousarray(array), info
+
+
+def load_rgb(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode ``path`` into an ``(H, W, 3)`` uint8 RGB array, upright per EXIF."""
+    return decode_image(read_file(path), max_pixels=max_pixels)[0]
+
+
+def probe_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> ImageInfo:
+    """Fully decode ``path`` (so truncation is caught) and describe it."""
+    return decode_image(read_file(path), max_pixels=max_pixels)[1]
+
+
+def border_crop(array: np.ndarray, pixels: int) -> np.ndarray:
+    """Remove ``pixels`` from every side (C-NMC: 450 -> 400), if the image allows it."""
+    if pixels <= 0:
+        return array
+    height, width = array.shape[:2]
+    if height <= 2 * pixels or width <= 2 * pixels:
+        return array
+    return array[pixels : height - pixels, pixels : width - pixels]
+
+
+def resize_square(array: np.ndarray, size: int) -> np.ndarray:
+    """Pad to a square with black (the background of cell crops), centred, then
+    resize to ``size`` x ``size`` with antialiasing.  Padding keeps a cell's
+    shape: an oval cell stays oval instead of being stretched round."""
+    height, width = array.shape[:2]
+    if height != width:
+        side = max(height, width)
+        padded = np.zeros((side, side, 3), dtype=np.uint8)
+        top, left = (side - height) // 2, (side - width) // 2
+        padded[top : top + height, left : left + width] = array
+        array = padded
+    if array.shape[0] == size:
+        return array
+    image = Image.fromarray(array).resize((size, size), Image.Resampling.BICUBIC, reducing_gap=None)
+    return np.asarray(image, dtype=np.uint8)

@@ -1,0 +1,193 @@
+"""The dataset index: every file under a dataset folder, used or skipped.
+
+``scan_dataset`` walks a folder of class folders and returns one
+``ImageRecord`` (relative path, label, group id, sha256, decoded size) per
+usable image and one ``Skipped`` (relative path, reason) per file it cannot
+use, so that ``len(records) + len(skipped)`` is always the number of files
+found.  Every image is fully decoded once here, so truncated files are caught
+before they reach a split or a training run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from collections import Counter
+from functools import partial
+from pathlib import Path
+
+from cellscreen.data.images import (
+    IGNORED_NAMES,
+    IMAGE_SUFFIXES,
+    MAX_PIXELS,
+    ImageReadError,
+    decode_image,
+    read_file,
+)
+from cellscreen.data.parallel import parallel_map
+from cellscreen.data.sources import DatasetProfile, folder_profile
+from cellscreen.errors import UserError
+
+__all__ = ["ImageRecord", "Skipped", "DatasetIndex", "scan_dataset"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRecord:
+    """One usable image."""
+
+    path: str  # relative to the dataset folder, with "/" separators
+    label: str
+    group: str  # slide / subject / patient id, or a duplicate-cluster id
+    sha256: str
+    width: int
+    height: int
+    mode: str
+    format: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """One file that was not used, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclasses.dataclass
+class DatasetIndex:
+    root: Path
+    profile: DatasetProfile
+    records: list[ImageRecord]
+    skipped: list[Skipped]
+    warnings: list[str]
+
+    @property
+    def n_files(self) -> int:
+        return len(self.records) + len(self.skipped)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Labels that have at least one image, in the profile's order."""
+        present = {r.label for r in self.records}
+        return tuple(label for label in self.profile.labels if label in present)
+
+    def class_counts(self) -> dict[str, int]:
+        counts = Counter(r.label for r in self.records)
+        return {label: counts.get(label, 0) for label in self.profile.labels}
+
+    @property
+    def groups_from_duplicates(self) -> bool:
+        """True when file names carry no group id and identical files stand in."""
+        return self.profile.group_regex is None
+
+
+def _probe(path: Path, max_pixels: int) -> tuple[str | None, tuple | None, str | None]:
+    """(sha256, (width, height, mode, format), None) or (sha256 or None, None, reason)."""
+    try:
+        data = read_file(path)
+    except ImageReadError as exc:
+        return None, None, str(exc)
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        _, info = decode_image(data, max_pixels=max_pixels)
+    except ImageReadError as exc:
+        return digest, None, str(exc)
+    return digest, (info.width, info.height, info.mode, info.format), None
+
+
+def _walk_files(folder: Path) -> list[Path]:
+    """Every file below ``folder``, sorted, without following symlinked folders."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        found.extend(Path(dirpath) / name for name in sorted(filenames))
+    return found
+
+
+def _list_candidates(root: Path, profile: DatasetProfile):
+    """Split the folder's files into (file, class folder) candidates and skipped files."""
+    candidates: list[tuple[Path, str]] = []
+    skipped: list[Skipped] = []
+    warnings: list[str] = []
+    entries = sorted(root.iterdir(), key=lambda p: p.name)
+    subfolders = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
+    if not profile.class_folders:
+        profile = folder_profile(profile, tuple(p.name for p in subfolders))
+    known = set(profile.class_folders)
+
+    def rel(path: Path) -> str:
+        return path.relative_to(root).as_posix()
+
+    for entry in entries:
+        if entry.is_file():
+            skipped.append(Skipped(rel(entry), "not inside a class folder"))
+        elif entry.is_dir() and entry.name not in known:
+            why = "hidden folder" if entry.name.startswith(".") else (
+                f"unknown class folder {entry.name!r} (this dataset's classes: {', '.join(profile.class_folders)})"
+            )
+            skipped.extend(Skipped(rel(p), why) for p in _walk_files(entry))
+    for class_folder in profile.class_folders:
+        folder = root / class_folder
+        if not folder.is_dir():
+            warnings.append(f"class folder {class_folder!r} is missing from {root}")
+            continue
+        for path in _walk_files(folder):
+            name = path.name
+            if name.startswith(".") or name.lower() in IGNORED_NAMES:
+                skipped.append(Skipped(rel(path), "hidden or system file"))
+            elif path.suffix.lower() not in IMAGE_SUFFIXES:
+                skipped.append(Skipped(rel(path), f"not an image file type ({path.suffix or 'no extension'})"))
+            else:
+                candidates.append((path, class_folder))
+    return profile, candidates, skipped, warnings
+
+
+def scan_dataset(
+    root: str | Path,
+    profile: DatasetProfile,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+    max_pixels: int = MAX_PIXELS,
+) -> DatasetIndex:
+    """Index every file under ``root`` (the folder holding the class folders)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root} is not a folder")
+    profile, candidates, skipped, warnings = _list_candidates(root, profile)
+    probes = parallel_map(
+        partial(_probe, max_pixels=max_pixels),
+        [path for path, _ in candidates],
+        workers=workers,
+        desc=f"reading {profile.name}",
+        progress=progress,
+    )
+    records: list[ImageRecord] = []
+    for (path, class_folder), (digest, info, reason) in zip(candidates, probes):
+        relative = path.relative_to(root).as_posix()
+        if reason is not None:
+            skipped.append(Skipped(relative, reason))
+            continue
+        if profile.group_regex is None:
+            group = f"dup-{digest[:12]}"  # identical files share a group
+        else:
+            group = profile.group_of(path.relative_to(root / class_folder).as_posix())
+            if group is None:
+                skipped.append(
+                    Skipped(relative, f"no {profile.group_kind} id in the name (pattern {profile.group_regex!r})")
+                )
+                continue
+        width, height, mode, fmt = info
+        records.append(
+            ImageRecord(relative, profile.label_of(class_folder), group, digest, width, height, mode, fmt)
+        )
+    records.sort(key=lambda r: r.path)
+    skipped.sort(key=lambda s: s.path)
+    counts = Counter(r.label for r in records)
+    for label in profile.labels:
+        if counts.get(label, 0) == 0:
+            warnings.append(f"class {label!r} has no usable images")
+    if len(counts) == 1:
+        warnings.append(f"only one class has images ({next(iter(counts))}); a classifier needs two or more")
+    return DatasetIndex(root=root, profile=profile, records=records, skipped=skipped, warnings=warnings)
