@@ -144,6 +144,7 @@ def _unpack(archive: Path, target: Path, archive_root: str, *, replace: bool) ->
                 for name in zf.namelist():
                     parts = PurePosixPath(name).parts
                     if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+                        archive.unlink()
                         raise UserError(f"{archive.name} contains an unsafe path {name!r}; refusing to unpack it")
                 zf.extractall(staging)
         except zipfile.BadZipFile as exc:

@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+import torch
+
+from cellscreen.data import cache as cache_module
+from cellscreen.data.augment import RandomDihedral, dihedral_views, train_augmentation
+from cellscreen.data.cache import CacheSpec, build_cache
+from cellscreen.data.dataset import CachedCellDataset
+from cellscreen.data.images import load_rgb, resize_square
+from cellscreen.data.index import scan_dataset
+from cellscreen.data.sources import get_profile
+from cellscreen.data.splits import make_split
+from cellscreen.errors import UserError
+from tests.badfiles import write_all
+from tests.conftest import write_cell
+
+MALARIA = get_profile("malaria-nih")
+
+
+def scan(folder):
+    return scan_dataset(folder, MALARIA, workers=0, progress=False)
+
+
+def test_cache_holds_preprocessed_pixels_and_is_reused(malaria_like, tmp_path):
+    index = scan(malaria_like)
+    first = build_cache(malaria_like, index.records, CacheSpec(size=16), cache_dir=tmp_path / "c", progress=False)
+    assert first.built and first.images.shape == (72, 16, 16, 3) and first.images.dtype == np.uint8
+    record = index.records[5]
+    expected = resize_square(load_rgb(malaria_like / record.path), 16)
+    assert np.array_equal(first.get(record.sha256), expected)
+    second = build_cache(malaria_like, index.records, CacheSpec(size=16), cache_dir=tmp_path / "c", progress=False)
+    assert not second.built and second.folder == first.folder
+
+
+def test_changed_file_or_parameter_rebuilds(malaria_like, tmp_path):
+    index = scan(malaria_like)
+    base = build_cache(malaria_like, index.records, CacheSpec(size=16), cache_dir=tmp_path, progress=False)
+    other_size = build_cache(malaria_like, index.records, CacheSpec(size=20), cache_dir=tmp_path, progress=False)
+    cropped = build_cache(malaria_like, index.records, CacheSpec(size=16, border_crop=2), cache_dir=tmp_path, progress=False)
+    write_cell(malaria_like / index.records[0].path, seed=4242)  # the lab re-exported one cell
+    changed = build_cache(malaria_like, scan(malaria_like).records, CacheSpec(size=16), cache_dir=tmp_path, progress=False)
+    folders = {base.folder, other_size.folder, cropped.folder, changed.folder}
+    assert len(folders) == 4 and other_size.built and cropped.built and changed.built
+
+
+def test_interrupted_build_resumes_where_it_stopped(malaria_like, tmp_path, monkeypatch):
+    index = scan(malaria_like)
+    monkeypatch.setattr(cache_module, "_CHUNK", 10)
+    calls = []
+    real = cache_module._preprocess_into
+
+    def crash_after_25(item, **kwargs):
+        calls.append(item[0])
+        if len(calls) > 25:
+            raise KeyboardInterrupt
+        return real(item, **kwargs)
+
+    monkeypatch.setattr(cache_module, "_preprocess_into", crash_after_25)
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(malaria_like, index.records, CacheSpec(size=16), cache_dir=tmp_path, workers=0, progress=False)
+    assert not any(tmp_path.glob("*/meta.json"))  # an unfinished cache is never mistaken for a finished one
+    calls.clear()
+    monkeypatch.setattr(cache_module, "_preprocess_into", lambda item, **kw: calls.append(item[0]) or real(item, **kw))
+    resumed = build_cache(malaria_like, index.records, CacheSpec(size=16), cache_dir=tmp_path, workers=0, progress=False)
+    assert len(calls) == 72 - 20  # the 20 checkpointed images are not decoded again
+    for record in index.records:
+        assert np.array_equal(resumed.get(record.sha256), resize_square(load_rgb(malaria_like / record.path), 16))
+
+
+def test_file_broken_after_indexing_is_skipped(malaria_like, tmp_path):
+    index = scan(malaria_like)
+    victim = index.records[0]
+    (malaria_like / victim.path).write_bytes(b"")
+    cache = build_cache(malaria_like, index.records, CacheSpec(size=16), cache_dir=tmp_path, progress=False)
+    assert victim.sha256 not in cache and len(cache.row_of) == 71
+    assert [(s.path, s.reason) for s in cache.skipped] == [(victim.path, "empty file (0 bytes)")]
+
+
+def test_odd_formats_cache_like_any_other(tmp_path):
+    bad = write_all(tmp_path / "Parasitized")
+    for path, _ in bad.values():
+        path.rename(path.with_name("C1_" + path.name))
+    write_cell(tmp_path / "Uninfected" / "C2_a.png", seed=3)
+    index = scan(tmp_path)
+    cache = build_cache(tmp_path, index.records, CacheSpec(size=12), cache_dir=tmp_path / "c", progress=False)
+    assert len(cache.row_of) == len(index.records) == 9
+
+
+def test_size_out_of_range_is_a_user_error():
+    with pytest.raises(UserError):
+        CacheSpec(size=4)
+
+
+def test_dataset_serves_split_rows_from_cache(malaria_like, tmp_path):
+    index = scan(malaria_like)
+    cache = build_cache(malaria_like, index.records, CacheSpec(size=16), cache_dir=tmp_path, progress=False)
+    manifest = make_split(index)
+    train_rows = [r for r in manifest.rows if r["subset"] == "train"]
+    dataset = CachedCellDataset(
+        cache, train_rows, {r.path: r.sha256 for r in index.records}, ["Uninfected", "Parasitized"],
+        transform=train_augmentation(),
+    )
+    assert len(dataset) == len(train_rows)
+    image, target = dataset[0]
+    assert image.shape == (3, 16, 16) and image.dtype == torch.uint8 and target in (0, 1)
+    assert sorted(set(dataset.targets)) == [0, 1]
+
+
+def test_dihedral_augmentation_only_permutes_pixels():
+    image = torch.arange(3 * 5 * 5, dtype=torch.uint8).reshape(3, 5, 5)
+    views = dihedral_views(image)
+    assert len({v.numpy().tobytes() for v in views}) == 8
+    torch.manual_seed(0)
+    seen = {RandomDihedral()(image).numpy().tobytes() for _ in range(200)}
+    assert seen == {v.numpy().tobytes() for v in views}

@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from cellscreen.data.images import ImageReadError, border_crop, load_rgb, probe_image, resize_square
+from tests.badfiles import write_all
+
+DECODED = ["gray.png", "rgba.png", "palette.png", "gray16.png", "cmyk.jpg", "exif_rotated.jpg", "cell.bmp", "cell.tiff"]
+REFUSED = ["zero_bytes.png", "truncated.png", "truncated.jpg", "text_not_image.png", "bomb.png"]
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    return write_all(tmp_path)
+
+
+@pytest.mark.parametrize("name", DECODED)
+def test_convertible_images_become_8bit_rgb(bad_files, name):
+    array = load_rgb(bad_files[name][0])
+    assert array.dtype == np.uint8 and array.ndim == 3 and array.shape[2] == 3
+
+
+@pytest.mark.parametrize("name", REFUSED)
+def test_unusable_files_raise_with_a_reason(bad_files, name):
+    path, expected = bad_files[name]
+    with pytest.raises(ImageReadError, match=expected):
+        load_rgb(path)
+
+
+def test_exif_orientation_is_applied(bad_files):
+    # stored 20 wide x 10 high, orientation 6: displayed 10 wide x 20 high
+    assert load_rgb(bad_files["exif_rotated.jpg"][0]).shape == (20, 10, 3)
+    info = probe_image(bad_files["exif_rotated.jpg"][0])
+    assert (info.width, info.height, info.format) == (10, 20, "JPEG")
+
+
+def test_sixteen_bit_is_scaled_not_clipped(bad_files):
+    assert load_rgb(bad_files["gray16.png"][0]).max() == 255  # 65535 -> 255, not 65535 & 0xff
+
+
+def test_transparency_is_composited_on_black(bad_files):
+    array = load_rgb(bad_files["rgba.png"][0])
+    assert array[0, 0].tolist() == [0, 0, 0]
+
+
+def test_bomb_limit_is_checked_before_decoding(tmp_path):
+    path = tmp_path / "big.png"
+    from PIL import Image
+
+    Image.new("RGB", (300, 300)).save(path)
+    with pytest.raises(ImageReadError, match="too large"):
+        load_rgb(path, max_pixels=300 * 299)
+    assert load_rgb(path, max_pixels=300 * 300).shape == (300, 300, 3)
+
+
+def test_missing_file_is_a_read_error(tmp_path):
+    with pytest.raises(ImageReadError, match="cannot read"):
+        load_rgb(tmp_path / "absent.png")
+
+
+def test_border_crop_and_square_resize():
+    array = np.full((450, 450, 3), 7, np.uint8)
+    assert border_crop(array, 25).shape == (400, 400, 3)
+    assert border_crop(np.zeros((40, 40, 3), np.uint8), 25).shape == (40, 40, 3)  # too small: untouched
+    oval = np.full((20, 10, 3), 200, np.uint8)
+    square = resize_square(oval, 20)
+    assert square.shape == (20, 20, 3)
+    assert square[10, 0].tolist() == [0, 0, 0] and square[10, 10].tolist() == [200, 200, 200]  # padded, not stretched

@@ -1,0 +1,77 @@
+"""End to end on ../shared/data: the real commands on the three real folders."""
+
+import csv
+import json
+import os
+import re
+from collections import defaultdict
+
+import pytest
+
+from tests.clitools import run
+
+pytestmark = pytest.mark.real_data
+
+FOLDERS = {"malaria-nih": "malaria-nih/cell_images", "taleqani": "leukemia-taleqani", "cnmc": "cnmc-sample"}
+
+
+def files_on_disk(folder):
+    return sum(len(files) for _, _, files in os.walk(folder))
+
+
+@pytest.mark.parametrize("dataset", list(FOLDERS))
+def test_info_counts_every_file(real_data, tmp_path, dataset):
+    out = tmp_path / "info.json"
+    result = run("data", "info", "-d", dataset, "--data", str(real_data), "--out", str(out), "-q")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["files"] == files_on_disk(real_data / FOLDERS[dataset])
+    assert report["images"] + report["skipped"] == report["files"]
+    assert all(count > 0 for count in report["classes"].values())
+
+
+def test_malaria_split_by_slide_never_shares_a_slide(real_data, tmp_path):
+    split = tmp_path / "split.csv"
+    result = run("split", "-d", "malaria-nih", "--data", str(real_data), "--out", str(split), "--seed", "1", "-q")
+    assert result.returncode == 0, result.stderr
+    with split.open() as handle:
+        rows = list(csv.DictReader(handle))
+    sides = defaultdict(set)
+    for row in rows:
+        slide = re.match(r"C\d+", row["path"].split("/")[-1]).group(0)  # read independently of cellscreen
+        assert row["group"] == slide
+        sides[slide].add(row["subset"])
+    assert all(len(s) == 1 for s in sides.values())
+    assert {row["subset"] for row in rows} == {"train", "val", "test"}
+    images = sum(1 for _ in (real_data / FOLDERS["malaria-nih"]).rglob("*.png"))
+    assert len(rows) == images and len(sides) == len({re.match(r"C\d+", p.name).group(0) for p in (real_data / FOLDERS["malaria-nih"]).rglob("*.png")})
+
+
+def test_taleqani_split_keeps_duplicates_together(real_data, tmp_path):
+    split = tmp_path / "split.csv"
+    result = run("split", "-d", "taleqani", "--data", str(real_data), "--out", str(split), "--method", "kfold", "-q")
+    assert result.returncode == 0, result.stderr
+    assert "not patient-disjoint" in result.stdout
+    meta = json.loads(split.with_suffix(".json").read_text())
+    assert meta["leaks"] == {"groups": 0, "duplicates": 0} and set(meta["counts"]) == {"0", "1", "2", "3", "4"}
+
+
+def test_cnmc_split_by_subject_and_cropped_cache(real_data, tmp_path):
+    split = tmp_path / "split.csv"
+    assert run("split", "-d", "cnmc", "--data", str(real_data), "--out", str(split), "-q").returncode == 0
+    with split.open() as handle:
+        rows = list(csv.DictReader(handle))
+    sides = defaultdict(set)
+    for row in rows:
+        sides[row["group"]].add(row["subset"])
+    assert "h3" in sides and all(len(s) == 1 for s in sides.values())
+    result = run("cache", "-d", "cnmc", "--data", str(real_data), "--size", "64", "-q")
+    assert result.returncode == 0 and "54 distinct images at 64x64, border crop 25 px" in result.stdout
+
+
+@pytest.mark.parametrize("dataset", ["malaria-nih", "taleqani"])
+def test_cache_on_real_folders_is_built_once(real_data, dataset):
+    args = ("cache", "-d", dataset, "--data", str(real_data), "--size", "32", "-q")
+    first, second = run(*args), run(*args)
+    assert first.returncode == 0 and first.stdout.startswith("built cache"), first.stderr
+    assert second.stdout.startswith("reused cache")
