@@ -34,7 +34,7 @@ def main() -> None:
     workers = default_workers() if args.workers is None else args.workers
     for run in range(args.repeat):
         start = time.perf_counter()
-        index = scan_dataset(root, profile, workers=workers, progress=False)
+        index = scan_dataset(root, profile, workers=workers, progress=False, remember=False)
         index_seconds = time.perf_counter() - start
         with tempfile.TemporaryDirectory() as cache_dir:
             cache = build_cache(

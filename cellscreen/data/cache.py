@@ -28,6 +28,7 @@ from cellscreen import __version__
 from cellscreen.data.images import ImageReadError, border_crop, load_rgb, resize_square
 from cellscreen.data.index import ImageRecord, Skipped
 from cellscreen.data.parallel import parallel_map
+from cellscreen.data.sources import default_cache_dir
 from cellscreen.errors import UserError
 
 __all__ = ["CacheSpec", "ImageCache", "build_cache", "default_cache_dir"]
@@ -46,15 +47,6 @@ class CacheSpec:
     def __post_init__(self):
         if self.size < 8 or self.size > 2048:
             raise UserError(f"image size must be between 8 and 2048 pixels, got {self.size}")
-
-
-def default_cache_dir() -> Path:
-    """``$CELLSCREEN_CACHE``, else ``~/.cache/cellscreen/cache``."""
-    env = os.environ.get("CELLSCREEN_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "cellscreen" / "cache"
 
 
 def cache_key(digests: Sequence[str], spec: CacheSpec) -> str:

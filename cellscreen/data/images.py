@@ -67,16 +67,13 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     if not data:
         raise ImageReadError("empty file (0 bytes)")
     try:
-        # Pillow's own bomb check is global state; ours is explicit, per call.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageReadError("not an image Pillow can read") from None
     except Image.DecompressionBombError:
         raise ImageReadError(f"image too large (over {max_pixels:,} pixels)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageReadError(f"corrupt image header: {exc}") from None
+    except Exception as exc:  # Pillow raises many types on malformed headers
+        raise ImageReadError(f"corrupt image header ({type(exc).__name__}: {exc})") from None
     width, height = image.size
     if width * height > max_pixels:
         raise ImageReadError(
@@ -112,6 +109,14 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
 
 def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, ImageInfo]:
     """Decode file bytes into an upright ``(H, W, 3)`` uint8 RGB array and its description."""
+    # Pillow warns about damaged metadata and large images; a damaged file
+    # either decodes or becomes a skip reason, so its warnings are noise.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _decode_quietly(data, max_pixels)
+
+
+def _decode_quietly(data: bytes, max_pixels: int) -> tuple[np.ndarray, ImageInfo]:
     image = _open(data, max_pixels)
     info = ImageInfo(width=image.width, height=image.height, mode=image.mode, format=image.format or "")
     try:
@@ -120,11 +125,13 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarr
         array = _to_rgb(image)
     except ImageReadError:
         raise
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"image too large (over {max_pixels:,} pixels)") from None
+    except Exception as exc:  # a damaged file can make any decoder step fail; report, never crash
         message = str(exc)
         if "truncated" in message or isinstance(exc, EOFError):
             raise ImageReadError(f"truncated or damaged image data ({message or 'unexpected end'})") from None
-        raise ImageReadError(f"cannot decode image: {message}") from None
+        raise ImageReadError(f"cannot decode image ({type(exc).__name__}: {message})") from None
     if array.ndim != 3 or array.shape[2] != 3:
         raise ImageReadError(f"unexpected image shape {array.shape}")
     # After EXIF rotation the displayed size is what matters.

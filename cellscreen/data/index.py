@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 from collections import Counter
 from functools import partial
@@ -26,8 +27,10 @@ from cellscreen.data.images import (
     read_file,
 )
 from cellscreen.data.parallel import parallel_map
-from cellscreen.data.sources import DatasetProfile, folder_profile
+from cellscreen.data.sources import DatasetProfile, default_cache_dir, folder_profile
 from cellscreen.errors import UserError
+
+_MEMO_FORMAT = 1
 
 __all__ = ["ImageRecord", "Skipped", "DatasetIndex", "scan_dataset"]
 
@@ -96,6 +99,59 @@ def _probe(path: Path, max_pixels: int) -> tuple[str | None, tuple | None, str |
     return digest, (info.width, info.height, info.mode, info.format), None
 
 
+class _ProbeMemo:
+    """Probe results of one folder from earlier scans, keyed by path, size and mtime."""
+
+    def __init__(self, root: Path, max_pixels: int):
+        key = hashlib.sha256(f"{root.resolve()}|{max_pixels}|{_MEMO_FORMAT}".encode()).hexdigest()[:24]
+        self.path = default_cache_dir() / "index" / f"{key}.json"
+        try:
+            self.entries: dict[str, list] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.entries = {}
+
+    @staticmethod
+    def stamp(path: Path) -> list[int] | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return [st.st_size, st.st_mtime_ns]
+
+    def get(self, path: Path, stamp: list[int] | None):
+        entry = self.entries.get(str(path))
+        if stamp is None or entry is None or entry[0] != stamp:
+            return None
+        digest, info, reason = entry[1]
+        return digest, (tuple(info) if info else None), reason
+
+    def save(self, results: dict[str, list]) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(results))
+            os.replace(tmp, self.path)
+        except OSError:  # a read-only cache only costs speed next time
+            pass
+
+
+def _probe_all(paths, memo, max_pixels, workers, progress, name):
+    """Probe results for ``paths``, in order, reusing the memo where files are unchanged."""
+    stamps = [_ProbeMemo.stamp(p) for p in paths] if memo else [None] * len(paths)
+    results = [memo.get(p, s) if memo else None for p, s in zip(paths, stamps)]
+    todo = [i for i, r in enumerate(results) if r is None]
+    fresh = parallel_map(
+        partial(_probe, max_pixels=max_pixels), [paths[i] for i in todo],
+        workers=workers, desc=f"reading {name}", progress=progress,
+    )
+    for i, result in zip(todo, fresh):
+        results[i] = result
+    if memo is not None:
+        # only files that could be read are remembered: a permission fix must be seen next time
+        memo.save({str(p): [s, list(r)] for p, s, r in zip(paths, stamps, results) if s and r[0] is not None})
+    return results
+
+
 def _walk_files(folder: Path) -> list[Path]:
     """Every file below ``folder``, sorted, without following symlinked folders."""
     found = []
@@ -150,19 +206,20 @@ def scan_dataset(
     workers: int | None = None,
     progress: bool = True,
     max_pixels: int = MAX_PIXELS,
+    remember: bool = True,
 ) -> DatasetIndex:
-    """Index every file under ``root`` (the folder holding the class folders)."""
+    """Index every file under ``root`` (the folder holding the class folders).
+
+    With ``remember`` (the default), what decoding found is kept in the cache
+    folder keyed by each file's size and modification time, so the next scan
+    of an unchanged folder reads only the directory listing.
+    """
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root} is not a folder")
     profile, candidates, skipped, warnings = _list_candidates(root, profile)
-    probes = parallel_map(
-        partial(_probe, max_pixels=max_pixels),
-        [path for path, _ in candidates],
-        workers=workers,
-        desc=f"reading {profile.name}",
-        progress=progress,
-    )
+    memo = _ProbeMemo(root, max_pixels) if remember else None
+    probes = _probe_all([path for path, _ in candidates], memo, max_pixels, workers, progress, profile.name)
     records: list[ImageRecord] = []
     for (path, class_folder), (digest, info, reason) in zip(candidates, probes):
         relative = path.relative_to(root).as_posix()

@@ -22,6 +22,7 @@ __all__ = [
     "PROFILES",
     "get_profile",
     "folder_profile",
+    "default_cache_dir",
     "resolve_data_root",
     "resolve_dataset_dir",
 ]
@@ -215,6 +216,16 @@ def default_data_root() -> Path:
     """The user cache folder used when neither --data nor CELLSCREEN_DATA is set."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "cellscreen" / "data"
+
+
+def default_cache_dir() -> Path:
+    """Where decoded images and scan results are cached: ``$CELLSCREEN_CACHE``,
+    else ``~/.cache/cellscreen/cache``.  Never inside a data folder."""
+    env = os.environ.get("CELLSCREEN_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cellscreen" / "cache"
 
 
 def resolve_data_root(data: str | os.PathLike | None = None) -> Path:

@@ -65,3 +65,22 @@ def test_border_crop_and_square_resize():
     square = resize_square(oval, 20)
     assert square.shape == (20, 20, 3)
     assert square[10, 0].tolist() == [0, 0, 0] and square[10, 10].tolist() == [200, 200, 200]  # padded, not stretched
+
+
+@pytest.mark.parametrize("name", ["gray.png", "cmyk.jpg", "cell.bmp", "cell.tiff", "palette.png"])
+def test_damaged_bytes_never_escape_as_other_errors(bad_files, tmp_path, name):
+    original = bad_files[name][0].read_bytes()
+    rng = np.random.default_rng(0)
+    for trial in range(60):
+        data = bytearray(original)
+        for position in rng.integers(0, min(len(data), 200), size=3):  # headers live up front
+            data[position] = int(rng.integers(0, 256))
+        if trial % 3 == 0:
+            data = data[: int(rng.integers(1, len(data)))]
+        path = tmp_path / f"damaged_{trial}{bad_files[name][0].suffix}"
+        path.write_bytes(bytes(data))
+        try:
+            array = load_rgb(path)
+        except ImageReadError:
+            continue
+        assert array.dtype == np.uint8 and array.shape[2] == 3

@@ -114,3 +114,22 @@ def test_parallel_and_serial_scans_agree(malaria_like):
     serial = scan_dataset(malaria_like, MALARIA, workers=0, progress=False)
     parallel = scan_dataset(malaria_like, MALARIA, workers=2, progress=False)
     assert serial.records == parallel.records and serial.skipped == parallel.skipped
+
+
+def test_second_scan_reuses_what_decoding_found(malaria_like, monkeypatch):
+    from cellscreen.data import index as index_module
+
+    first = scan_dataset(malaria_like, MALARIA, workers=0, progress=False)
+    probed = []
+    real = index_module._probe
+    monkeypatch.setattr(index_module, "_probe", lambda path, **kw: probed.append(path.name) or real(path, **kw))
+    again = scan_dataset(malaria_like, MALARIA, workers=0, progress=False)
+    assert probed == [] and again.records == first.records
+    changed = malaria_like / first.records[3].path
+    write_cell(changed, seed=777, size=(30, 20))  # re-exported: new bytes, size and mtime
+    os.utime(changed, ns=(1, 1))
+    third = scan_dataset(malaria_like, MALARIA, workers=0, progress=False)
+    assert probed == [changed.name]
+    assert third.records[3].sha256 != first.records[3].sha256 and third.records[3].width == 30
+    fresh = scan_dataset(malaria_like, MALARIA, workers=0, progress=False, remember=False)
+    assert fresh.records == third.records and len(probed) == 1 + len(first.records)
