@@ -144,3 +144,19 @@ def test_archive_with_unsafe_path_is_refused(tmp_path):
     assert not (tmp_path / "data" / "malaria-nih" / "cell_images").exists()
     assert not [p for p in (tmp_path / "data" / "malaria-nih").iterdir()]
     assert not any((tmp_path / "data" / ".downloads").iterdir())  # the refused archive is not kept
+
+
+def test_fetch_command_end_to_end(tmp_path):
+    from tests.clitools import run
+
+    payload = build_zip(tmp_path)
+    digest = hashlib.sha256(payload).hexdigest()
+    with Server(payload) as server:
+        base = ("data", "fetch", "malaria-nih", "--url", server.url("/full"), "--size", str(len(payload)), "-q")
+        bad = run(*base, "--data", str(tmp_path / "bad"), "--sha256", "f" * 64)
+        assert bad.returncode == 2 and "checksum mismatch" in bad.stderr
+        assert not (tmp_path / "bad" / "malaria-nih" / "cell_images").exists()
+        good = run(*base, "--data", str(tmp_path / "good"), "--sha256", digest)
+        assert good.returncode == 0, good.stderr
+        assert "is ready in" in good.stdout
+    assert len(list((tmp_path / "good" / "malaria-nih" / "cell_images").rglob("*.png"))) == 4
