@@ -23,7 +23,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _dataset_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", nargs="?", metavar="DIR", help="dataset folder (default: found under the data root)")
-    parser.add_argument("--dataset", "-d", default="folder", help="dataset profile (see `cellscreen datasets`)")
+    parser.add_argument("--dataset", "-d", default=None,
+                        help="dataset profile (see `cellscreen datasets`; default: folder, or the checkpoint's)")
     parser.add_argument("--group-regex", metavar="REGEX", help="read the patient/slide id from file names with this pattern")
     parser.add_argument("--positive", metavar="CLASS", help="the positive class, for your own folder of classes")
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
@@ -40,7 +41,7 @@ def _index(args):
     from cellscreen.data.index import scan_dataset
     from cellscreen.data.sources import get_profile, resolve_dataset_dir
 
-    profile = get_profile(args.dataset, group_regex=args.group_regex, positive_class=args.positive)
+    profile = get_profile(args.dataset or "folder", group_regex=args.group_regex, positive_class=args.positive)
     root = resolve_dataset_dir(profile, args.dir, data=args.data)
     return scan_dataset(root, profile, workers=args.workers, progress=not args.quiet)
 
@@ -156,6 +157,78 @@ def cmd_cache(args) -> None:
         print(f"  skipped {skipped:,} file(s) that could not be read")
 
 
+def cmd_models(args) -> None:
+    from cellscreen.models import list_models, model_summary
+
+    print(f"{'name':<20}{'params':>12}{'GFLOPs':>9}{'input':>7}  description")
+    for name in list_models():
+        m = model_summary(name)
+        print(f"{name:<20}{m['params']:>12,}{m['flops'] / 1e9:>9.3f}{m['input_size']:>7}  {m['description']}")
+
+
+def _train_config(args):
+    from cellscreen.config import load_config
+
+    flags = {"dataset": args.dataset, "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
+             "lr": args.lr, "optimizer": args.optimizer, "split": args.split, "fold": args.fold, "seed": args.seed,
+             "input_size": args.input_size, "group_regex": args.group_regex}
+    return load_config(args.preset, flags, args.set or [])
+
+
+def cmd_train(args) -> None:
+    from cellscreen.engine.train import train
+
+    config = _train_config(args)
+    result = train(config, out=args.out, data=args.dir or args.data, resume=args.resume, overwrite=args.overwrite,
+                   progress=not args.quiet, workers=args.workers)
+    print(f"trained {config.model} in {result.seconds / 60:.1f} min; best {config.monitor} "
+          f"{result.best_metric:.4f} at epoch {result.best_epoch + 1}")
+    print(f"checkpoint: {result.checkpoint}")
+    if "test" in result.data.subsets:
+        from cellscreen.evaluate.run import report_on_subset
+
+        index = result.data.index
+        evaluation, report = report_on_subset(result.run, result.data.subsets["test"], profile=index.profile,
+                                              root=index.root, out=Path(result.run) / "test", subset_name="test",
+                                              skipped=len(index.skipped), n_boot=args.bootstrap)
+        _print_metrics(evaluation)
+        print(f"test report: {report}")
+
+
+def _print_metrics(result: dict) -> None:
+    m, ci = result["metrics"], result.get("intervals", {})
+    for name in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "mcc", "roc_auc"):
+        low, high = ci.get(name, [float("nan"), float("nan")])
+        print(f"  {name:<18}{m[name]:.4f}  (95% CI {low:.4f}-{high:.4f})")
+
+
+def cmd_evaluate(args) -> None:
+    from cellscreen.evaluate.run import evaluate_checkpoint
+
+    result = evaluate_checkpoint(args.model, dataset=args.dataset, out=args.out, data_dir=args.dir, data=args.data,
+                                 split=args.split, subset=args.subset, fold=args.fold, group_regex=args.group_regex,
+                                 n_boot=args.bootstrap, tta=args.tta, workers=args.workers, progress=not args.quiet)
+    print(f"{result['metrics']['n']:,} cells from {result['n_groups']:,} {result['group_kind']}(s)")
+    _print_metrics(result)
+    print(f"written: {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.md'}")
+
+
+def cmd_predict(args) -> None:
+    from cellscreen.serve.predict import predict_files
+
+    counts = predict_files(args.model, args.inputs, args.out, batch_size=args.batch_size, tta=args.tta,
+                           overwrite=args.overwrite, workers=args.workers, progress=not args.quiet)
+    print(f"predicted {counts['predicted']:,} image(s), skipped {counts['skipped']:,} (reasons in the CSV): {args.out}")
+
+
+def cmd_demo(args) -> None:
+    from cellscreen.demo import run_demo
+
+    report = run_demo(out=args.out, data=args.data, epochs=args.epochs, progress=not args.quiet,
+                      overwrite=args.overwrite)
+    print(f"demo report: {report}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cellscreen", description="Screen blood-cell images with deep learning.")
     parser.add_argument("--version", action="version", version=f"cellscreen {__version__}")
@@ -205,6 +278,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", metavar="CSV", help="cache only the files of this split manifest")
     p.add_argument("--cache-dir", metavar="DIR", help="cache folder (default: $CELLSCREEN_CACHE, else ~/.cache/cellscreen/cache)")
     p.set_defaults(func=cmd_cache)
+
+    p = commands.add_parser("models", help="list the registered models with params and FLOPs")
+    p.set_defaults(func=cmd_models)
+
+    p = commands.add_parser("train", help="train a model on a dataset split")
+    _common(p)
+    _dataset_args(p)
+    p.add_argument("--out", required=True, metavar="RUN", help="run folder to create")
+    p.add_argument("--preset", help="settings preset (default, seed_malaria_cnn, seed_allnet) or a YAML file")
+    p.add_argument("--model", help="registered model name (see `cellscreen models`)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
+    p.add_argument("--input-size", type=int, help="input side in pixels (default: the model's)")
+    p.add_argument("--split", metavar="CSV", help="a split manifest (default: a fresh 70/15/15 split by group)")
+    p.add_argument("--fold", type=int, help="with a k-fold manifest: the test fold")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override any setting (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in RUN")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the test intervals")
+    p.set_defaults(func=cmd_train)
+
+    p = commands.add_parser("evaluate", help="evaluate a checkpoint on a folder of class folders")
+    _common(p)
+    p.add_argument("model", metavar="CHECKPOINT", help="run folder, model.json, or a bundled name (malaria)")
+    _dataset_args(p)
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--split", metavar="CSV", help="evaluate only part of this split manifest")
+    p.add_argument("--subset", choices=["train", "val", "test"], help="with --split: which subset")
+    p.add_argument("--fold", type=int, help="with a k-fold --split: which fold")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: no intervals)")
+    p.add_argument("--tta", action="store_true", help="average the 8 rotations/flips of each image")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = commands.add_parser("predict", help="predict the class of image files or folders into a CSV")
+    _common(p)
+    p.add_argument("model", metavar="MODEL", help="run folder, model.json, or a bundled name (malaria)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    p.add_argument("--out", required=True, metavar="CSV")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--tta", action="store_true", help="average the 8 rotations/flips of each image")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = commands.add_parser("demo", help="split, train, evaluate and report on the NIH malaria cells")
+    _common(p)
+    p.add_argument("--out", default="runs/demo", metavar="DIR")
+    p.add_argument("--epochs", type=int, default=None, help="override the default recipe's epochs")
+    p.add_argument("--overwrite", action="store_true", help="start again in an existing demo folder")
+    p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -18,15 +18,32 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CELLSCREEN_CACHE", str(tmp_path_factory.mktemp("cache")))
 
 
-def write_cell(path: Path, seed: int, size: tuple[int, int] = (12, 10)) -> Path:
-    """A small random RGB PNG; a different seed gives different bytes."""
+def write_cell(path: Path, seed: int, size: tuple[int, int] = (12, 10), parasite: bool | None = None) -> Path:
+    """A small random RGB PNG; a different seed gives different bytes.
+
+    With ``parasite`` set, the picture is a pale disc on black, with a dark
+    purple spot when ``parasite`` is true: a task a network can learn.
+    """
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    w, h = size
+    if parasite is None:
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    else:
+        yy, xx = np.mgrid[:h, :w]
+        disc = (yy - h / 2) ** 2 + (xx - w / 2) ** 2 < (min(h, w) / 2.2) ** 2
+        pixels = np.zeros((h, w, 3), np.uint8)
+        pixels[disc] = (rng.normal(0, 8, (disc.sum(), 3)) + (200, 160, 170)).clip(0, 255)
+        if parasite:
+            cy, cx = rng.integers(h // 3, 2 * h // 3), rng.integers(w // 3, 2 * w // 3)
+            spot = (yy - cy) ** 2 + (xx - cx) ** 2 < (min(h, w) / 8) ** 2
+            pixels[spot] = (90, 30, 110)
+    Image.fromarray(pixels).save(path)
     return path
 
 
-def make_malaria_like(root: Path, slides: dict[str, dict[str, int]], *, start_seed: int = 0) -> Path:
+def make_malaria_like(root: Path, slides: dict[str, dict[str, int]], *, start_seed: int = 0,
+                      learnable: bool = False, size: tuple[int, int] = (12, 10)) -> Path:
     """``cell_images/{Parasitized,Uninfected}`` with NIH-style names for fake slides.
 
     ``slides`` maps a slide id (``C1``) to cells per class, e.g.
@@ -36,7 +53,8 @@ def make_malaria_like(root: Path, slides: dict[str, dict[str, int]], *, start_se
     for slide, per_class in slides.items():
         for label, count in per_class.items():
             for n in range(count):
-                write_cell(root / "cell_images" / label / f"{slide}P9ThinF_IMG_2015_cell_{n}.png", seed)
+                parasite = (label == "Parasitized") if learnable else None
+                write_cell(root / "cell_images" / label / f"{slide}P9ThinF_IMG_2015_cell_{n}.png", seed, size, parasite)
                 seed += 1
     return root / "cell_images"
 
@@ -46,6 +64,13 @@ def malaria_like(tmp_path) -> Path:
     """12 fake slides, 3 cells of each class per slide."""
     slides = {f"C{n}": {"Parasitized": 3, "Uninfected": 3} for n in range(1, 13)}
     return make_malaria_like(tmp_path / "malaria", slides)
+
+
+@pytest.fixture(scope="session")
+def learnable_cells(tmp_path_factory) -> Path:
+    """10 fake slides with 12 cells per class: parasitized cells carry a dark spot."""
+    slides = {f"C{n}": {"Parasitized": 12, "Uninfected": 12} for n in range(1, 11)}
+    return make_malaria_like(tmp_path_factory.mktemp("learnable"), slides, learnable=True, size=(20, 20))
 
 
 @pytest.fixture

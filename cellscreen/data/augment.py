@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
-__all__ = ["RandomDihedral", "train_augmentation", "dihedral_views"]
+__all__ = ["RandomDihedral", "augment_batch", "dihedral_views", "train_augmentation"]
 
 
 class RandomDihedral(torch.nn.Module):
@@ -48,3 +48,30 @@ def train_augmentation(*, rotate_flip: bool = True, color_jitter: float = 0.1) -
             )
         )
     return v2.Compose(steps)
+
+
+def augment_batch(images: torch.Tensor, *, rotate_flip: bool = True, color_jitter: float = 0.0) -> torch.Tensor:
+    """Augment a batch ``(N, C, H, W)`` with an independent draw per image.
+
+    Dihedral symmetries are applied to uint8 pixels (exact); colour jitter
+    (brightness and contrast factors in ``1 +- color_jitter``, per image) works
+    on floats in 0..1 and the result is returned as float.  torchvision's
+    ColorJitter draws one set of factors per call, hence this batched version.
+    """
+    if rotate_flip:
+        images = images.clone()
+        turns = torch.randint(4, (images.shape[0],))
+        for k in range(1, 4):
+            chosen = turns == k
+            if chosen.any():
+                images[chosen] = torch.rot90(images[chosen], k, dims=(-2, -1))
+        mirrored = torch.rand(images.shape[0]) < 0.5
+        images[mirrored] = torch.flip(images[mirrored], dims=(-1,))
+    images = images.float() / 255.0 if images.dtype == torch.uint8 else images
+    if color_jitter > 0:
+        n = images.shape[0]
+        brightness = 1 + (torch.rand(n, 1, 1, 1) * 2 - 1) * color_jitter
+        contrast = 1 + (torch.rand(n, 1, 1, 1) * 2 - 1) * color_jitter
+        mean = images.mean(dim=(1, 2, 3), keepdim=True)
+        images = ((images * brightness - mean) * contrast + mean).clamp_(0, 1)
+    return images

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cellscreen import __version__
-from cellscreen.data.images import ImageReadError, border_crop, load_rgb, resize_square
+from cellscreen.data.images import ImageReadError, load_prepared
 from cellscreen.data.index import ImageRecord, Skipped
 from cellscreen.data.parallel import parallel_map
 from cellscreen.data.sources import default_cache_dir
@@ -85,13 +85,13 @@ def _preprocess_into(item: tuple[int, str], data_path: str, spec: CacheSpec) -> 
     if it cannot be read."""
     i, path = item
     try:
-        array = load_rgb(path)
+        array = load_prepared(path, size=spec.size, crop=spec.border_crop)
     except ImageReadError as exc:
         return str(exc)
     images = _open_arrays.get(data_path)
     if images is None:
         images = _open_arrays[data_path] = np.load(data_path, mmap_mode="r+")
-    images[i] = resize_square(border_crop(array, spec.border_crop), spec.size)
+    images[i] = array
     return None
 
 

@@ -174,3 +174,9 @@ def resize_square(array: np.ndarray, size: int) -> np.ndarray:
         return array
     image = Image.fromarray(array).resize((size, size), Image.Resampling.BICUBIC, reducing_gap=None)
     return np.asarray(image, dtype=np.uint8)
+
+
+def load_prepared(path: str | Path, *, size: int, crop: int = 0) -> np.ndarray:
+    """Decode, border-crop and pad-resize one file to ``size`` x ``size`` RGB uint8:
+    the deterministic preprocessing the cache stores and prediction applies."""
+    return resize_square(border_crop(load_rgb(path), crop), size)

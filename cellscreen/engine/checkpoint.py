@@ -1,0 +1,121 @@
+"""Self-describing checkpoints: weights in safetensors, everything else in JSON.
+
+A checkpoint is two files side by side, ``model.safetensors`` and
+``model.json``.  The JSON says which model to build and how, the class names,
+the preprocessing, the split it was trained on and the metric it was kept
+for, so evaluation, prediction and export need nothing else.  Loading never
+unpickles anything.
+
+``resolve_checkpoint`` accepts a run folder, either file, or the name of a
+model shipped with cellscreen (``malaria``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from cellscreen import __version__
+from cellscreen.errors import UserError
+from cellscreen.models import DataConfig, create_model
+
+__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "resolve_checkpoint", "BUNDLED"]
+
+FORMAT = 1
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "weights"
+BUNDLED = {"malaria": BUNDLED_DIR / "malaria"}
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    model: torch.nn.Module
+    meta: dict
+
+    @property
+    def classes(self) -> list[str]:
+        return self.meta["classes"]
+
+    @property
+    def data_config(self) -> DataConfig:
+        return DataConfig.from_dict(self.meta["data_config"])
+
+    @property
+    def border_crop(self) -> int:
+        return int(self.meta.get("border_crop", 0))
+
+    @property
+    def positive_class(self) -> str | None:
+        return self.meta.get("positive_class")
+
+
+def save_checkpoint(folder: str | Path, model: torch.nn.Module, meta: dict, *, half: bool = False) -> Path:
+    """Write ``folder/model.safetensors`` and ``folder/model.json``; return the JSON path.
+
+    ``half`` stores floating-point weights as float16 (half the size; used for
+    the bundled model, whose predictions it changes by less than 1e-3).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    save_file(state, str(folder / "model.safetensors"))
+    full_meta = {
+        "format": FORMAT,
+        "cellscreen": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": model.model_name,
+        "data_config": model.data_config.to_dict(),
+        "single_logit": bool(getattr(model, "single_logit", False)),
+        **meta,
+    }
+    path = folder / "model.json"
+    path.write_text(json.dumps(full_meta, indent=2) + "\n")
+    return path
+
+
+def resolve_checkpoint(where: str | Path) -> Path:
+    """The ``model.json`` for a run folder, a checkpoint file or a bundled name."""
+    if str(where) in BUNDLED:
+        path = BUNDLED[str(where)] / "model.json"
+        if not path.is_file():
+            raise UserError(f"the bundled {where!r} model is missing from this installation ({path})")
+        return path
+    path = Path(where)
+    if path.is_dir():
+        path = path / "model.json"
+    elif path.suffix == ".safetensors":
+        path = path.with_suffix(".json")
+    if not path.is_file():
+        known = ", ".join(BUNDLED)
+        raise UserError(f"no cellscreen checkpoint at {where} (give a run folder, its model.json, or one of: {known})")
+    return path
+
+
+def load_checkpoint(where: str | Path) -> Checkpoint:
+    """Rebuild the model described by a checkpoint and load its weights (in eval mode)."""
+    path = resolve_checkpoint(where)
+    try:
+        meta = json.loads(path.read_text())
+        name, classes = meta["model"], meta["classes"]
+    except (ValueError, KeyError) as exc:
+        raise UserError(f"{path} is not a cellscreen checkpoint description ({exc})") from None
+    if meta.get("format", 0) > FORMAT:
+        raise UserError(f"{path} was written by a newer cellscreen ({meta.get('cellscreen')}); upgrade to read it")
+    config = DataConfig.from_dict(meta["data_config"])
+    model = create_model(name, num_classes=len(classes), in_chans=len(config.mean), input_size=config.input_size)
+    model.data_config = config
+    state = load_file(str(path.with_suffix(".safetensors")))
+    own = model.state_dict()
+    state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise UserError(f"weights in {path.with_suffix('.safetensors')} do not fit {name}: "
+                        f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+    model.eval()
+    return Checkpoint(model=model, meta=meta)

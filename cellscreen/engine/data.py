@@ -1,0 +1,125 @@
+"""From a dataset folder and a split to in-memory training tensors.
+
+index -> split manifest (a saved one, or a fresh hold-out by group) ->
+cache at the model's input size -> uint8 tensors per subset.  Cached pixels
+for one subset fit in memory easily (11,785 malaria cells at 64 px: 145 MB).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cellscreen.data.cache import CacheSpec, ImageCache, build_cache
+from cellscreen.data.index import DatasetIndex, scan_dataset
+from cellscreen.data.sources import DatasetProfile, get_profile, resolve_dataset_dir
+from cellscreen.data.splits import SplitManifest, make_split, read_manifest
+from cellscreen.errors import UserError
+
+__all__ = ["Subset", "PreparedData", "class_order", "prepare_data", "load_subset", "subset_rows"]
+
+
+@dataclasses.dataclass
+class Subset:
+    """Pixels, targets and where they came from, for one side of a split."""
+
+    images: torch.Tensor  # (N, 3, H, W) uint8
+    targets: torch.Tensor  # (N,) int64
+    paths: list[str]
+    groups: list[str]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+@dataclasses.dataclass
+class PreparedData:
+    index: DatasetIndex
+    manifest: SplitManifest
+    classes: list[str]
+    cache: ImageCache
+    subsets: dict[str, Subset]  # "train", "val" and (if the split has one) "test"
+
+
+def class_order(profile: DatasetProfile, present: list[str]) -> list[str]:
+    """Class names in model output order; for binary tasks the positive class is index 1."""
+    labels = [label for label in profile.labels if label in present]
+    if profile.positive_class in labels and len(labels) == 2:
+        labels.remove(profile.positive_class)
+        labels.append(profile.positive_class)
+    return labels
+
+
+def subset_rows(manifest: SplitManifest, fold: int | None) -> dict[str, list[dict]]:
+    """Rows per subset; with k folds, fold ``fold`` tests and the next one validates."""
+    if manifest.column == "subset":
+        if fold is not None:
+            raise UserError("--fold only applies to a k-fold manifest (made with `cellscreen split --method kfold`)")
+        parts = {"train": [], "val": [], "test": []}
+        for row in manifest.rows:
+            parts[row["subset"]].append(row)
+        return {k: v for k, v in parts.items() if v}
+    folds = sorted({int(row["fold"]) for row in manifest.rows})
+    if fold is None or fold not in folds:
+        raise UserError(f"a k-fold manifest needs --fold, one of {', '.join(map(str, folds))}")
+    val_fold = folds[(folds.index(fold) + 1) % len(folds)]
+    parts = {"train": [], "val": [], "test": []}
+    for row in manifest.rows:
+        f = int(row["fold"])
+        parts["test" if f == fold else "val" if f == val_fold else "train"].append(row)
+    return parts
+
+
+def load_subset(cache: ImageCache, rows: list[dict], sha256_of: dict[str, str], classes: list[str]) -> Subset:
+    """Gather one subset's cached pixels; rows whose file is gone or unreadable are left out."""
+    class_index = {c: i for i, c in enumerate(classes)}
+    keep = [r for r in rows if sha256_of.get(r["path"]) in cache and r["label"] in class_index]
+    cache_rows = np.array([cache.row_of[sha256_of[r["path"]]] for r in keep], dtype=np.int64)
+    order = np.argsort(cache_rows, kind="stable")  # read the memory map front to back
+    pixels = np.empty((len(keep), *cache.images.shape[1:]), dtype=np.uint8)
+    if len(keep):
+        pixels[order] = cache.images[cache_rows[order]]
+    return Subset(
+        images=torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(),
+        targets=torch.tensor([class_index[r["label"]] for r in keep], dtype=torch.int64),
+        paths=[r["path"] for r in keep],
+        groups=[r["group"] for r in keep],
+    )
+
+
+def prepare_data(config, *, data: str | None, input_size: int, workers: int | None = None,
+                 progress: bool = True) -> PreparedData:
+    profile = get_profile(config.dataset, group_regex=config.group_regex)
+    root = resolve_dataset_dir(profile, data)
+    index = scan_dataset(root, profile, workers=workers, progress=progress)
+    if config.split:
+        manifest = read_manifest(config.split)
+        if manifest.meta.get("leaky"):
+            print(f"warning: {config.split} is a LEAKY split (cells of one patient on several sides)")
+    else:
+        manifest = make_split(index, val=config.val, test=config.test, seed=config.split_seed)
+    parts = subset_rows(manifest, config.fold)
+    if not parts.get("train") or not parts.get("val"):
+        raise UserError("the split needs both a training and a validation subset")
+    classes = class_order(index.profile, sorted({r.label for r in index.records}))
+    if len(classes) < 2:
+        raise UserError(f"training needs at least two classes with images; found {classes}")
+    wanted = {row["path"] for rows in parts.values() for row in rows}
+    records = [r for r in index.records if r.path in wanted]
+    missing = len(wanted) - len(records)
+    if missing:
+        print(f"warning: {missing} file(s) of the split are missing or unreadable and are left out")
+    cache = build_cache(root, records, CacheSpec(size=input_size, border_crop=index.profile.border_crop),
+                        workers=workers, progress=progress)
+    sha256_of = {r.path: r.sha256 for r in records}
+    subsets = {name: load_subset(cache, rows, sha256_of, classes) for name, rows in parts.items()}
+    return PreparedData(index=index, manifest=manifest, classes=classes, cache=cache, subsets=subsets)
+
+
+def manifest_copy(manifest: SplitManifest, out: Path) -> str:
+    """Write the split used into the run folder; return its hash."""
+    manifest.write(out / "split.csv", overwrite=True)
+    return manifest.sha256

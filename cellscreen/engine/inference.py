@@ -1,0 +1,64 @@
+"""Turning cached uint8 pixels into probabilities, in batches."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from cellscreen.data.augment import dihedral_views
+from cellscreen.models import DataConfig
+
+__all__ = ["normalise", "logits_to_proba", "predict_proba"]
+
+
+def normalise(images: torch.Tensor, config: DataConfig) -> torch.Tensor:
+    """uint8 (or 0..1 float) ``(N, C, H, W)`` -> the model's normalised float input."""
+    if images.dtype == torch.uint8:
+        images = images.float() / 255.0
+    mean = torch.tensor(config.mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+    std = torch.tensor(config.std, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+    return (images - mean) / std
+
+
+def logits_to_proba(logits: torch.Tensor) -> torch.Tensor:
+    """Class probabilities; a single logit is P(class 1) of a two-class model."""
+    logits = logits.float()
+    if logits.shape[1] == 1:
+        p = torch.sigmoid(logits)
+        return torch.cat([1 - p, p], dim=1)
+    return torch.softmax(logits, dim=1)
+
+
+def autocast(precision: str):
+    if precision == "bf16-mixed":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.inference_mode()
+def predict_proba(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    *,
+    batch_size: int = 256,
+    precision: str = "32",
+    tta: bool = False,
+) -> np.ndarray:
+    """Probabilities ``(N, classes)`` for ``(N, H, W, 3)`` uint8 images.
+
+    With ``tta`` the 8 rotations/flips of each image are averaged.
+    """
+    model.eval()
+    config = model.data_config
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).permute(0, 3, 1, 2)
+        x = normalise(batch, config).contiguous(memory_format=torch.channels_last)
+        views = dihedral_views(x) if tta else [x]
+        with autocast(precision):
+            proba = torch.stack([logits_to_proba(model(v)) for v in views]).mean(0)
+        out.append(proba.float().numpy())
+    n_classes = out[0].shape[1] if out else 2
+    return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)

@@ -1,0 +1,89 @@
+"""The Lightning module: loss, augmentation, optimiser and schedule around any registered model."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import nn
+
+from cellscreen.config import TrainConfig
+from cellscreen.data.augment import augment_batch
+from cellscreen.engine.inference import normalise
+
+__all__ = ["CellClassifier"]
+
+
+class CellClassifier(L.LightningModule):
+    """Trains ``model`` on uint8 batches; augmentation and normalisation happen here,
+    batched, so data loading stays a cheap tensor slice."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, class_weights: torch.Tensor | None = None):
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.single_logit = bool(getattr(model, "single_logit", False))
+        if class_weights is not None:
+            self.register_buffer("class_weights", class_weights.float())
+        else:
+            self.class_weights = None
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = normalise(images, self.model.data_config)
+        if self.config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if self.single_logit:
+            smooth = self.config.label_smoothing
+            soft = targets.float() * (1 - smooth) + 0.5 * smooth
+            weight = None
+            if self.class_weights is not None:
+                weight = self.class_weights[targets]
+            return nn.functional.binary_cross_entropy_with_logits(logits[:, 0], soft, weight=weight)
+        return nn.functional.cross_entropy(logits, targets, weight=self.class_weights,
+                                           label_smoothing=self.config.label_smoothing)
+
+    def _predictions(self, logits: torch.Tensor) -> torch.Tensor:
+        return (logits[:, 0] > 0).long() if self.single_logit else logits.argmax(1)
+
+    def training_step(self, batch, batch_idx):
+        images, targets = batch
+        images = augment_batch(images, rotate_flip=self.config.rotate_flip, color_jitter=self.config.color_jitter)
+        logits = self(images)
+        loss = self._loss(logits, targets)
+        accuracy = (self._predictions(logits) == targets).float().mean()
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train_acc", accuracy, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        images, targets = batch
+        logits = self(images)
+        self.log("val_loss", self._loss(logits, targets), on_epoch=True, prog_bar=True)
+        self.log("val_acc", (self._predictions(logits) == targets).float().mean(), on_epoch=True, prog_bar=True)
+
+    def configure_optimizers(self):
+        c = self.config
+        params = self.model.parameters()
+        if c.optimizer == "sgd":
+            optimizer = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, nesterov=True)
+        elif c.optimizer == "adam":
+            optimizer = torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+        else:
+            optimizer = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
+        if c.schedule == "none":
+            return optimizer
+        if c.schedule == "onecycle":
+            total = int(self.trainer.estimated_stepping_batches)
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=c.lr, total_steps=max(total, 1),
+                                                            pct_start=0.2)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        if c.schedule == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=c.epochs)
+        else:
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(c.epochs // 3, 1), gamma=0.1)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

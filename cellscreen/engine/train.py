@@ -1,0 +1,118 @@
+"""Train a model on a dataset split and leave a self-describing run folder.
+
+RUN/
+  config.yaml          resolved settings (preset + overrides)
+  split.csv, .json     the split manifest used
+  checkpoints/         Lightning checkpoints (last.ckpt for resuming, best)
+  logs/csv, logs/tb    CSV and TensorBoard logs
+  learning_curves.png
+  model.safetensors, model.json   the best weights and their description
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+from torch.utils.data import DataLoader, TensorDataset
+
+from cellscreen.config import TrainConfig
+from cellscreen.engine.checkpoint import save_checkpoint
+from cellscreen.engine.curves import plot_learning_curves
+from cellscreen.engine.data import PreparedData, manifest_copy, prepare_data
+from cellscreen.engine.module import CellClassifier
+from cellscreen.errors import UserError
+from cellscreen.models import create_model, get_data_config
+
+__all__ = ["train", "TrainResult"]
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run: Path
+    checkpoint: Path
+    data: PreparedData
+    seconds: float
+    best_metric: float
+    best_epoch: int
+
+
+def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    if resume:
+        if not (out / "checkpoints" / "last.ckpt").is_file():
+            raise UserError(f"nothing to resume in {out} (no checkpoints/last.ckpt)")
+        return
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"run folder {out} is not empty; pass --resume to continue it or --overwrite to start over")
+
+
+def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resume: bool = False,
+          overwrite: bool = False, progress: bool = True, workers: int | None = None) -> TrainResult:
+    out = Path(out)
+    _check_run_folder(out, resume, overwrite)
+    if resume:  # the run's own settings win: a resumed run is the same run
+        config = TrainConfig(**yaml.safe_load((out / "config.yaml").read_text()))
+    start = time.perf_counter()
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    input_size = config.input_size or get_data_config(config.model).input_size
+    prepared = prepare_data(config, data=data, input_size=input_size, workers=workers, progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(config.to_yaml())
+    split_sha = manifest_copy(prepared.manifest, out)
+
+    classes = prepared.classes
+    model = create_model(config.model, num_classes=len(classes), pretrained=config.pretrained, input_size=input_size)
+    train_set, val_set = prepared.subsets["train"], prepared.subsets["val"]
+    weights = None
+    if config.class_weighting:
+        counts = torch.bincount(train_set.targets, minlength=len(classes)).float().clamp(min=1)
+        weights = counts.sum() / (len(classes) * counts)
+    module = CellClassifier(model, config, class_weights=weights)
+
+    generator = torch.Generator().manual_seed(config.seed)
+    train_loader = DataLoader(TensorDataset(train_set.images, train_set.targets), batch_size=config.batch_size,
+                              shuffle=True, generator=generator, drop_last=len(train_set) > config.batch_size)
+    val_loader = DataLoader(TensorDataset(val_set.images, val_set.targets), batch_size=256)
+
+    mode = "min" if config.monitor == "val_loss" else "max"
+    best = L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch}",
+                                               monitor=config.monitor, mode=mode, save_last=True)
+    callbacks = [best]
+    if config.early_stopping:
+        callbacks.append(L.pytorch.callbacks.EarlyStopping(monitor=config.monitor, mode=mode,
+                                                           patience=config.early_stopping))
+    # a resumed run logs into the next version folder; the curves join them all
+    version = len(list((out / "logs" / "csv").glob("version_*"))) if resume else 0
+    loggers = [L.pytorch.loggers.CSVLogger(out / "logs", name="csv", version=version),
+               L.pytorch.loggers.TensorBoardLogger(out / "logs", name="tb", version=version)]
+    trainer = L.Trainer(
+        max_epochs=config.epochs, accelerator="auto", devices=1, precision=config.precision,
+        callbacks=callbacks, logger=loggers, enable_progress_bar=progress, enable_model_summary=False,
+        deterministic=True, log_every_n_steps=1, num_sanity_val_steps=0,
+    )
+    trainer.fit(module, train_loader, val_loader, ckpt_path="last" if resume else None)
+
+    state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+    model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    model = model.to(memory_format=torch.contiguous_format)
+    best_epoch = int(Path(best.best_model_path).stem.split("=")[-1])
+    best_value = float(best.best_model_score)
+    meta = {
+        "classes": classes,
+        "positive_class": prepared.index.profile.positive_class if len(classes) == 2 else None,
+        "dataset": config.dataset,
+        "border_crop": prepared.index.profile.border_crop,
+        "split": {"sha256": split_sha, "method": prepared.manifest.meta.get("method"),
+                  "by": prepared.manifest.meta.get("by"), "fold": config.fold,
+                  "leaky": bool(prepared.manifest.meta.get("leaky"))},
+        "metric": {"name": config.monitor, "value": best_value, "epoch": best_epoch},
+        "train": {"images": len(train_set), "val_images": len(val_set), "config": dataclasses.asdict(config)},
+    }
+    checkpoint = save_checkpoint(out, model, meta)
+    plot_learning_curves(out / "logs" / "csv", out / "learning_curves.png", title=f"{config.model} on {config.dataset}")
+    return TrainResult(run=out, checkpoint=checkpoint, data=prepared, seconds=time.perf_counter() - start,
+                       best_metric=best_value, best_epoch=best_epoch)

@@ -1,0 +1,84 @@
+"""The evaluation report: ``metrics.json``, ``report.md`` and an ROC plot."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from cellscreen.evaluate.metrics import SCALAR_METRICS
+
+__all__ = ["write_report", "plot_roc"]
+
+
+def plot_roc(y_true: np.ndarray, proba: np.ndarray, classes: list[str], positive: str | None, out_png: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import auc, roc_curve
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    targets = [positive] if positive is not None and len(classes) == 2 else classes
+    for name in targets:
+        i = classes.index(name)
+        if len(np.unique(y_true == i)) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(y_true == i, proba[:, i])
+        ax.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
+    ax.set_xlabel("false positive rate (1 - specificity)")
+    ax.set_ylabel("true positive rate (sensitivity)")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def write_report(out: Path, result: dict) -> tuple[Path, Path]:
+    """Write ``metrics.json`` and ``report.md`` for one evaluation ``result``."""
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "metrics.json"
+    json_path.write_text(json.dumps(result, indent=2, allow_nan=True) + "\n")
+    m, ci = result["metrics"], result.get("intervals", {})
+    lines = [
+        f"# Evaluation of `{result['model']}` on {result['dataset']}",
+        "",
+        f"- data: `{result['root']}`" + (f", subset `{result['subset']}`" if result.get("subset") else ""),
+        f"- cells: {m['n']:,} from {result['n_groups']:,} {result['group_kind']}(s); skipped files: {result['skipped']}",
+        f"- classes: {', '.join(result['classes'])}" + (f"; positive: {result['positive_class']}" if result.get("positive_class") else ""),
+        f"- 95% intervals: bootstrap over {result['group_kind']}s ({result.get('n_boot', 0)} resamples)",
+    ]
+    lines += [f"- note: {note}" for note in result.get("notes", [])]
+    lines += ["", "| metric | value | 95% interval |", "|---|---|---|"]
+    for name in SCALAR_METRICS:
+        low, high = ci.get(name, [None, None])
+        interval = f"{_fmt(low)} - {_fmt(high)}" if low is not None else ""
+        lines.append(f"| {name} | {_fmt(m[name])} | {interval} |")
+    lines += ["", "Confusion matrix (rows: true, columns: predicted):", "",
+              "| | " + " | ".join(result["classes"]) + " |", "|---" * (len(result["classes"]) + 1) + "|"]
+    for name, row in zip(result["classes"], m["confusion_matrix"]):
+        lines.append(f"| **{name}** | " + " | ".join(str(v) for v in row) + " |")
+    if "per_class" in m:
+        lines += ["", "| class | precision | recall | specificity | F1 | support |", "|---|---|---|---|---|---|"]
+        for name, c in m["per_class"].items():
+            lines.append(f"| {name} | {_fmt(c['precision'])} | {_fmt(c['recall'])} | {_fmt(c['specificity'])} | "
+                         f"{_fmt(c['f1'])} | {c['support']} |")
+    worst = [g for g in result.get("per_group", []) if g["errors"]][:15]
+    if worst:
+        lines += ["", f"{result['group_kind'].capitalize()}s with the most errors:", "",
+                  "| group | cells | errors | accuracy |", "|---|---|---|---|"]
+        lines += [f"| {g['group']} | {g['cells']} | {g['errors']} | {g['accuracy']:.3f} |" for g in worst]
+    if (out / "roc.png").is_file():
+        lines += ["", "![ROC curve](roc.png)"]
+    md_path = out / "report.md"
+    md_path.write_text("\n".join(lines) + "\n")
+    return json_path, md_path

@@ -1,0 +1,101 @@
+"""Evaluate a checkpoint on any folder laid out like a dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cellscreen.data.cache import CacheSpec, build_cache
+from cellscreen.data.index import scan_dataset
+from cellscreen.data.sources import get_profile, resolve_dataset_dir
+from cellscreen.data.splits import read_manifest
+from cellscreen.engine.checkpoint import Checkpoint, load_checkpoint
+from cellscreen.engine.data import load_subset
+from cellscreen.engine.inference import predict_proba
+from cellscreen.errors import UserError
+from cellscreen.evaluate.metrics import bootstrap_intervals, compute_metrics, per_group_results
+from cellscreen.evaluate.report import plot_roc, write_report
+
+__all__ = ["evaluate_checkpoint", "evaluate_arrays", "report_on_subset"]
+
+
+def evaluate_arrays(checkpoint: Checkpoint, subset, *, n_boot: int = 1000, tta: bool = False) -> dict:
+    """Metrics, intervals and per-group rows for one loaded subset."""
+    classes, positive = checkpoint.classes, checkpoint.positive_class
+    images = subset.images.permute(0, 2, 3, 1).numpy()
+    proba = predict_proba(checkpoint.model, images, tta=tta)
+    y_true = subset.targets.numpy()
+    result = {
+        "metrics": compute_metrics(y_true, proba, classes=classes, positive=positive),
+        "per_group": per_group_results(y_true, proba, subset.groups, classes=classes, positive=positive),
+        "n_boot": n_boot,
+        "n_groups": len(set(subset.groups)),
+    }
+    if n_boot:
+        result["intervals"] = bootstrap_intervals(y_true, proba, subset.groups, classes=classes, positive=positive,
+                                                  n_boot=n_boot)
+    return result, proba
+
+
+def report_on_subset(model: str | Path, subset, *, profile, root: Path, out: Path, subset_name: str,
+                     skipped: int = 0, n_boot: int = 1000, notes: list[str] = ()) -> tuple[dict, Path]:
+    """Evaluate a checkpoint on already-loaded pixels (a training run's test subset)
+    and write the report into ``out``; return the result and the report path."""
+    checkpoint = load_checkpoint(model)
+    result, proba = evaluate_arrays(checkpoint, subset, n_boot=n_boot)
+    result.update(model=str(model), dataset=profile.name, root=str(root), subset=subset_name,
+                  classes=checkpoint.classes, positive_class=checkpoint.positive_class, group_kind=profile.group_kind,
+                  skipped=skipped, tta=False, notes=([profile.notes] if profile.notes else []) + list(notes))
+    out.mkdir(parents=True, exist_ok=True)
+    plot_roc(subset.targets.numpy(), proba, checkpoint.classes, checkpoint.positive_class, out / "roc.png")
+    _, report = write_report(out, result)
+    return result, report
+
+
+def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Path, data_dir: str | None = None,
+                        data: str | None = None, split: str | None = None, subset: str | None = None,
+                        fold: int | None = None, group_regex: str | None = None, n_boot: int = 1000,
+                        tta: bool = False, workers: int | None = None, progress: bool = True) -> dict:
+    """Evaluate ``model`` on a dataset folder (optionally one subset of a split manifest)."""
+    checkpoint = load_checkpoint(model)
+    profile = get_profile(dataset or checkpoint.meta.get("dataset") or "folder", group_regex=group_regex)
+    root = resolve_dataset_dir(profile, data_dir, data=data)
+    index = scan_dataset(root, profile, workers=workers, progress=progress)
+    rows = [{"path": r.path, "label": r.label, "group": r.group} for r in index.records]
+    if split:
+        manifest = read_manifest(split)
+        column = manifest.column
+        wanted = subset if column == "subset" else (str(fold) if fold is not None else None)
+        if wanted is None:
+            raise UserError("with a split manifest, say which part to evaluate: --subset test (or --fold K)")
+        keep = {row["path"] for row in manifest.rows if row[column] == wanted}
+        if not keep:
+            raise UserError(f"{split} has no rows in {column} {wanted!r}")
+        rows = [r for r in rows if r["path"] in keep]
+    unknown = sorted({r["label"] for r in rows} - set(checkpoint.classes))
+    if unknown:
+        raise UserError(f"the folder has class(es) {', '.join(unknown)} that the model does not know "
+                        f"({', '.join(checkpoint.classes)})")
+    if not rows:
+        raise UserError(f"no images to evaluate in {root}")
+    wanted_paths = {r["path"] for r in rows}
+    records = [r for r in index.records if r.path in wanted_paths]
+    size = checkpoint.data_config.input_size
+    cache = build_cache(root, records, CacheSpec(size=size, border_crop=checkpoint.border_crop), workers=workers,
+                        progress=progress)
+    loaded = load_subset(cache, rows, {r.path: r.sha256 for r in records}, checkpoint.classes)
+    result, proba = evaluate_arrays(checkpoint, loaded, n_boot=n_boot, tta=tta)
+    result.update(
+        model=str(model), dataset=profile.name, root=str(root), subset=subset or (f"fold {fold}" if fold is not None else None),
+        classes=checkpoint.classes, positive_class=checkpoint.positive_class, group_kind=profile.group_kind,
+        skipped=len(index.skipped) + len(cache.skipped), tta=tta,
+        notes=list(index.profile.notes and [index.profile.notes] or []),
+    )
+    if checkpoint.meta.get("split", {}).get("leaky"):
+        result["notes"].append("LEAKY: the model was trained on a cell-level split")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_roc(loaded.targets.numpy(), proba, checkpoint.classes, checkpoint.positive_class, out / "roc.png")
+    write_report(out, result)
+    return result

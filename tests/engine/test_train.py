@@ -1,0 +1,104 @@
+import json
+
+import pytest
+import yaml
+
+from cellscreen.config import TrainConfig, load_config
+from cellscreen.engine.checkpoint import load_checkpoint
+from cellscreen.engine.train import train
+from cellscreen.errors import UserError
+
+
+def tiny_config(**changes) -> TrainConfig:
+    settings = {"dataset": "malaria-nih", "input_size": 16, "epochs": 4, "batch_size": 16, "lr": 0.01,
+                "val": 0.2, "test": 0.2}
+    settings.update(changes)
+    return load_config("default", settings)
+
+
+@pytest.fixture(scope="module")
+def trained(learnable_cells, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "run"
+    return train(tiny_config(), out=out, data=str(learnable_cells), progress=False)
+
+
+def test_run_folder_is_complete_and_self_describing(trained):
+    run = trained.run
+    for name in ("config.yaml", "split.csv", "split.json", "model.safetensors", "model.json",
+                 "learning_curves.png", "checkpoints/last.ckpt", "logs/csv/version_0/metrics.csv"):
+        assert (run / name).is_file(), name
+    assert list((run / "logs" / "tb").rglob("events.out.tfevents*"))
+    meta = json.loads((run / "model.json").read_text())
+    assert meta["model"] == "compact_cnn" and meta["classes"] == ["Uninfected", "Parasitized"]
+    assert meta["positive_class"] == "Parasitized" and meta["data_config"]["input_size"] == 16
+    assert meta["split"]["sha256"] == json.loads((run / "split.json").read_text())["manifest_sha256"]
+    assert meta["metric"]["name"] == "val_loss" and meta["cellscreen"]
+    assert yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 4
+
+
+def test_model_learns_the_synthetic_task(trained):
+    from cellscreen.evaluate.run import evaluate_arrays
+
+    result, _ = evaluate_arrays(load_checkpoint(trained.run), trained.data.subsets["test"], n_boot=0)
+    assert result["metrics"]["accuracy"] >= 0.9
+
+
+def test_same_seed_same_weights(trained, learnable_cells, tmp_path):
+    again = train(tiny_config(), out=tmp_path / "again", data=str(learnable_cells), progress=False)
+    assert again.best_metric == pytest.approx(trained.best_metric, abs=1e-6)
+
+
+def test_run_folder_is_never_overwritten_silently(trained, learnable_cells):
+    with pytest.raises(UserError, match="--resume"):
+        train(tiny_config(), out=trained.run, data=str(learnable_cells), progress=False)
+
+
+def test_killed_run_resumes_where_it_stopped(learnable_cells, tmp_path):
+    """SIGKILL a real `cellscreen train` after its first saved epoch, then --resume it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from cellscreen.engine.curves import read_epoch_metrics
+
+    out = tmp_path / "killed"
+    script = Path(sys.executable).with_name("cellscreen")
+    args = [str(script), "train", str(learnable_cells), "-d", "malaria-nih", "--out", str(out), "--epochs", "12",
+            "--input-size", "16", "--batch-size", "16", "--set", "val=0.2", "--set", "test=0.2", "-q",
+            "--bootstrap", "0"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    last = out / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not last.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (out / "model.json").exists()  # it really was stopped before the end
+    done_before = max(read_epoch_metrics(out / "logs" / "csv").get("val_loss", {0: 0}))
+    resumed = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    val_loss = read_epoch_metrics(out / "logs" / "csv")["val_loss"]
+    assert sorted(val_loss) == list(range(12))  # every epoch once, none twice
+    second = read_epoch_metrics(out / "logs" / "csv" / "version_1" / "metrics.csv")["val_loss"]
+    assert min(second) >= done_before  # the resumed process did not start again from epoch 0
+    assert (out / "model.json").is_file()
+
+
+def test_seed_malaria_preset_trains_with_one_logit(learnable_cells, tmp_path):
+    config = load_config("seed_malaria_cnn", {"dataset": "malaria-nih", "input_size": 16, "epochs": 1})
+    result = train(config, out=tmp_path / "seed", data=str(learnable_cells), progress=False)
+    restored = load_checkpoint(result.run)
+    assert restored.model.single_logit and restored.classes == ["Uninfected", "Parasitized"]
+
+
+def test_settings_are_validated():
+    with pytest.raises(UserError, match="optimizer"):
+        load_config(None, {"optimizer": "rmsprop"})
+    with pytest.raises(UserError, match="FIELD=VALUE"):
+        load_config(None, {}, ["nonsense"])
+    assert load_config(None, {}, ["lr=0.5", "early_stopping=3", "precision=32"]).lr == 0.5
+    assert load_config("seed_allnet").lr == 0.0002 and load_config("seed_allnet").batch_size == 30

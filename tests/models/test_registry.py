@@ -1,0 +1,52 @@
+import pytest
+import torch
+from torch import nn
+
+from cellscreen.engine.checkpoint import load_checkpoint, save_checkpoint
+from cellscreen.errors import UserError
+from cellscreen.models import count_flops, create_model, list_models
+from cellscreen.models._registry import DataConfig, register_model
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("num_classes, in_chans", [(2, 3), (4, 1)])
+def test_every_model_builds_runs_and_round_trips(name, num_classes, in_chans, tmp_path):
+    if name == "seed_malaria_cnn" and num_classes != 2:
+        with pytest.raises(UserError, match="only handles 2 classes"):
+            create_model(name, num_classes=num_classes, in_chans=in_chans)
+        return
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=num_classes, in_chans=in_chans).eval()
+    size = model.data_config.input_size
+    assert len(model.data_config.mean) == in_chans
+    x = torch.rand(2, in_chans, size, size)
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (2, 1 if model.single_logit else num_classes)
+    classes = [f"c{i}" for i in range(num_classes)]
+    save_checkpoint(tmp_path / name, model, {"classes": classes, "dataset": "folder"})
+    restored = load_checkpoint(tmp_path / name)
+    assert restored.classes == classes and restored.data_config == model.data_config
+    with torch.no_grad():
+        assert torch.allclose(restored.model(x), out, atol=1e-6)
+
+
+def test_unknown_and_duplicate_names():
+    with pytest.raises(UserError, match="compact_cnn"):
+        create_model("alexnet9000", num_classes=2)
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("compact_cnn", data_config=DataConfig(input_size=8))(lambda **kw: nn.Identity())
+
+
+def test_flops_grow_with_input_size():
+    model = create_model("compact_cnn", num_classes=2)
+    assert count_flops(model, 96) > 3 * count_flops(model, 48) > 0
+
+
+def test_pretrained_head_mismatch_is_reinitialised(tmp_path):
+    source = create_model("compact_cnn", num_classes=4)
+    save_checkpoint(tmp_path / "src", source, {"classes": list("abcd")})
+    target = create_model("compact_cnn", num_classes=2, pretrained=tmp_path / "src" / "model.safetensors")
+    conv = "features.0.0.weight"
+    assert torch.equal(target.state_dict()[conv], source.state_dict()[conv])
+    assert target.head[-1].weight.shape == (2, 256)
