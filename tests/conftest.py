@@ -73,6 +73,17 @@ def learnable_cells(tmp_path_factory) -> Path:
     return make_malaria_like(tmp_path_factory.mktemp("learnable"), slides, learnable=True, size=(20, 20))
 
 
+@pytest.fixture(scope="session")
+def trained_run(learnable_cells, tmp_path_factory):
+    """A compact CNN trained for a few epochs on ``learnable_cells`` (shared by the tests)."""
+    from cellscreen.config import load_config
+    from cellscreen.engine.train import train
+
+    config = load_config("default", {"dataset": "malaria-nih", "input_size": 16, "epochs": 4, "batch_size": 16,
+                                     "lr": 0.01, "val": 0.2, "test": 0.2})
+    return train(config, out=tmp_path_factory.mktemp("run") / "run", data=str(learnable_cells), progress=False)
+
+
 @pytest.fixture
 def real_data() -> Path:
     if not (REAL_DATA / "malaria-nih" / "cell_images").is_dir():

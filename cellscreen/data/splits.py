@@ -25,7 +25,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from cellscreen.data.index import DatasetIndex, ImageRecord
 from cellscreen.errors import UserError
 
-__all__ = ["SplitManifest", "make_split", "read_manifest"]
+__all__ = ["SplitManifest", "group_folds", "make_split", "read_manifest"]
 
 SUBSETS = ("train", "val", "test")
 
@@ -91,7 +91,7 @@ def _units(records: list[ImageRecord], by: str) -> np.ndarray:
     return np.array([find(i) for i in range(len(records))])
 
 
-def _folds(labels: np.ndarray, units: np.ndarray, n_splits: int, seed: int) -> np.ndarray:
+def group_folds(labels: np.ndarray, units: np.ndarray, n_splits: int, seed: int) -> np.ndarray:
     """Fold number for each file; whole units per fold, classes stratified."""
     n_units = len(np.unique(units))
     if n_units < n_splits:
@@ -110,7 +110,7 @@ def _holdout(labels: np.ndarray, units: np.ndarray, val: float, test: float, see
         if fraction <= 0:
             continue
         n_splits = max(2, round(share_left / fraction))
-        fold = _folds(labels[remaining], units[remaining], n_splits, seed)
+        fold = group_folds(labels[remaining], units[remaining], n_splits, seed)
         chosen = remaining[fold == 0]
         subset[chosen] = code
         remaining = remaining[fold != 0]
@@ -138,7 +138,7 @@ def make_split(
         raise UserError(f"unknown split method {method!r}; use 'holdout' or 'kfold'")
     if by not in ("group", "cell"):
         raise UserError(f"unknown split unit {by!r}; use 'group' or 'cell'")
-    if method == "holdout" and not (0 <= val < 1 and 0 < test < 1 and val + test < 1):
+    if method == "holdout" and not (0 <= val < 1 and 0 <= test < 1 and 0 < val + test < 1):
         raise UserError(f"fractions val={val} and test={test} must be in [0, 1) and leave room for training")
     if method == "kfold" and folds < 2:
         raise UserError(f"--folds must be at least 2 (got {folds})")
@@ -151,7 +151,7 @@ def make_split(
     labels = np.array([r.label for r in records])
     units = _units(records, by)
     if method == "kfold":
-        assignment = _folds(labels, units, folds, seed)
+        assignment = group_folds(labels, units, folds, seed)
         names = [str(f) for f in range(folds)]
     else:
         assignment = _holdout(labels, units, val, test, seed)

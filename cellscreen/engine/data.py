@@ -16,7 +16,7 @@ import torch
 from cellscreen.data.cache import CacheSpec, ImageCache, build_cache
 from cellscreen.data.index import DatasetIndex, scan_dataset
 from cellscreen.data.sources import DatasetProfile, get_profile, resolve_dataset_dir
-from cellscreen.data.splits import SplitManifest, make_split, read_manifest
+from cellscreen.data.splits import SplitManifest, group_folds, make_split, read_manifest
 from cellscreen.errors import UserError
 
 __all__ = ["Subset", "PreparedData", "class_order", "prepare_data", "load_subset", "subset_rows"]
@@ -53,8 +53,9 @@ def class_order(profile: DatasetProfile, present: list[str]) -> list[str]:
     return labels
 
 
-def subset_rows(manifest: SplitManifest, fold: int | None) -> dict[str, list[dict]]:
-    """Rows per subset; with k folds, fold ``fold`` tests and the next one validates."""
+def subset_rows(manifest: SplitManifest, fold: int | None, val_seed: int = 0) -> dict[str, list[dict]]:
+    """Rows per subset; with k folds, fold ``fold`` tests and a seventh of the other
+    folds' groups validates (for choosing the checkpoint), the rest trains."""
     if manifest.column == "subset":
         if fold is not None:
             raise UserError("--fold only applies to a k-fold manifest (made with `cellscreen split --method kfold`)")
@@ -65,12 +66,14 @@ def subset_rows(manifest: SplitManifest, fold: int | None) -> dict[str, list[dic
     folds = sorted({int(row["fold"]) for row in manifest.rows})
     if fold is None or fold not in folds:
         raise UserError(f"a k-fold manifest needs --fold, one of {', '.join(map(str, folds))}")
-    val_fold = folds[(folds.index(fold) + 1) % len(folds)]
-    parts = {"train": [], "val": [], "test": []}
-    for row in manifest.rows:
-        f = int(row["fold"])
-        parts["test" if f == fold else "val" if f == val_fold else "train"].append(row)
-    return parts
+    test = [row for row in manifest.rows if int(row["fold"]) == fold]
+    rest = [row for row in manifest.rows if int(row["fold"]) != fold]
+    # validation: about 1/7 of the remaining groups, whole groups, stratified
+    labels = np.array([row["label"] for row in rest])
+    groups = np.array([row["group"] for row in rest])
+    is_val = group_folds(labels, groups, n_splits=7, seed=val_seed) == 0
+    return {"train": [r for r, v in zip(rest, is_val) if not v], "val": [r for r, v in zip(rest, is_val) if v],
+            "test": test}
 
 
 def load_subset(cache: ImageCache, rows: list[dict], sha256_of: dict[str, str], classes: list[str]) -> Subset:
@@ -101,7 +104,7 @@ def prepare_data(config, *, data: str | None, input_size: int, workers: int | No
             print(f"warning: {config.split} is a LEAKY split (cells of one patient on several sides)")
     else:
         manifest = make_split(index, val=config.val, test=config.test, seed=config.split_seed)
-    parts = subset_rows(manifest, config.fold)
+    parts = subset_rows(manifest, config.fold, val_seed=config.split_seed)
     if not parts.get("train") or not parts.get("val"):
         raise UserError("the split needs both a training and a validation subset")
     classes = class_order(index.profile, sorted({r.label for r in index.records}))

@@ -54,7 +54,7 @@ def predict_proba(
     config = model.data_config
     out = []
     for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size])).permute(0, 3, 1, 2)
+        batch = torch.from_numpy(np.array(images[start : start + batch_size])).permute(0, 3, 1, 2)
         x = normalise(batch, config).contiguous(memory_format=torch.channels_last)
         views = dihedral_views(x) if tta else [x]
         with autocast(precision):

@@ -16,10 +16,9 @@ def tiny_config(**changes) -> TrainConfig:
     return load_config("default", settings)
 
 
-@pytest.fixture(scope="module")
-def trained(learnable_cells, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "run"
-    return train(tiny_config(), out=out, data=str(learnable_cells), progress=False)
+@pytest.fixture
+def trained(trained_run):
+    return trained_run
 
 
 def test_run_folder_is_complete_and_self_describing(trained):

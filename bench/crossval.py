@@ -1,0 +1,72 @@
+"""Slide-disjoint k-fold cross-validation of a training preset, fold by fold.
+
+    python bench/crossval.py --preset default --dataset malaria-nih --folds 5 --out runs/cv/default
+
+Makes (or reuses) a k-fold split by group, runs `cellscreen train --fold K`
+for each fold (a finished fold is not run again), and prints one JSON line per
+fold with its test metrics and training time, then the mean and spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+KEYS = ("accuracy", "roc_auc", "sensitivity", "specificity", "f1", "mcc", "balanced_accuracy")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--dataset", default="malaria-nih")
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--only", type=int, nargs="*", help="run only these folds")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--set", action="append", default=[], help="extra FIELD=VALUE settings")
+    args = parser.parse_args()
+    cellscreen = str(Path(sys.executable).with_name("cellscreen"))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = ["--data", args.data] if args.data else []
+    split = out / "folds.csv"
+    if not split.exists():
+        subprocess.run([cellscreen, "split", "-d", args.dataset, *data, "--method", "kfold", "--folds",
+                        str(args.folds), "--seed", "0", "--out", str(split), "-q"], check=True)
+    results = []
+    for fold in args.only if args.only is not None else range(args.folds):
+        run = out / f"fold{fold}"
+        metrics_path = run / "test" / "metrics.json"
+        seconds = None
+        if not metrics_path.exists():
+            start = time.perf_counter()
+            command = [cellscreen, "train", "-d", args.dataset, *data, "--preset", args.preset, "--split", str(split),
+                       "--fold", str(fold), "--out", str(run), "-q", "--overwrite"]
+            for assignment in args.set:
+                command += ["--set", assignment]
+            subprocess.run(command, check=True)
+            seconds = time.perf_counter() - start
+            (run / "wall_seconds.txt").write_text(f"{seconds:.1f}\n")
+        elif (run / "wall_seconds.txt").exists():
+            seconds = float((run / "wall_seconds.txt").read_text())
+        metrics = json.loads(metrics_path.read_text())["metrics"]
+        row = {"preset": args.preset, "fold": fold, **{k: round(metrics[k], 4) for k in KEYS},
+               "n_test": metrics["n"], "wall_seconds": round(seconds, 1) if seconds else None}
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    summary = {"preset": args.preset, "folds": len(results)}
+    for key in KEYS + ("wall_seconds",):
+        values = [r[key] for r in results if r[key] is not None]
+        if values:
+            summary[f"{key}_mean"] = round(statistics.fmean(values), 4)
+            summary[f"{key}_min"] = round(min(values), 4)
+    print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+import json
+
+from tests.clitools import run
+
+
+def test_evaluate_a_folder_with_group_intervals(trained_run, learnable_cells, tmp_path):
+    out = tmp_path / "eval"
+    result = run("evaluate", str(trained_run.run), str(learnable_cells), "--out", str(out), "--bootstrap", "50",
+                 "--split", str(trained_run.run / "split.csv"), "--subset", "test", "-q")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    expected = {"accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1", "weighted_f1",
+                "mcc", "roc_auc", "pr_auc", "confusion_matrix"}
+    assert expected <= set(metrics["metrics"]) and set(metrics["intervals"]) == expected - {"confusion_matrix"}
+    n_test = sum(1 for line in (trained_run.run / "split.csv").read_text().splitlines() if line.endswith(",test"))
+    assert metrics["metrics"]["n"] == n_test and metrics["dataset"] == "malaria-nih"  # taken from the checkpoint
+    assert {g["group"] for g in metrics["per_group"]} <= {f"C{n}" for n in range(1, 11)}
+    assert (out / "roc.png").stat().st_size > 1000
+    assert "| accuracy |" in (out / "report.md").read_text()
+
+
+def test_evaluate_refuses_classes_the_model_does_not_know(trained_run, tmp_path):
+    from tests.conftest import write_cell
+
+    for label in ("blast", "normal"):
+        write_cell(tmp_path / "cells" / label / "x.png", seed=len(label))
+    result = run("evaluate", str(trained_run.run), str(tmp_path / "cells"), "-d", "folder", "--out",
+                 str(tmp_path / "e"), "-q")
+    assert result.returncode == 2 and "does not know" in result.stderr
