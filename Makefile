@@ -17,11 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/cellscreen datasets
-	$(BIN)/cellscreen data fetch malaria-nih
-	$(BIN)/cellscreen data info --dataset malaria-nih --out $(DEMO)/malaria-info.json --overwrite
-	$(BIN)/cellscreen split --dataset malaria-nih --out $(DEMO)/malaria-split.csv --overwrite
-	$(BIN)/cellscreen cache --dataset malaria-nih --size 128 --manifest $(DEMO)/malaria-split.csv
+	$(BIN)/cellscreen demo --out $(DEMO) --overwrite
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q

@@ -75,3 +75,40 @@ def test_cache_on_real_folders_is_built_once(real_data, dataset):
     first, second = run(*args), run(*args)
     assert first.returncode == 0 and first.stdout.startswith("built cache"), first.stderr
     assert second.stdout.startswith("reused cache")
+
+
+@pytest.fixture(scope="module")
+def few_slides(tmp_path_factory):
+    """Up to 15 cells per class from each of 8 real slides, copied into a temporary folder."""
+    from tests.conftest import REAL_DATA
+
+    source = REAL_DATA / FOLDERS["malaria-nih"]
+    if not source.is_dir():
+        pytest.skip("real data is not available")
+    target = tmp_path_factory.mktemp("few") / "cell_images"
+    slides = sorted({re.match(r"C\d+", p.name).group(0) for p in (source / "Parasitized").iterdir()})[:8]
+    for label in ("Parasitized", "Uninfected"):
+        (target / label).mkdir(parents=True)
+        for slide in slides:
+            for path in sorted((source / label).glob(f"{slide}[!0-9]*.png"))[:15]:
+                (target / label / path.name).write_bytes(path.read_bytes())
+    return target
+
+
+def test_train_evaluate_predict_on_a_few_real_slides(few_slides, tmp_path):
+    run_dir = tmp_path / "run"
+    trained = run("train", str(few_slides), "-d", "malaria-nih", "--out", str(run_dir), "--epochs", "2",
+                  "--input-size", "24", "--batch-size", "16", "--set", "test=0.25", "--set", "val=0.25",
+                  "--bootstrap", "20", "-q")
+    assert trained.returncode == 0, trained.stderr
+    assert "test report:" in trained.stdout and (run_dir / "test" / "metrics.json").is_file()
+    evaluated = run("evaluate", str(run_dir), str(few_slides), "--out", str(tmp_path / "eval"), "--bootstrap", "20",
+                    "-q")
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert report["metrics"]["n"] == sum(1 for _ in few_slides.rglob("*.png"))
+    assert report["n_groups"] == 8
+    predicted = run("predict", str(run_dir), str(few_slides / "Uninfected"), "--out", str(tmp_path / "p.csv"), "-q")
+    assert predicted.returncode == 0, predicted.stderr
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert len(rows) - 1 == len(list((few_slides / "Uninfected").iterdir()))
