@@ -40,3 +40,16 @@ def test_tta_predictions_are_rotation_invariant(trained_run, learnable_cells):
     a = predict_proba(checkpoint.model, image, tta=True)
     b = predict_proba(checkpoint.model, rotated, tta=True)
     assert np.allclose(a, b, atol=1e-5)
+
+
+def test_bundled_malaria_model_predicts_real_cells(real_data, tmp_path):
+    """`cellscreen predict malaria ...` works straight after install."""
+    cells = real_data / "malaria-nih" / "cell_images"
+    picked = sorted((cells / "Parasitized").iterdir())[:40] + sorted((cells / "Uninfected").iterdir())[:40]
+    out = tmp_path / "preds.csv"
+    result = run("predict", "malaria", *map(str, picked), "--out", str(out), "-q")
+    assert result.returncode == 0, result.stderr
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    correct = sum(row["predicted"] == row["path"].split("/")[-2] for row in rows)
+    assert len(rows) == 80 and correct >= 68  # these slides were in its training data: a sanity check only
