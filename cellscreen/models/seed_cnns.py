@@ -53,6 +53,13 @@ class SeedMalariaCNN(nn.Module):
             nn.Flatten(), nn.Linear(64 * side * side, 64), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(64, 1),
         )
 
+        # Keras initialises conv and dense layers with Glorot-uniform weights and zero biases;
+        # with PyTorch's default initialisation this network often stalls at chance for an epoch.
+        for layer in self.modules():
+            if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
 
