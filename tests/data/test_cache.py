@@ -3,13 +3,11 @@ import pytest
 import torch
 
 from cellscreen.data import cache as cache_module
-from cellscreen.data.augment import RandomDihedral, dihedral_views, train_augmentation
+from cellscreen.data.augment import augment_batch, dihedral_views
 from cellscreen.data.cache import CacheSpec, build_cache
-from cellscreen.data.dataset import CachedCellDataset
 from cellscreen.data.images import load_rgb, resize_square
 from cellscreen.data.index import scan_dataset
 from cellscreen.data.sources import get_profile
-from cellscreen.data.splits import make_split
 from cellscreen.errors import UserError
 from tests.badfiles import write_all
 from tests.conftest import write_cell
@@ -91,25 +89,14 @@ def test_size_out_of_range_is_a_user_error():
         CacheSpec(size=4)
 
 
-def test_dataset_serves_split_rows_from_cache(malaria_like, tmp_path):
-    index = scan(malaria_like)
-    cache = build_cache(malaria_like, index.records, CacheSpec(size=16), cache_dir=tmp_path, progress=False)
-    manifest = make_split(index)
-    train_rows = [r for r in manifest.rows if r["subset"] == "train"]
-    dataset = CachedCellDataset(
-        cache, train_rows, {r.path: r.sha256 for r in index.records}, ["Uninfected", "Parasitized"],
-        transform=train_augmentation(),
-    )
-    assert len(dataset) == len(train_rows)
-    image, target = dataset[0]
-    assert image.shape == (3, 16, 16) and image.dtype == torch.uint8 and target in (0, 1)
-    assert sorted(set(dataset.targets)) == [0, 1]
-
-
-def test_dihedral_augmentation_only_permutes_pixels():
-    image = torch.arange(3 * 5 * 5, dtype=torch.uint8).reshape(3, 5, 5)
-    views = dihedral_views(image)
-    assert len({v.numpy().tobytes() for v in views}) == 8
+def test_augmentation_draws_each_image_its_own_symmetry():
+    image = torch.arange(3 * 5 * 5, dtype=torch.uint8).reshape(1, 3, 5, 5)
+    views = {(v.float() / 255).numpy().tobytes() for v in dihedral_views(image[0])}
+    assert len(views) == 8
     torch.manual_seed(0)
-    seen = {RandomDihedral()(image).numpy().tobytes() for _ in range(200)}
-    assert seen == {v.numpy().tobytes() for v in views}
+    batch = augment_batch(image.repeat(200, 1, 1, 1), rotate_flip=True, color_jitter=0.0)
+    seen = {b.numpy().tobytes() for b in batch}
+    assert seen == views  # every one of the 8 symmetries, nothing else (exact: no interpolation)
+    jittered = augment_batch(image.repeat(50, 1, 1, 1), rotate_flip=False, color_jitter=0.2)
+    assert jittered.min() >= 0 and jittered.max() <= 1
+    assert len({round(float(j.mean()), 5) for j in jittered}) > 10  # brightness differs per image
