@@ -198,8 +198,8 @@ def cmd_train(args) -> None:
 def _print_metrics(result: dict) -> None:
     m, ci = result["metrics"], result.get("intervals", {})
     for name in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "mcc", "roc_auc"):
-        low, high = ci.get(name, [float("nan"), float("nan")])
-        print(f"  {name:<18}{m[name]:.4f}  (95% CI {low:.4f}-{high:.4f})")
+        interval = f"  (95% CI {ci[name][0]:.4f}-{ci[name][1]:.4f})" if name in ci else ""
+        print(f"  {name:<18}{m[name]:.4f}{interval}")
 
 
 def cmd_evaluate(args) -> None:
