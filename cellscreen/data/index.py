@@ -146,7 +146,7 @@ def _probe_all(paths, memo, max_pixels, workers, progress, name):
     )
     for i, result in zip(todo, fresh):
         results[i] = result
-    if memo is not None:
+    if memo is not None and (todo or len(memo.entries) != len(paths)):
         # only files that could be read are remembered: a permission fix must be seen next time
         memo.save({str(p): [s, list(r)] for p, s, r in zip(paths, stamps, results) if s and r[0] is not None})
     return results

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from cellscreen import __version__
@@ -103,14 +104,19 @@ def load_checkpoint(where: str | Path) -> Checkpoint:
     try:
         meta = json.loads(path.read_text())
         name, classes = meta["model"], meta["classes"]
-    except (ValueError, KeyError) as exc:
+        DataConfig.from_dict(meta["data_config"])
+    except (ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path} is not a cellscreen checkpoint description ({exc})") from None
     if meta.get("format", 0) > FORMAT:
         raise UserError(f"{path} was written by a newer cellscreen ({meta.get('cellscreen')}); upgrade to read it")
     config = DataConfig.from_dict(meta["data_config"])
     model = create_model(name, num_classes=len(classes), in_chans=len(config.mean), input_size=config.input_size)
     model.data_config = config
-    state = load_file(str(path.with_suffix(".safetensors")))
+    weights = path.with_suffix(".safetensors")
+    try:
+        state = load_file(str(weights))
+    except (OSError, SafetensorError) as exc:
+        raise UserError(f"cannot read the weights {weights}: {exc}") from None
     own = model.state_dict()
     state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)

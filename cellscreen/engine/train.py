@@ -17,10 +17,9 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import yaml
 from torch.utils.data import DataLoader, TensorDataset
 
-from cellscreen.config import TrainConfig
+from cellscreen.config import TrainConfig, load_config
 from cellscreen.engine.checkpoint import save_checkpoint
 from cellscreen.engine.curves import plot_learning_curves
 from cellscreen.engine.data import PreparedData, manifest_copy, prepare_data
@@ -55,7 +54,7 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     out = Path(out)
     _check_run_folder(out, resume, overwrite)
     if resume:  # the run's own settings win: a resumed run is the same run
-        config = TrainConfig(**yaml.safe_load((out / "config.yaml").read_text()))
+        config = load_config(str(out / "config.yaml"))
     start = time.perf_counter()
     L.seed_everything(config.seed, workers=True, verbose=False)
     input_size = config.input_size or get_data_config(config.model).input_size

@@ -50,3 +50,20 @@ def test_pretrained_head_mismatch_is_reinitialised(tmp_path):
     conv = "features.0.0.weight"
     assert torch.equal(target.state_dict()[conv], source.state_dict()[conv])
     assert target.head[-1].weight.shape == (2, 256)
+
+
+def test_damaged_checkpoints_are_user_errors(tmp_path):
+    model = create_model("compact_cnn", num_classes=2)
+    save_checkpoint(tmp_path / "ok", model, {"classes": ["a", "b"]})
+    weights = tmp_path / "ok" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated copy
+    with pytest.raises(UserError, match="cannot read the weights"):
+        load_checkpoint(tmp_path / "ok")
+    weights.unlink()
+    with pytest.raises(UserError, match="cannot read the weights"):
+        load_checkpoint(tmp_path / "ok")
+    (tmp_path / "ok" / "model.json").write_text("{not json")
+    with pytest.raises(UserError, match="not a cellscreen checkpoint"):
+        load_checkpoint(tmp_path / "ok")
+    with pytest.raises(UserError, match="no cellscreen checkpoint"):
+        load_checkpoint(tmp_path / "nowhere")
