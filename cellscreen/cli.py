@@ -169,10 +169,12 @@ def cmd_models(args) -> None:
 def _train_config(args):
     from cellscreen.config import load_config
 
-    flags = {"dataset": args.dataset, "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
-             "lr": args.lr, "optimizer": args.optimizer, "split": args.split, "fold": args.fold, "seed": args.seed,
-             "input_size": args.input_size, "group_regex": args.group_regex}
-    return load_config(args.preset, flags, args.set or [])
+    names = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "split", "fold", "seed", "input_size",
+             "group_regex", "pretrained", "init_from", "trainable", "new_head", "freeze_bn")
+    # flags a command does not have, and switches left off, leave the preset's value
+    flags = {name: getattr(args, name, None) for name in names}
+    flags = {name: None if value is False else value for name, value in flags.items()}
+    return load_config(getattr(args, "preset", None), flags, args.set or [])
 
 
 def cmd_train(args) -> None:
@@ -184,15 +186,36 @@ def cmd_train(args) -> None:
     print(f"trained {config.model} in {result.seconds / 60:.1f} min; best {config.monitor} "
           f"{result.best_metric:.4f} at epoch {result.best_epoch + 1}")
     print(f"checkpoint: {result.checkpoint}")
-    if "test" in result.data.subsets:
+    _report_test(result.run, result.data, args.bootstrap)
+
+
+def _report_test(run, data, n_boot: int) -> None:
+    """Evaluate a fresh run on its split's test subset, if it has one."""
+    if "test" in data.subsets:
         from cellscreen.evaluate.run import report_on_subset
 
-        index = result.data.index
-        evaluation, report = report_on_subset(result.run, result.data.subsets["test"], profile=index.profile,
-                                              root=index.root, out=Path(result.run) / "test", subset_name="test",
-                                              skipped=len(index.skipped), n_boot=args.bootstrap)
+        evaluation, report = report_on_subset(run, data.subsets["test"], profile=data.index.profile,
+                                              root=data.index.root, out=Path(run) / "test", subset_name="test",
+                                              skipped=len(data.index.skipped), n_boot=n_boot)
         _print_metrics(evaluation)
         print(f"test report: {report}")
+
+
+def cmd_svm(args) -> None:
+    from cellscreen.classical.svm import train_svm
+
+    config = _train_config(args)
+    run, data, seconds = train_svm(config, features=args.features, out=args.out, data=args.dir or args.data,
+                                   C=args.C, overwrite=args.overwrite, progress=not args.quiet, workers=args.workers)
+    print(f"fitted an SVM on {args.features} features in {seconds / 60:.1f} min; checkpoint: {run / 'model.json'}")
+    _report_test(run, data, args.bootstrap)
+
+
+def cmd_ensemble(args) -> None:
+    from cellscreen.engine.ensemble import make_ensemble
+
+    path = make_ensemble(args.runs, args.out, overwrite=args.overwrite)
+    print(f"ensemble of {len(args.runs)} models: {path}")
 
 
 def _print_metrics(result: dict) -> None:
@@ -293,6 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
     p.add_argument("--input-size", type=int, help="input side in pixels (default: the model's)")
+    p.add_argument("--pretrained", metavar="FILE|URL|imagenet",
+                   help="start from these weights (torchvision/timm state dict; 'imagenet' reads the library cache)")
+    p.add_argument("--init-from", metavar="RUN", help="start from a cellscreen run or checkpoint (its model and size)")
+    p.add_argument("--new-head", action="store_true",
+                   help="replace the classifier by global average pooling, dropout and dense (see head_hidden)")
+    p.add_argument("--trainable", metavar="all|head|topN", help="what trains: everything, the head only, or the top "
+                   "N blocks and the head")
+    p.add_argument("--freeze-bn", action="store_true", help="keep batch-norm statistics fixed while fine-tuning")
     p.add_argument("--split", metavar="CSV", help="a split manifest (default: a fresh 70/15/15 split by group)")
     p.add_argument("--fold", type=int, help="with a k-fold manifest: the test fold")
     p.add_argument("--seed", type=int)
@@ -301,6 +332,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the test intervals")
     p.set_defaults(func=cmd_train)
+
+    p = commands.add_parser("svm", help="fit an SVM baseline on hand-crafted or deep features")
+    _common(p)
+    _dataset_args(p)
+    p.add_argument("--out", required=True, metavar="RUN", help="run folder to create")
+    p.add_argument("--features", default="handcrafted", metavar="handcrafted|RUN|MODEL",
+                   help="hand-crafted colour/HOG/LBP features, or the pooled features of a trained run or a "
+                   "registered model (with --pretrained)")
+    p.add_argument("--pretrained", metavar="FILE|URL|imagenet", help="weights for a registered feature network")
+    p.add_argument("--input-size", type=int, help="image side for hand-crafted features (default 64) or a "
+                   "registered feature network")
+    p.add_argument("--C", type=float, default=10.0, help="SVM regularisation (default 10)")
+    p.add_argument("--split", metavar="CSV", help="a split manifest (default: a fresh 70/15/15 split by group)")
+    p.add_argument("--fold", type=int, help="with a k-fold manifest: the test fold")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a setting, e.g. test=0.2")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the test intervals")
+    p.set_defaults(func=cmd_svm)
+
+    p = commands.add_parser("ensemble", help="average the probabilities of several trained models")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders, checkpoints or bundled names")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the ensemble")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing ensemble folder")
+    p.set_defaults(func=cmd_ensemble)
 
     p = commands.add_parser("evaluate", help="evaluate a checkpoint on a folder of class folders")
     _common(p)

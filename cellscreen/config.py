@@ -33,7 +33,13 @@ class TrainConfig:
     # model
     model: str = "compact_cnn"
     input_size: int | None = None  # None: the model's own
-    pretrained: str | None = None
+    pretrained: str | None = None  # weights file, http(s) URL or "imagenet" (torchvision/timm cache)
+    init_from: str | None = None  # a cellscreen run or checkpoint to start from (its model and input size)
+    new_head: bool = False  # replace the classifier: global average pooling, dropout, [dense,] dense
+    head_hidden: int = 0  # width of the extra dense layer in the new head (0: none)
+    head_dropout: float = 0.2
+    trainable: str = "all"  # all | head | topN (the top N backbone blocks and the head)
+    freeze_bn: bool = False  # keep every batch-norm layer's statistics fixed while fine-tuning
     # optimisation
     epochs: int = 10
     batch_size: int = 64
@@ -65,6 +71,10 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        from cellscreen.models.transfer import parse_trainable
+
+        trainable = parse_trainable(self.trainable)
+        self.trainable = trainable if isinstance(trainable, str) else f"top{trainable}"
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise UserError("epochs, batch_size and lr must be positive")
 

@@ -1,7 +1,8 @@
 """Self-describing checkpoints: weights in safetensors, everything else in JSON.
 
 A checkpoint is two files side by side, ``model.safetensors`` and
-``model.json``.  The JSON says which model to build and how, the class names,
+``model.json`` (an SVM baseline or an ensemble keeps other files beside its
+``model.json``, whose ``kind`` says so).  The JSON says which model to build and how, the class names,
 the preprocessing, the split it was trained on and the metric it was kept
 for, so evaluation, prediction and export need nothing else.  Loading never
 unpickles anything.
@@ -24,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from cellscreen import __version__
 from cellscreen.errors import UserError
 from cellscreen.models import DataConfig, create_model
+from cellscreen.models.transfer import replace_head
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "resolve_checkpoint", "BUNDLED"]
 
@@ -73,6 +75,7 @@ def save_checkpoint(folder: str | Path, model: torch.nn.Module, meta: dict, *, h
         "model": model.model_name,
         "data_config": model.data_config.to_dict(),
         "single_logit": bool(getattr(model, "single_logit", False)),
+        "head": getattr(model, "head_spec", None),  # a replaced classifier (transfer learning), rebuilt on load
         **meta,
     }
     path = folder / "model.json"
@@ -110,8 +113,19 @@ def load_checkpoint(where: str | Path) -> Checkpoint:
     if meta.get("format", 0) > FORMAT:
         raise UserError(f"{path} was written by a newer cellscreen ({meta.get('cellscreen')}); upgrade to read it")
     config = DataConfig.from_dict(meta["data_config"])
+    kind = meta.get("kind", "network")
+    if kind in ("svm", "ensemble"):
+        if kind == "svm":
+            from cellscreen.classical.svm import load_svm as load
+        else:
+            from cellscreen.engine.ensemble import load_ensemble as load
+        model = load(path.parent, meta)
+        model.data_config, model.model_name, model.single_logit = config, meta["model"], False
+        return Checkpoint(model=model.eval(), meta=meta)
     model = create_model(name, num_classes=len(classes), in_chans=len(config.mean), input_size=config.input_size)
     model.data_config = config
+    if meta.get("head"):
+        replace_head(model, **meta["head"])
     weights = path.with_suffix(".safetensors")
     try:
         state = load_file(str(weights))

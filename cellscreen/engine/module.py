@@ -35,6 +35,22 @@ class CellClassifier(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
 
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for layer in getattr(self.model, "frozen_bn", ()):  # frozen blocks keep their batch-norm statistics
+            layer.eval()
+        return self
+
+    def _main_and_aux_loss(self, output, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and loss; Inception v3 and GoogLeNet add their auxiliary heads' losses while training
+        (weights 0.4 and 0.3 each, as in torchvision's reference training)."""
+        if isinstance(output, torch.Tensor):
+            return output, self._loss(output, targets)
+        logits = output[0]
+        aux = [a for a in output[1:] if a is not None]
+        weight = 0.4 if len(aux) == 1 else 0.3
+        return logits, self._loss(logits, targets) + sum(weight * self._loss(a, targets) for a in aux)
+
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
         if self.single_logit:
@@ -53,8 +69,7 @@ class CellClassifier(L.LightningModule):
     def training_step(self, batch, batch_idx):
         images, targets = batch
         images = augment_batch(images, rotate_flip=self.config.rotate_flip, color_jitter=self.config.color_jitter)
-        logits = self(images)
-        loss = self._loss(logits, targets)
+        logits, loss = self._main_and_aux_loss(self(images), targets)
         accuracy = (self._predictions(logits) == targets).float().mean()
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train_acc", accuracy, on_step=False, on_epoch=True)
@@ -68,7 +83,7 @@ class CellClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         c = self.config
-        params = self.model.parameters()
+        params = [p for p in self.model.parameters() if p.requires_grad]
         if c.optimizer == "sgd":
             optimizer = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, nesterov=True)
         elif c.optimizer == "adam":

@@ -20,12 +20,13 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from cellscreen.config import TrainConfig, load_config
-from cellscreen.engine.checkpoint import save_checkpoint
+from cellscreen.engine.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
 from cellscreen.engine.curves import plot_learning_curves
 from cellscreen.engine.data import PreparedData, manifest_copy, prepare_data
 from cellscreen.engine.module import CellClassifier
 from cellscreen.errors import UserError
-from cellscreen.models import create_model, get_data_config
+from cellscreen.models import create_model, get_data_config, load_pretrained
+from cellscreen.models.transfer import replace_head, set_trainable
 
 __all__ = ["train", "TrainResult"]
 
@@ -49,6 +50,22 @@ def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
         raise UserError(f"run folder {out} is not empty; pass --resume to continue it or --overwrite to start over")
 
 
+def build_model(config: TrainConfig, *, num_classes: int, input_size: int, source: Checkpoint | None = None):
+    """The model a run trains: built, loaded with ``pretrained`` weights or a source checkpoint's, given a
+    new head if asked (or if the source had one) and frozen as ``trainable``/``freeze_bn`` say."""
+    model = create_model(config.model, num_classes=num_classes, pretrained=config.pretrained, input_size=input_size)
+    head = {"hidden": config.head_hidden, "dropout": config.head_dropout} if config.new_head else None
+    if source is not None and head is None:
+        head = source.meta.get("head")
+    if head:
+        replace_head(model, **head)
+    if source is not None:
+        load_pretrained(model, resolve_checkpoint(config.init_from).with_suffix(".safetensors"))
+    if config.trainable != "all" or config.freeze_bn:
+        set_trainable(model, config.trainable, freeze_bn=config.freeze_bn)
+    return model
+
+
 def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resume: bool = False,
           overwrite: bool = False, progress: bool = True, workers: int | None = None) -> TrainResult:
     out = Path(out)
@@ -57,6 +74,10 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
         config = load_config(str(out / "config.yaml"))
     start = time.perf_counter()
     L.seed_everything(config.seed, workers=True, verbose=False)
+    source = None
+    if config.init_from:  # fine-tune one of cellscreen's own models: its architecture and input size
+        source = load_checkpoint(config.init_from)
+        config = dataclasses.replace(config, model=source.meta["model"], input_size=source.data_config.input_size)
     input_size = config.input_size or get_data_config(config.model).input_size
     prepared = prepare_data(config, data=data, input_size=input_size, workers=workers, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
@@ -64,7 +85,7 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     split_sha = manifest_copy(prepared.manifest, out)
 
     classes = prepared.classes
-    model = create_model(config.model, num_classes=len(classes), pretrained=config.pretrained, input_size=input_size)
+    model = build_model(config, num_classes=len(classes), input_size=input_size, source=source)
     train_set, val_set = prepared.subsets["train"], prepared.subsets["val"]
     weights = None
     if config.class_weighting:

@@ -12,6 +12,7 @@ preprocessing from the model itself.
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,19 +52,31 @@ class _Entry:
     data_config: DataConfig
     description: str
     single_logit: bool  # one sigmoid output for two classes (the seed malaria CNN)
+    classifier: str | None  # attribute path of the final classifier; None: timm's pretrained_cfg says
+    pool: str | None  # a pooling layer before the classifier that transfer learning makes global
+    imagenet: str | None  # where ImageNet weights come from: "torchvision:Enum.MEMBER" or "timm:name.tag"
 
 
 _MODELS: dict[str, _Entry] = {}
 
 
-def register_model(name: str, *, data_config: DataConfig, description: str = "", single_logit: bool = False):
-    """Decorator: register ``builder(*, num_classes, in_chans, input_size) -> nn.Module`` under ``name``."""
+def register_model(name: str, *, data_config: DataConfig, description: str = "", single_logit: bool = False,
+                   classifier: str | None = "classifier", pool: str | None = None, imagenet: str | None = None):
+    """Decorator: register ``builder(*, num_classes, in_chans, input_size) -> nn.Module`` under ``name``.
+
+    ``classifier`` names the final layer (or head) that transfer learning
+    replaces and whose input is the model's feature vector (``None`` for timm
+    models, which say it themselves); ``pool`` names a fixed-size pooling layer
+    before it (AlexNet and VGG pool to 6x6 and 7x7) that becomes global
+    average pooling when the head is replaced.  ``imagenet`` says where
+    published ImageNet weights come from (``pretrained="imagenet"``).
+    """
 
     def decorate(builder):
         if name in _MODELS:
             raise ValueError(f"a model named {name!r} is already registered")
         _MODELS[name] = _Entry(builder, data_config, description or (builder.__doc__ or "").strip().split("\n")[0],
-                               single_logit)
+                               single_logit, classifier, pool, imagenet)
         return builder
 
     return decorate
@@ -99,10 +112,14 @@ def create_model(
 ) -> nn.Module:
     """Build a registered model.
 
-    ``pretrained`` is a local file of weights (safetensors, or a torch
-    state dict); tensors whose shape does not fit (a different head) are
-    dropped and left freshly initialised.  ``input_size`` overrides the
-    model's default input size (for networks that pool globally).
+    ``pretrained`` is a local file of weights (safetensors, or a torch state
+    dict in torchvision or timm naming), an ``http(s)://`` address of one
+    (downloaded once into torch's hub cache), or ``"imagenet"`` for the
+    model's published ImageNet weights from the torchvision or timm cache.
+    Tensors whose shape does not fit (a different head) are dropped and left
+    freshly initialised; a 3-channel first convolution is adapted to
+    ``in_chans``.  ``input_size`` overrides the model's default input size
+    (for networks that pool globally).
     """
     entry = _entry(name)
     if num_classes < 2:
@@ -125,20 +142,83 @@ def create_model(
     return model
 
 
-def load_pretrained(model: nn.Module, path: str | Path) -> list[str]:
-    """Load matching tensors from ``path``; return the names that were skipped."""
-    path = Path(path)
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UserError(f"pretrained weights {path} not found")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        state = load_file(str(path))
-    else:
+            return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
+    except Exception as exc:  # damaged or foreign files fail in many ways
+        raise UserError(f"cannot read pretrained weights {path}: {exc}") from None
+    for key in ("state_dict", "model", "model_state_dict"):  # common wrappers (Lightning, timm, training scripts)
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise UserError(f"{path} does not hold a state dict of weights")
+    return state
+
+
+def _download(url: str) -> dict[str, torch.Tensor]:
+    """A state dict from ``url``, through torch's hub cache (``$TORCH_HOME/hub/checkpoints``)."""
+    import urllib.error
+
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    target = cache / Path(urllib.parse.urlparse(url).path).name
+    try:
+        return torch.hub.load_state_dict_from_url(url, model_dir=str(cache), map_location="cpu", progress=False,
+                                                  weights_only=True)
+    except (urllib.error.URLError, OSError) as exc:
+        raise UserError(f"could not fetch pretrained weights from {url} ({exc}); without internet, copy the "
+                        f"file to {target} or pass a local file") from None
+
+
+def imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
+    """Published ImageNet weights for a registered model, from the library cache (or downloaded if online)."""
+    source = _entry(name).imagenet
+    if source is None:
+        raise UserError(f"{name} has no published ImageNet weights; pass a weights file instead")
+    library, _, spec = source.partition(":")
+    if library == "torchvision":
+        import torchvision
+
+        return _download(torchvision.models.get_weight(spec).url)
+    import timm
+
+    try:
+        return timm.create_model(spec, pretrained=True).state_dict()
+    except Exception as exc:  # huggingface_hub raises its own errors when offline
+        raise UserError(f"could not load timm's pretrained {spec} ({type(exc).__name__}: {exc}); without "
+                        "internet, download the weights elsewhere and pass the file (HF_HUB_OFFLINE=1 skips the network wait)") from None
+
+
+def load_pretrained(model: nn.Module, source: str | Path) -> list[str]:
+    """Load matching tensors from ``source`` (a file, a URL or ``"imagenet"``); return the names left as
+    initialised (a new head, or layers the weights do not have)."""
+    text = str(source)
+    if text == "imagenet":
+        state = imagenet_state_dict(model.model_name)
+    elif text.startswith(("http://", "https://")):
+        state = _download(text)
+    else:
+        state = _read_state_dict(Path(source))
     own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    usable = {}
+    for key, value in state.items():
+        if key not in own or not isinstance(value, torch.Tensor):
+            continue
+        target = own[key]
+        if (value.ndim == 4 and target.ndim == 4 and value.shape[0] == target.shape[0]
+                and value.shape[2:] == target.shape[2:] and value.shape[1] == 3 != target.shape[1]):
+            from timm.models import adapt_input_conv  # a 3-channel first conv for grey or multi-channel input
+
+            value = adapt_input_conv(target.shape[1], value)
+        if value.shape == target.shape:
+            usable[key] = value.to(target.dtype)
+    if not usable:
+        raise UserError(f"none of the weights in {source} fit {model.model_name}; are they for another architecture?")
     model.load_state_dict(usable, strict=False)
     return sorted(set(own) - set(usable))
 

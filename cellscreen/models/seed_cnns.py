@@ -64,7 +64,7 @@ class SeedMalariaCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register_model("seed_allnet", data_config=DataConfig(input_size=128), description=SeedAllNet.__doc__.split("\n")[0])
+@register_model("seed_allnet", data_config=DataConfig(input_size=128), pool="pool", description=SeedAllNet.__doc__.split("\n")[0])
 def seed_allnet(*, num_classes: int, in_chans: int = 3, input_size: int = 128) -> nn.Module:
     return SeedAllNet(num_classes=num_classes, in_chans=in_chans)
 
