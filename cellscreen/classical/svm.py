@@ -1,6 +1,7 @@
 """SVM baselines: hand-crafted features, or deep features of a network (the studies' "VGG-SVM").
 
-``train_svm`` fits scikit-learn's RBF SVM (with Platt-scaled probabilities)
+``train_svm`` fits scikit-learn's RBF SVM (with Platt-scaled probabilities from
+``CalibratedClassifierCV``)
 on the training subset of a split and writes a run folder that every
 cellscreen command accepts as a checkpoint: ``model.json`` says
 ``"kind": "svm"``, the fitted pipeline is ``svm.skops`` (skops format, which
@@ -73,6 +74,7 @@ def _backbone(source: str, config: TrainConfig) -> nn.Module:
 def train_svm(config: TrainConfig, *, features: str, out: str | Path, data: str | None = None, C: float = 10.0,
               overwrite: bool = False, progress: bool = True, workers: int | None = None):
     """Fit an SVM on the training subset of ``config``'s split; return ``(run folder, prepared data, seconds)``."""
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
@@ -101,10 +103,15 @@ def train_svm(config: TrainConfig, *, features: str, out: str | Path, data: str 
         return np.concatenate([model.features(subset.images[i : i + 512].float() / 255)
                                for i in range(0, len(subset), 512)]) if len(subset) else np.zeros((0, 1))
 
-    x_train = featurise(train_set)
-    svc = SVC(C=C, kernel="rbf", gamma="scale", probability=True, random_state=config.seed,
-              class_weight="balanced" if config.class_weighting else None)
-    model.pipeline = make_pipeline(StandardScaler(), svc).fit(x_train, train_set.targets.numpy())
+    x_train, y_train = featurise(train_set), train_set.targets.numpy()
+    svc = SVC(C=C, kernel="rbf", gamma="scale", class_weight="balanced" if config.class_weighting else None)
+    # Platt scaling fitted on internal cross-validation folds, then one SVM on all training cells
+    folds = int(min(5, np.bincount(y_train).min()))
+    if folds < 2:
+        raise UserError("an SVM needs at least 2 training images of every class")
+    calibrated = CalibratedClassifierCV(svc, method="sigmoid", cv=folds, ensemble=False)
+    model.pipeline = make_pipeline(StandardScaler(), calibrated).fit(x_train, y_train)
+    support = int(calibrated.calibrated_classifiers_[0].estimator.n_support_.sum())
     val_acc = float((model.pipeline.predict(featurise(val_set)) == val_set.targets.numpy()).mean()) \
         if len(val_set) else float("nan")
 
@@ -122,7 +129,7 @@ def train_svm(config: TrainConfig, *, features: str, out: str | Path, data: str 
                   "by": prepared.manifest.meta.get("by"), "fold": config.fold,
                   "leaky": bool(prepared.manifest.meta.get("leaky"))},
         "svm": {"features": "handcrafted" if backbone is None else "deep", "source": features, "C": C,
-                "n_features": int(x_train.shape[1]), "support_vectors": int(svc.n_support_.sum())},
+                "n_features": int(x_train.shape[1]), "support_vectors": support},
         "metric": {"name": "val_acc", "value": val_acc},
         "train": {"images": len(train_set), "val_images": len(val_set), "config": dataclasses.asdict(config)},
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -114,7 +115,9 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
         callbacks=callbacks, logger=loggers, enable_progress_bar=progress, enable_model_summary=False,
         deterministic=True, log_every_n_steps=1, num_sanity_val_steps=0,
     )
-    trainer.fit(module, train_loader, val_loader, ckpt_path="last" if resume else None)
+    with warnings.catch_warnings():  # frozen blocks keep batch norm in eval mode on purpose
+        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+        trainer.fit(module, train_loader, val_loader, ckpt_path="last" if resume else None)
 
     state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})

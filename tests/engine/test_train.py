@@ -101,3 +101,38 @@ def test_settings_are_validated():
         load_config(None, {}, ["nonsense"])
     assert load_config(None, {}, ["lr=0.5", "early_stopping=3", "precision=32"]).lr == 0.5
     assert load_config("seed_allnet").lr == 0.0002 and load_config("seed_allnet").batch_size == 30
+
+
+def test_fine_tuning_a_run_trains_only_what_was_asked(trained, learnable_cells, tmp_path):
+    """--init-from a run with a new head and only the head training: the backbone stays the source's."""
+    import torch
+
+    source = load_checkpoint(trained.run).model.state_dict()
+    tuned = train(tiny_config(init_from=str(trained.run), new_head=True, head_hidden=8, trainable="head",
+                              epochs=2, model="resnet18"), out=tmp_path / "tuned", data=str(learnable_cells),
+                  progress=False)
+    checkpoint = load_checkpoint(tuned.run)
+    assert checkpoint.meta["model"] == "compact_cnn"  # the source's architecture wins over the preset's
+    assert checkpoint.meta["head"] == {"hidden": 8, "dropout": 0.2}
+    state = checkpoint.model.state_dict()
+    for name, value in source.items():
+        if name.startswith("features."):  # weights and batch-norm statistics untouched
+            assert torch.equal(state[name], value), name
+    assert state["head.2.weight"].shape == (8, 256) and state["head.5.weight"].shape == (2, 8)
+
+
+def test_auxiliary_heads_add_to_the_loss():
+    import torch
+    from torchvision.models import GoogLeNetOutputs
+
+    from cellscreen.engine.module import CellClassifier
+    from cellscreen.models import create_model
+
+    module = CellClassifier(create_model("googlenet", num_classes=2, input_size=32), tiny_config())
+    targets = torch.tensor([0, 1])
+    main, aux1, aux2 = torch.randn(3, 2, 2)
+    _, loss = module._main_and_aux_loss(GoogLeNetOutputs(main, aux2, aux1), targets)
+    expected = module._loss(main, targets) + 0.3 * (module._loss(aux1, targets) + module._loss(aux2, targets))
+    assert torch.allclose(loss, expected)
+    logits, plain = module._main_and_aux_loss(main, targets)
+    assert logits is main and torch.allclose(plain, module._loss(main, targets))
