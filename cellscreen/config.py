@@ -29,6 +29,7 @@ class TrainConfig:
     fold: int | None = None  # with a k-fold manifest: the test fold (the next one validates)
     val: float = 0.15
     test: float = 0.15
+    train_limit: int | None = None  # train on at most this many training cells (a class-stratified sample)
     split_seed: int = 0
     # model
     model: str = "compact_cnn"

@@ -95,20 +95,55 @@ def few_slides(tmp_path_factory):
     return target
 
 
-def test_train_evaluate_predict_on_a_few_real_slides(few_slides, tmp_path):
-    run_dir = tmp_path / "run"
-    trained = run("train", str(few_slides), "-d", "malaria-nih", "--out", str(run_dir), "--epochs", "2",
-                  "--input-size", "24", "--batch-size", "16", "--set", "test=0.25", "--set", "val=0.25",
-                  "--bootstrap", "20", "-q")
+TRAIN = ("-d", "malaria-nih", "--epochs", "2", "--input-size", "24", "--batch-size", "16", "--set", "test=0.25",
+         "--set", "val=0.25", "--bootstrap", "20", "-q")
+
+
+@pytest.fixture(scope="module")
+def real_run(few_slides, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("real") / "run"
+    trained = run("train", str(few_slides), "--out", str(run_dir), *TRAIN)
     assert trained.returncode == 0, trained.stderr
-    assert "test report:" in trained.stdout and (run_dir / "test" / "metrics.json").is_file()
-    evaluated = run("evaluate", str(run_dir), str(few_slides), "--out", str(tmp_path / "eval"), "--bootstrap", "20",
+    assert "test report:" in trained.stdout and "litlogger" not in trained.stdout + trained.stderr
+    return run_dir
+
+
+def test_train_evaluate_predict_on_a_few_real_slides(real_run, few_slides, tmp_path):
+    assert (real_run / "test" / "metrics.json").is_file()
+    evaluated = run("evaluate", str(real_run), str(few_slides), "--out", str(tmp_path / "eval"), "--bootstrap", "20",
                     "-q")
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert report["metrics"]["n"] == sum(1 for _ in few_slides.rglob("*.png"))
     assert report["n_groups"] == 8
-    predicted = run("predict", str(run_dir), str(few_slides / "Uninfected"), "--out", str(tmp_path / "p.csv"), "-q")
+    predicted = run("predict", str(real_run), str(few_slides / "Uninfected"), "--out", str(tmp_path / "p.csv"), "-q")
     assert predicted.returncode == 0, predicted.stderr
     rows = (tmp_path / "p.csv").read_text().splitlines()
     assert len(rows) - 1 == len(list((few_slides / "Uninfected").iterdir()))
+
+
+def test_same_command_same_seed_same_metrics(real_run, few_slides, tmp_path):
+    again = run("train", str(few_slides), "--out", str(tmp_path / "again"), *TRAIN)
+    assert again.returncode == 0, again.stderr
+    first = json.loads((real_run / "test" / "metrics.json").read_text())
+    second = json.loads((tmp_path / "again" / "test" / "metrics.json").read_text())
+    assert first["metrics"] == second["metrics"] and first["intervals"] == second["intervals"]
+
+
+def test_svm_baselines_and_an_ensemble_on_real_slides(real_run, few_slides, tmp_path):
+    split = ["--split", str(real_run / "split.csv"), "--bootstrap", "20", "-q"]
+    handcrafted = run("svm", str(few_slides), "-d", "malaria-nih", "--out", str(tmp_path / "svm"), *split)
+    assert handcrafted.returncode == 0, handcrafted.stderr
+    deep = run("svm", str(few_slides), "-d", "malaria-nih", "--features", str(real_run), "--out",
+               str(tmp_path / "deep"), *split)
+    assert deep.returncode == 0, deep.stderr
+    test_cells = json.loads((real_run / "test" / "metrics.json").read_text())["metrics"]["n"]
+    for name in ("svm", "deep"):  # the same test cells, the same metrics code
+        report = json.loads((tmp_path / name / "test" / "metrics.json").read_text())
+        assert report["metrics"]["n"] == test_cells and 0 <= report["metrics"]["roc_auc"] <= 1
+    made = run("ensemble", str(real_run), str(tmp_path / "svm"), str(tmp_path / "deep"), "--out", str(tmp_path / "ens"))
+    assert made.returncode == 0, made.stderr
+    evaluated = run("evaluate", str(tmp_path / "ens"), str(few_slides), "--split", str(real_run / "split.csv"),
+                    "--subset", "test", "--out", str(tmp_path / "ens-eval"), "--tta", "--bootstrap", "0", "-q")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads((tmp_path / "ens-eval" / "metrics.json").read_text())["metrics"]["n"] == test_cells

@@ -107,6 +107,12 @@ def prepare_data(config, *, data: str | None, input_size: int, workers: int | No
     parts = subset_rows(manifest, config.fold, val_seed=config.split_seed)
     if not parts.get("train") or not parts.get("val"):
         raise UserError("the split needs both a training and a validation subset")
+    limit = getattr(config, "train_limit", None)
+    if limit and len(parts["train"]) > limit:  # a smaller, class-stratified sample of the training cells
+        from sklearn.model_selection import train_test_split
+
+        parts["train"], _ = train_test_split(parts["train"], train_size=limit, random_state=config.seed,
+                                             stratify=[row["label"] for row in parts["train"]])
     classes = class_order(index.profile, sorted({r.label for r in index.records}))
     if len(classes) < 2:
         raise UserError(f"training needs at least two classes with images; found {classes}")

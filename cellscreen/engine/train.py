@@ -12,6 +12,7 @@ RUN/
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 import warnings
 from pathlib import Path
@@ -49,6 +50,16 @@ def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
         return
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"run folder {out} is not empty; pass --resume to continue it or --overwrite to start over")
+
+
+class _DropAdverts(logging.Filter):
+    """Lightning prints an advertisement for its cloud logger on every run; leave it out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
 
 
 def build_model(config: TrainConfig, *, num_classes: int, input_size: int, source: Checkpoint | None = None):
