@@ -13,6 +13,7 @@ A build that is interrupted keeps what it finished and resumes there.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -117,6 +118,31 @@ def build_cache(
         return _load(folder, spec, built=False, start=start)
 
     folder.mkdir(parents=True, exist_ok=True)
+    with _exclusive(folder / ".lock"):  # a second process building the same cache waits, then reuses it
+        if meta_path.is_file():
+            return _load(folder, spec, built=False, start=start)
+        return _build(root, unique, digests, spec, folder, workers=workers, progress=progress, start=start)
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """An advisory lock held while the body runs (POSIX; elsewhere no locking)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(root: Path, unique: dict[str, ImageRecord], digests: list[str], spec: CacheSpec, folder: Path, *,
+           workers: int | None, progress: bool, start: float) -> ImageCache:
+    meta_path = folder / "meta.json"
     shape = (len(digests), spec.size, spec.size, 3)
     data_path, done_path = folder / "images.npy", folder / "done.npy"
     resuming = data_path.is_file() and done_path.is_file()

@@ -125,6 +125,10 @@ def prepare_data(config, *, data: str | None, input_size: int, workers: int | No
                         workers=workers, progress=progress)
     sha256_of = {r.path: r.sha256 for r in records}
     subsets = {name: load_subset(cache, rows, sha256_of, classes) for name, rows in parts.items()}
+    for name in ("train", "val"):
+        if not len(subsets[name]):
+            raise UserError(f"the {name} subset has no readable images ({len(parts[name])} listed in the split); "
+                            "see `cellscreen data info` for the unreadable files")
     return PreparedData(index=index, manifest=manifest, classes=classes, cache=cache, subsets=subsets)
 
 

@@ -65,6 +65,26 @@ def test_interrupted_build_resumes_where_it_stopped(malaria_like, tmp_path, monk
         assert np.array_equal(resumed.get(record.sha256), resize_square(load_rgb(malaria_like / record.path), 16))
 
 
+def _build_in_child(args):
+    root, records, cache_dir = args
+    result = build_cache(root, records, CacheSpec(size=16), cache_dir=cache_dir, workers=0, progress=False)
+    return result.built, np.asarray(result.images).copy()
+
+
+def test_two_processes_building_one_cache_share_it(malaria_like, tmp_path):
+    import multiprocessing
+
+    index = scan(malaria_like)
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        results = pool.map(_build_in_child, [(malaria_like, index.records, tmp_path)] * 2)
+    assert sorted(built for built, _ in results) == [False, True]  # one built it, the other waited and reused it
+    assert np.array_equal(results[0][1], results[1][1])
+    for record in index.records:
+        expected = resize_square(load_rgb(malaria_like / record.path), 16)
+        assert np.array_equal(build_cache(malaria_like, index.records, CacheSpec(size=16), cache_dir=tmp_path,
+                                          progress=False).get(record.sha256), expected)
+
+
 def test_file_broken_after_indexing_is_skipped(malaria_like, tmp_path):
     index = scan(malaria_like)
     victim = index.records[0]

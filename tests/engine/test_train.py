@@ -136,3 +136,20 @@ def test_auxiliary_heads_add_to_the_loss():
     assert torch.allclose(loss, expected)
     logits, plain = module._main_and_aux_loss(main, targets)
     assert logits is main and torch.allclose(plain, module._loss(main, targets))
+
+
+def test_a_subset_with_no_readable_images_is_a_clear_error(learnable_cells, tmp_path):
+    import csv
+    import shutil
+
+    from tests.clitools import run
+
+    cells = tmp_path / "cells"
+    shutil.copytree(learnable_cells, cells)
+    made = run("split", str(cells), "-d", "malaria-nih", "--out", str(tmp_path / "split.csv"), "-q")
+    assert made.returncode == 0, made.stderr
+    for row in csv.DictReader((tmp_path / "split.csv").open()):
+        if row["subset"] == "val":
+            (cells / row["path"]).write_bytes(b"not a png")
+    with pytest.raises(UserError, match="val subset has no readable images"):
+        train(tiny_config(split=str(tmp_path / "split.csv")), out=tmp_path / "run", data=str(cells), progress=False)
