@@ -43,6 +43,6 @@ class CompactCNN(nn.Module):
 
 
 @register_model("compact_cnn", data_config=DataConfig(input_size=48), classifier="head",
-                description="cellscreen's compact CNN: conv 32-64-128-256 + BN, max-pool, global pool (0.39 M params)")
+                description="cellscreen's compact CNN: conv 32-64-128-256 + BN, max-pool, global pool")
 def compact_cnn(*, num_classes: int, in_chans: int = 3, input_size: int = 48) -> nn.Module:
     return CompactCNN(num_classes=num_classes, in_chans=in_chans)
