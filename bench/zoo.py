@@ -8,13 +8,16 @@ keeps its 32 px; AlexNet and Inception v3 get their minimum, 64 and 75 px), with
 optimiser, schedule, augmentation and number of epochs, from random weights.
 Then measures inference speed (cells/s, batches of 256, one warm-up batch) on
 the fold's test cells, and prints one JSON line per model and a Markdown
-table.  A model already trained in ``--out`` is not trained again.
+table.  A model already trained in ``--out`` is not trained again, and
+several processes can share one ``--out`` (each trains the models no other
+has claimed), e.g. one thread each on a multi-core machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -63,7 +66,11 @@ def main() -> None:
     for name in args.models or list_models():
         size = max(args.size, MIN_SIZE.get(name, 0)) if name != "lenet5" else 32
         run = out / name
+        if _taken_by_another(out / f"{name}.running"):
+            print(f"{name}: another zoo.py process is training it; skipped", flush=True)
+            continue
         if not (run / "test" / "metrics.json").exists():
+            (out / f"{name}.running").write_text(str(os.getpid()))
             command = [cellscreen, "train", "-d", args.dataset, "--split", str(split), "--fold", str(args.fold),
                        "--model", name, "--input-size", str(size), "--epochs", str(args.epochs), "--out", str(run),
                        "--overwrite", "-q", "--bootstrap", "200", "--set", "lr=0.001", "--set", "batch_size=32"]
@@ -74,6 +81,7 @@ def main() -> None:
             start = time.perf_counter()
             subprocess.run(command, check=True)
             (run / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
+            (out / f"{name}.running").unlink()
         metrics = json.loads((run / "test" / "metrics.json").read_text())["metrics"]
         model = create_model(name, num_classes=2, input_size=size)
         from cellscreen.engine.checkpoint import load_checkpoint
@@ -93,6 +101,18 @@ def main() -> None:
     for r in sorted(rows, key=lambda r: -r["roc_auc"]):
         print(f"| {r['model']} | {r['size']} | {r['params'] / 1e6:.2f} M | {r['gflops']:.3f} | {r['accuracy']:.4f} | "
               f"{r['roc_auc']:.4f} | {r['mcc']:.4f} | {r['train_seconds']:.0f} | {r['infer_cells_per_s']:,.0f} |")
+
+
+def _taken_by_another(marker: Path) -> bool:
+    """Several zoo.py processes can share one --out: each model is trained by whoever claims it first."""
+    if not marker.exists():
+        return False
+    pid = int(marker.read_text() or 0)
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, ValueError):
+        return False  # a stale claim of a process that is gone
+    return pid != os.getpid()
 
 
 def _test_images(run: Path, checkpoint):
