@@ -63,7 +63,7 @@ def test_ensemble_command_evaluates_and_predicts(members, learnable_cells, tmp_p
     made = run("ensemble", *map(str, members), "--out", str(tmp_path / "ens"))
     assert made.returncode == 0, made.stderr
     evaluated = run("evaluate", str(tmp_path / "ens"), str(learnable_cells), "-d", "malaria-nih", "--out",
-                    str(tmp_path / "eval"), "--bootstrap", "0", "--tta", "-q")
+                    str(tmp_path / "eval"), "--bootstrap", "0", "-q")
     assert evaluated.returncode == 0, evaluated.stderr
     predicted = run("predict", str(tmp_path / "ens"), str(learnable_cells / "Parasitized"), "--out",
                     str(tmp_path / "p.csv"), "-q")
