@@ -211,6 +211,33 @@ def cmd_svm(args) -> None:
     _report_test(run, data, args.bootstrap)
 
 
+def cmd_explain(args) -> None:
+    from cellscreen.engine.checkpoint import load_checkpoint
+    from cellscreen.explain import explain
+    from cellscreen.serve.predict import list_inputs, prepare_image
+
+    checkpoint = load_checkpoint(args.model)
+    size, crop = checkpoint.data_config.input_size, checkpoint.border_crop
+    images, names = [], set()
+    for path, reason in list_inputs(args.images):
+        picture = reason or prepare_image(path, size, crop)
+        if isinstance(picture, str):
+            print(f"skipped {path}: {picture}")
+            continue
+        if len(images) == args.max_images:
+            print(f"only the first {args.max_images} images are explained (--max-images)")
+            break
+        name = path.stem
+        while name in names:  # same stem in two folders
+            name += "_"
+        names.add(name)
+        images.append((name, picture))
+    if not images:
+        raise UserError("no readable images to explain")
+    index = explain(checkpoint, images, args.out, filters=not args.no_filters)
+    print(f"explained {len(images)} image(s): {index}")
+
+
 def cmd_ensemble(args) -> None:
     from cellscreen.engine.ensemble import make_ensemble
 
@@ -351,6 +378,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the test intervals")
     p.set_defaults(func=cmd_svm)
+
+    p = commands.add_parser("explain", help="feature maps, strongest channels, filters and Grad-CAM of a model")
+    p.add_argument("model", metavar="CHECKPOINT", help="run folder, model.json, or a bundled name (malaria)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the pictures and index.html")
+    p.add_argument("--max-images", type=int, default=16, help="explain at most this many images (default 16)")
+    p.add_argument("--no-filters", action="store_true", help="skip the (slower) filter visualisation")
+    p.set_defaults(func=cmd_explain)
 
     p = commands.add_parser("ensemble", help="average the probabilities of several trained models")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders, checkpoints or bundled names")

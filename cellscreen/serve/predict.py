@@ -21,7 +21,7 @@ from cellscreen.engine.checkpoint import load_checkpoint
 from cellscreen.engine.inference import predict_proba
 from cellscreen.errors import UserError
 
-__all__ = ["list_inputs", "predict_files"]
+__all__ = ["list_inputs", "prepare_image", "predict_files"]
 
 _CHUNK = 2048  # files decoded per round; bounds memory whatever the folder size
 
@@ -49,7 +49,8 @@ def _classify(path: Path) -> tuple[Path, str | None]:
     return path, None
 
 
-def _prepare(path: Path, size: int, crop: int) -> np.ndarray | str:
+def prepare_image(path: Path, size: int, crop: int) -> np.ndarray | str:
+    """The model-ready pixels of one file, or the reason it cannot be used."""
     try:
         return load_prepared(path, size=size, crop=crop)
     except ImageReadError as exc:
@@ -78,7 +79,7 @@ def predict_files(model: str | Path, inputs: list[str | Path], out: str | Path, 
         for start in range(0, len(files), _CHUNK):
             chunk = files[start : start + _CHUNK]
             candidates = [p for p, reason in chunk if reason is None]
-            prepared = dict(zip(candidates, parallel_map(partial(_prepare, size=size, crop=crop), candidates,
+            prepared = dict(zip(candidates, parallel_map(partial(prepare_image, size=size, crop=crop), candidates,
                                                          workers=workers, desc="predicting", progress=progress)))
             ok = [p for p in candidates if not isinstance(prepared[p], str)]
             proba = predict_proba(checkpoint.model, np.stack([prepared[p] for p in ok]), batch_size=batch_size,
