@@ -54,6 +54,7 @@ class TrainConfig:
     # model selection and stopping
     monitor: str = "val_loss"  # val_loss | val_acc
     early_stopping: int | None = None  # patience in epochs; None: train all epochs
+    calibrate: bool = True  # fit a temperature on the validation cells after training (used by evaluate/predict)
     # augmentation (random, on tensors, after the cache)
     rotate_flip: bool = True
     color_jitter: float = 0.1

@@ -184,7 +184,7 @@ def explain(checkpoint, images: list[tuple[str, np.ndarray]], out: str | Path, *
     for name, picture in images:
         x = normalise(torch.from_numpy(np.array(picture)).permute(2, 0, 1)[None].contiguous(), model.data_config)
         with torch.no_grad():
-            proba = logits_to_proba(model(x))[0].numpy()
+            proba = logits_to_proba(model(x), getattr(model, "temperature", 1.0))[0].numpy()
         predicted = int(proba.argmax())
         files = []
         for layer, sheet in feature_maps(model, x):

@@ -137,5 +137,6 @@ def load_checkpoint(where: str | Path) -> Checkpoint:
     if missing or unexpected:
         raise UserError(f"weights in {path.with_suffix('.safetensors')} do not fit {name}: "
                         f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+    model.temperature = float(meta.get("temperature", 1.0))  # fitted on the validation cells after training
     model.eval()
     return Checkpoint(model=model, meta=meta)

@@ -43,7 +43,8 @@ class EnsembleModel(nn.Module):
             size = member.data_config.input_size
             xi = x if x.shape[-1] == size else F.interpolate(x, size=(size, size), mode="bilinear",
                                                              antialias=True, align_corners=False)
-            probabilities.append(logits_to_proba(member(normalise(xi, member.data_config))))
+            probabilities.append(logits_to_proba(member(normalise(xi, member.data_config)),
+                                                 getattr(member, "temperature", 1.0)))
         return torch.log(torch.stack(probabilities).mean(dim=0).clamp_min(1e-7))
 
 

@@ -10,7 +10,7 @@ import torch
 from cellscreen.data.augment import dihedral_views
 from cellscreen.models import DataConfig
 
-__all__ = ["normalise", "logits_to_proba", "predict_proba"]
+__all__ = ["normalise", "logits_to_proba", "predict_logits", "predict_proba"]
 
 
 def normalise(images: torch.Tensor, config: DataConfig) -> torch.Tensor:
@@ -22,9 +22,9 @@ def normalise(images: torch.Tensor, config: DataConfig) -> torch.Tensor:
     return (images - mean) / std
 
 
-def logits_to_proba(logits: torch.Tensor) -> torch.Tensor:
-    """Class probabilities; a single logit is P(class 1) of a two-class model."""
-    logits = logits.float()
+def logits_to_proba(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Class probabilities of ``logits / temperature``; a single logit is P(class 1) of a two-class model."""
+    logits = logits.float() / temperature
     if logits.shape[1] == 1:
         p = torch.sigmoid(logits)
         return torch.cat([1 - p, p], dim=1)
@@ -45,20 +45,33 @@ def predict_proba(
     batch_size: int = 256,
     precision: str = "32",
     tta: bool = False,
+    temperature: float | None = None,
 ) -> np.ndarray:
     """Probabilities ``(N, classes)`` for ``(N, H, W, 3)`` uint8 images.
 
-    With ``tta`` the 8 rotations/flips of each image are averaged.
+    With ``tta`` the 8 rotations/flips of each image are averaged.  Logits are
+    divided by the model's fitted ``temperature`` (1 if it has none) unless one
+    is given.
     """
     model.eval()
     config = model.data_config
+    temperature = temperature if temperature is not None else getattr(model, "temperature", 1.0)
     out = []
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.array(images[start : start + batch_size])).permute(0, 3, 1, 2)
         x = normalise(batch, config).contiguous(memory_format=torch.channels_last)
         views = dihedral_views(x) if tta else [x]
         with autocast(precision):
-            proba = torch.stack([logits_to_proba(model(v)) for v in views]).mean(0)
+            proba = torch.stack([logits_to_proba(model(v), temperature) for v in views]).mean(0)
         out.append(proba.float().numpy())
     n_classes = out[0].shape[1] if out else 2
     return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)
+
+
+@torch.inference_mode()
+def predict_logits(model: torch.nn.Module, images: torch.Tensor, *, batch_size: int = 256) -> np.ndarray:
+    """Raw outputs ``(N, outputs)`` for ``(N, 3, H, W)`` uint8 images (no temperature, no TTA)."""
+    model.eval()
+    out = [model(normalise(images[i : i + batch_size], model.data_config).contiguous(memory_format=torch.channels_last))
+           .float().numpy() for i in range(0, len(images), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, 1), np.float32)

@@ -25,6 +25,7 @@ from cellscreen.config import TrainConfig, load_config
 from cellscreen.engine.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
 from cellscreen.engine.curves import plot_learning_curves
 from cellscreen.engine.data import PreparedData, manifest_copy, prepare_data
+from cellscreen.engine.inference import logits_to_proba, predict_logits
 from cellscreen.engine.module import CellClassifier
 from cellscreen.errors import UserError
 from cellscreen.models import create_model, get_data_config, load_pretrained
@@ -50,6 +51,19 @@ def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
         return
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"run folder {out} is not empty; pass --resume to continue it or --overwrite to start over")
+
+
+def _fit_temperature(model, val_set) -> dict:
+    """Temperature scaling on the validation cells: the fitted T and what it did to NLL and ECE there."""
+    from cellscreen.evaluate.calibration import expected_calibration_error, fit_temperature
+
+    logits = predict_logits(model, val_set.images)
+    targets = val_set.targets.numpy()
+    temperature, nll_before, nll_after = fit_temperature(logits, targets)
+    ece = {name: expected_calibration_error(targets, logits_to_proba(torch.from_numpy(logits), t).numpy())
+           for name, t in (("before", 1.0), ("after", temperature))}
+    return {"temperature": temperature, "fitted_on": "val", "cells": len(targets), "nll_before": nll_before,
+            "nll_after": nll_after, "ece_before": ece["before"], "ece_after": ece["after"]}
 
 
 class _DropAdverts(logging.Filter):
@@ -135,7 +149,10 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     model = model.to(memory_format=torch.contiguous_format)
     best_epoch = int(Path(best.best_model_path).stem.split("=")[-1])
     best_value = float(best.best_model_score)
+    calibration = _fit_temperature(model, val_set) if config.calibrate else None
     meta = {
+        "temperature": calibration["temperature"] if calibration else 1.0,
+        "calibration": calibration,
         "classes": classes,
         "positive_class": prepared.index.profile.positive_class if len(classes) == 2 else None,
         "dataset": config.dataset,

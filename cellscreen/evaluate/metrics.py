@@ -3,7 +3,8 @@
 ``compute_metrics(y_true, proba, classes=..., positive=...)`` returns a plain
 dict whose keys are the metric names used everywhere (``accuracy``,
 ``balanced_accuracy``, ``sensitivity``, ``specificity``, ``precision``, ``f1``,
-``weighted_f1``, ``mcc``, ``roc_auc``, ``pr_auc``, ``confusion_matrix``).
+``weighted_f1``, ``mcc``, ``roc_auc``, ``pr_auc``, ``confusion_matrix``, and the
+calibration measures ``ece`` and ``brier``).
 ``bootstrap_intervals`` resamples whole groups (slides, patients) with
 replacement, because cells of one slide are not independent: resampling cells
 would give intervals that are too narrow.
@@ -15,6 +16,8 @@ import warnings
 
 import numpy as np
 from sklearn import metrics as skm
+
+from cellscreen.evaluate.calibration import brier_score, expected_calibration_error
 
 __all__ = ["compute_metrics", "bootstrap_intervals", "per_group_results", "SCALAR_METRICS"]
 
@@ -58,6 +61,8 @@ def compute_metrics(y_true: np.ndarray, proba: np.ndarray, *, classes: list[str]
         "weighted_f1": _safe(skm.f1_score, y_true, y_pred, labels=labels, average="weighted", zero_division=0),
         "mcc": _safe(skm.matthews_corrcoef, y_true, y_pred),
         "confusion_matrix": cm.tolist(),
+        "ece": expected_calibration_error(y_true, proba),
+        "brier": brier_score(y_true, proba),
     }
     if binary:
         y_pos = (y_true == pos).astype(int)

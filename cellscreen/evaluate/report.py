@@ -63,6 +63,11 @@ def write_report(out: Path, result: dict) -> tuple[Path, Path]:
         low, high = ci.get(name, [None, None])
         interval = f"{_fmt(low)} - {_fmt(high)}" if low is not None else ""
         lines.append(f"| {name} | {_fmt(m[name])} | {interval} |")
+    calibration = f"- calibration: ECE {_fmt(m.get('ece'))}, Brier score {_fmt(m.get('brier'))}"
+    if "temperature" in m:
+        calibration += (f" with temperature scaling (T = {m['temperature']:.3f}); without it ECE "
+                        f"{_fmt(m['ece_uncalibrated'])}, Brier score {_fmt(m['brier_uncalibrated'])}")
+    lines += ["", calibration]
     lines += ["", "Confusion matrix (rows: true, columns: predicted):", "",
               "| | " + " | ".join(result["classes"]) + " |", "|---" * (len(result["classes"]) + 1) + "|"]
     for name, row in zip(result["classes"], m["confusion_matrix"]):

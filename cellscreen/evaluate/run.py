@@ -14,6 +14,7 @@ from cellscreen.engine.checkpoint import Checkpoint, load_checkpoint
 from cellscreen.engine.data import load_subset
 from cellscreen.engine.inference import predict_proba
 from cellscreen.errors import UserError
+from cellscreen.evaluate.calibration import brier_score, expected_calibration_error, reliability_bins
 from cellscreen.evaluate.metrics import bootstrap_intervals, compute_metrics, per_group_results
 from cellscreen.evaluate.report import plot_roc, write_report
 
@@ -26,8 +27,15 @@ def evaluate_arrays(checkpoint: Checkpoint, subset, *, n_boot: int = 1000, tta: 
     images = subset.images.permute(0, 2, 3, 1).numpy()
     proba = predict_proba(checkpoint.model, images, tta=tta)
     y_true = subset.targets.numpy()
+    metrics = compute_metrics(y_true, proba, classes=classes, positive=positive)
+    temperature = getattr(checkpoint.model, "temperature", 1.0)
+    if temperature != 1.0:  # the same cells without temperature scaling, for comparison
+        raw = predict_proba(checkpoint.model, images, tta=tta, temperature=1.0)
+        metrics.update(temperature=temperature, ece_uncalibrated=expected_calibration_error(y_true, raw),
+                       brier_uncalibrated=brier_score(y_true, raw))
     result = {
-        "metrics": compute_metrics(y_true, proba, classes=classes, positive=positive),
+        "metrics": metrics,
+        "reliability": reliability_bins(y_true, proba),
         "per_group": per_group_results(y_true, proba, subset.groups, classes=classes, positive=positive),
         "n_boot": n_boot,
         "n_groups": len(set(subset.groups)),

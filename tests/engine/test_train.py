@@ -32,6 +32,9 @@ def test_run_folder_is_complete_and_self_describing(trained):
     assert meta["positive_class"] == "Parasitized" and meta["data_config"]["input_size"] == 16
     assert meta["split"]["sha256"] == json.loads((run / "split.json").read_text())["manifest_sha256"]
     assert meta["metric"]["name"] == "val_loss" and meta["cellscreen"]
+    calibration = meta["calibration"]  # temperature scaling fitted on the validation cells
+    assert meta["temperature"] == calibration["temperature"] > 0 and calibration["fitted_on"] == "val"
+    assert calibration["nll_after"] <= calibration["nll_before"] + 1e-9
     assert yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 4
 
 

@@ -17,6 +17,11 @@ def test_evaluate_a_folder_with_group_intervals(trained_run, learnable_cells, tm
     assert {g["group"] for g in metrics["per_group"]} <= {f"C{n}" for n in range(1, 11)}
     assert (out / "roc.png").stat().st_size > 1000
     assert "| accuracy |" in (out / "report.md").read_text()
+    m = metrics["metrics"]  # calibration, with and without the run's temperature
+    assert 0 <= m["ece"] <= 1 and 0 <= m["brier"] <= 2
+    assert m["temperature"] == json.loads((trained_run.run / "model.json").read_text())["temperature"]
+    assert {"ece_uncalibrated", "brier_uncalibrated"} <= set(m) and "ECE" in (out / "report.md").read_text()
+    assert sum(b["n"] for b in metrics["reliability"]) == m["n"]
 
 
 def test_evaluate_refuses_classes_the_model_does_not_know(trained_run, tmp_path):
