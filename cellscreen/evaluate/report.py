@@ -10,7 +10,7 @@ import numpy as np
 
 from cellscreen.evaluate.metrics import SCALAR_METRICS
 
-__all__ = ["write_report", "plot_roc"]
+__all__ = ["write_report", "plot_roc", "plot_reliability"]
 
 
 def plot_roc(y_true: np.ndarray, proba: np.ndarray, classes: list[str], positive: str | None, out_png: Path) -> Path:
@@ -33,6 +33,29 @@ def plot_roc(y_true: np.ndarray, proba: np.ndarray, classes: list[str], positive
     ax.set_ylabel("true positive rate (sensitivity)")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
+
+
+def plot_reliability(bins: list[dict], ece: float, out_png: Path) -> Path:
+    """Reliability diagram: accuracy against confidence of the predicted class, per bin (bar width = bin)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.bar([b["low"] for b in bins], [b["accuracy"] for b in bins], width=[b["high"] - b["low"] for b in bins],
+           align="edge", edgecolor="black", alpha=0.7, label="accuracy")
+    ax.plot([b["confidence"] for b in bins], [b["confidence"] for b in bins], "o", color="red", markersize=3,
+            label="mean confidence")
+    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=0.8)
+    ax.set_xlabel("confidence of the predicted class")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"ECE {ece:.4f}")
+    ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
@@ -84,6 +107,8 @@ def write_report(out: Path, result: dict) -> tuple[Path, Path]:
         lines += [f"| {g['group']} | {g['cells']} | {g['errors']} | {g['accuracy']:.3f} |" for g in worst]
     if (out / "roc.png").is_file():
         lines += ["", "![ROC curve](roc.png)"]
+    if (out / "reliability.png").is_file():
+        lines += ["", "![Reliability diagram](reliability.png)"]
     md_path = out / "report.md"
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path

@@ -16,7 +16,7 @@ from cellscreen.engine.inference import predict_proba
 from cellscreen.errors import UserError
 from cellscreen.evaluate.calibration import brier_score, expected_calibration_error, reliability_bins
 from cellscreen.evaluate.metrics import bootstrap_intervals, compute_metrics, per_group_results
-from cellscreen.evaluate.report import plot_roc, write_report
+from cellscreen.evaluate.report import plot_reliability, plot_roc, write_report
 
 __all__ = ["evaluate_checkpoint", "evaluate_arrays", "report_on_subset"]
 
@@ -57,6 +57,7 @@ def report_on_subset(model: str | Path, subset, *, profile, root: Path, out: Pat
                   skipped=skipped, tta=False, notes=([profile.notes] if profile.notes else []) + list(notes))
     out.mkdir(parents=True, exist_ok=True)
     plot_roc(subset.targets.numpy(), proba, checkpoint.classes, checkpoint.positive_class, out / "roc.png")
+    plot_reliability(result["reliability"], result["metrics"]["ece"], out / "reliability.png")
     _, report = write_report(out, result)
     return result, report
 
@@ -105,5 +106,6 @@ def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Pa
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plot_roc(loaded.targets.numpy(), proba, checkpoint.classes, checkpoint.positive_class, out / "roc.png")
+    plot_reliability(result["reliability"], result["metrics"]["ece"], out / "reliability.png")
     write_report(out, result)
     return result

@@ -15,7 +15,7 @@ def test_evaluate_a_folder_with_group_intervals(trained_run, learnable_cells, tm
     n_test = sum(1 for line in (trained_run.run / "split.csv").read_text().splitlines() if line.endswith(",test"))
     assert metrics["metrics"]["n"] == n_test and metrics["dataset"] == "malaria-nih"  # taken from the checkpoint
     assert {g["group"] for g in metrics["per_group"]} <= {f"C{n}" for n in range(1, 11)}
-    assert (out / "roc.png").stat().st_size > 1000
+    assert (out / "roc.png").stat().st_size > 1000 and (out / "reliability.png").stat().st_size > 1000
     assert "| accuracy |" in (out / "report.md").read_text()
     m = metrics["metrics"]  # calibration, with and without the run's temperature
     assert 0 <= m["ece"] <= 1 and 0 <= m["brier"] <= 2
