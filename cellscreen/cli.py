@@ -202,7 +202,7 @@ def _report_test(run, data, n_boot: int) -> None:
 
 
 def cmd_svm(args) -> None:
-    from cellscreen.classical.svm import train_svm
+    from cellscreen.engine.svm import train_svm
 
     config = _train_config(args)
     run, data, seconds = train_svm(config, features=args.features, out=args.out, data=args.dir or args.data,

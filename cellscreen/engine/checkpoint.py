@@ -116,7 +116,7 @@ def load_checkpoint(where: str | Path) -> Checkpoint:
     kind = meta.get("kind", "network")
     if kind in ("svm", "ensemble"):
         if kind == "svm":
-            from cellscreen.classical.svm import load_svm as load
+            from cellscreen.engine.svm import load_svm as load
         else:
             from cellscreen.engine.ensemble import load_ensemble as load
         model = load(path.parent, meta)

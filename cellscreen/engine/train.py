@@ -25,7 +25,8 @@ from cellscreen.config import TrainConfig, load_config
 from cellscreen.engine.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
 from cellscreen.engine.curves import plot_learning_curves
 from cellscreen.engine.data import PreparedData, manifest_copy, prepare_data
-from cellscreen.engine.inference import logits_to_proba, predict_logits
+from cellscreen.engine.calibration import fit_temperature
+from cellscreen.engine.inference import predict_logits
 from cellscreen.engine.module import CellClassifier
 from cellscreen.errors import UserError
 from cellscreen.models import create_model, get_data_config, load_pretrained
@@ -54,16 +55,11 @@ def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
 
 
 def _fit_temperature(model, val_set) -> dict:
-    """Temperature scaling on the validation cells: the fitted T and what it did to NLL and ECE there."""
-    from cellscreen.evaluate.calibration import expected_calibration_error, fit_temperature
-
-    logits = predict_logits(model, val_set.images)
-    targets = val_set.targets.numpy()
-    temperature, nll_before, nll_after = fit_temperature(logits, targets)
-    ece = {name: expected_calibration_error(targets, logits_to_proba(torch.from_numpy(logits), t).numpy())
-           for name, t in (("before", 1.0), ("after", temperature))}
-    return {"temperature": temperature, "fitted_on": "val", "cells": len(targets), "nll_before": nll_before,
-            "nll_after": nll_after, "ece_before": ece["before"], "ece_after": ece["after"]}
+    """Temperature scaling on the validation cells: the fitted T and what it did to their NLL."""
+    temperature, nll_before, nll_after = fit_temperature(predict_logits(model, val_set.images),
+                                                         val_set.targets.numpy())
+    return {"temperature": temperature, "fitted_on": "val", "cells": len(val_set), "nll_before": nll_before,
+            "nll_after": nll_after}
 
 
 class _DropAdverts(logging.Filter):

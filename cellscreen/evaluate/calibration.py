@@ -1,20 +1,17 @@
-"""Calibration: how far predicted probabilities are from observed frequencies, and temperature scaling.
+"""Calibration measures: how far predicted probabilities are from observed frequencies.
 
 ``expected_calibration_error`` bins cells by the confidence of their
 predicted class (15 equal-width bins) and averages |accuracy - confidence|
 weighted by bin size; ``brier_score`` is the mean squared distance between the
-probability vector and the one-hot truth.  ``fit_temperature`` finds the
-single temperature T that minimises the negative log-likelihood of
-``softmax(logits / T)`` on held-out cells (Guo et al., 2017): it changes no
-prediction, only how confident they are.
+probability vector and the one-hot truth.  (Temperature scaling, which
+improves them, is fitted after training: ``cellscreen.engine.calibration``.)
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-__all__ = ["expected_calibration_error", "brier_score", "fit_temperature", "reliability_bins"]
+__all__ = ["expected_calibration_error", "brier_score", "reliability_bins"]
 
 
 def reliability_bins(y_true: np.ndarray, proba: np.ndarray, bins: int = 15) -> list[dict]:
@@ -43,23 +40,3 @@ def brier_score(y_true: np.ndarray, proba: np.ndarray) -> float:
     proba = np.asarray(proba, dtype=np.float64)
     onehot = np.eye(proba.shape[1])[np.asarray(y_true)]
     return float(((proba - onehot) ** 2).sum(axis=1).mean())
-
-
-def _nll(logits: torch.Tensor, targets: torch.Tensor, temperature: float) -> float:
-    scaled = logits / temperature
-    if logits.shape[1] == 1:
-        return float(torch.nn.functional.binary_cross_entropy_with_logits(scaled[:, 0], targets.float()))
-    return float(torch.nn.functional.cross_entropy(scaled, targets))
-
-
-def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> tuple[float, float, float]:
-    """The temperature minimising the NLL of ``logits`` (``(N, C)``, or ``(N, 1)`` for one sigmoid output);
-    returns ``(temperature, nll_before, nll_after)``."""
-    from scipy.optimize import minimize_scalar
-
-    logits_t = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
-    targets = torch.as_tensor(np.asarray(y_true), dtype=torch.int64)
-    found = minimize_scalar(lambda log_t: _nll(logits_t, targets, float(np.exp(log_t))), bounds=(-3, 3),
-                            method="bounded")
-    temperature = float(np.exp(found.x))
-    return temperature, _nll(logits_t, targets, 1.0), _nll(logits_t, targets, temperature)

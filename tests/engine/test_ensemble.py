@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from cellscreen.classical.svm import train_svm
+from cellscreen.engine.svm import train_svm
 from cellscreen.config import load_config
 from cellscreen.engine.checkpoint import load_checkpoint, save_checkpoint
 from cellscreen.engine.ensemble import make_ensemble

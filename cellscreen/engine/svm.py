@@ -42,7 +42,7 @@ class SVMClassifier(nn.Module):
 
     def features(self, x: torch.Tensor) -> np.ndarray:
         if self.backbone is None:
-            from cellscreen.classical.features import handcrafted_batch
+            from cellscreen.data.features import handcrafted_batch
 
             pixels = (x.float() * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
             return handcrafted_batch(pixels.numpy(), workers=self.workers)

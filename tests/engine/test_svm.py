@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from cellscreen.classical.features import N_FEATURES, handcrafted_features
-from cellscreen.classical.svm import train_svm
+from cellscreen.data.features import N_FEATURES, handcrafted_features
+from cellscreen.engine.svm import train_svm
 from cellscreen.config import load_config
 from cellscreen.engine.checkpoint import load_checkpoint
 from cellscreen.engine.inference import predict_proba
