@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -55,10 +56,7 @@ def report_on_subset(model: str | Path, subset, *, profile, root: Path, out: Pat
     result.update(model=str(model), dataset=profile.name, root=str(root), subset=subset_name,
                   classes=checkpoint.classes, positive_class=checkpoint.positive_class, group_kind=profile.group_kind,
                   skipped=skipped, tta=False, notes=([profile.notes] if profile.notes else []) + list(notes))
-    out.mkdir(parents=True, exist_ok=True)
-    plot_roc(subset.targets.numpy(), proba, checkpoint.classes, checkpoint.positive_class, out / "roc.png")
-    plot_reliability(result["reliability"], result["metrics"]["ece"], out / "reliability.png")
-    _, report = write_report(out, result)
+    report = _write_outputs(out, result, subset, proba, checkpoint)
     return result, report
 
 
@@ -103,9 +101,20 @@ def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Pa
     )
     if checkpoint.meta.get("split", {}).get("leaky"):
         result["notes"].append("LEAKY: the model was trained on a cell-level split")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    plot_roc(loaded.targets.numpy(), proba, checkpoint.classes, checkpoint.positive_class, out / "roc.png")
-    plot_reliability(result["reliability"], result["metrics"]["ece"], out / "reliability.png")
-    write_report(out, result)
+    _write_outputs(Path(out), result, loaded, proba, checkpoint)
     return result
+
+
+def _write_outputs(out: Path, result: dict, subset, proba: np.ndarray, checkpoint: Checkpoint) -> Path:
+    """``metrics.json``, ``report.md``, the ROC and reliability plots and ``predictions.csv`` (one row per
+    cell: path, group, true class, predicted class, class probabilities); returns the report path."""
+    out.mkdir(parents=True, exist_ok=True)
+    classes, y_true = checkpoint.classes, subset.targets.numpy()
+    plot_roc(y_true, proba, classes, checkpoint.positive_class, out / "roc.png")
+    plot_reliability(result["reliability"], result["metrics"]["ece"], out / "reliability.png")
+    with (out / "predictions.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "group", "label", "predicted", *[f"p_{c}" for c in classes]])
+        for path, group, label, p in zip(subset.paths, subset.groups, y_true, proba):
+            writer.writerow([path, group, classes[label], classes[int(p.argmax())], *[f"{v:.6f}" for v in p]])
+    return write_report(out, result)[1]

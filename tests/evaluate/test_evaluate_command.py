@@ -22,6 +22,8 @@ def test_evaluate_a_folder_with_group_intervals(trained_run, learnable_cells, tm
     assert m["temperature"] == json.loads((trained_run.run / "model.json").read_text())["temperature"]
     assert {"ece_uncalibrated", "brier_uncalibrated"} <= set(m) and "ECE" in (out / "report.md").read_text()
     assert sum(b["n"] for b in metrics["reliability"]) == m["n"]
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "path,group,label,predicted,p_Uninfected,p_Parasitized" and len(rows) - 1 == n_test
 
 
 def test_evaluate_refuses_classes_the_model_does_not_know(trained_run, tmp_path):
