@@ -238,6 +238,20 @@ def cmd_explain(args) -> None:
     print(f"explained {len(images)} image(s): {index}")
 
 
+def cmd_compare(args) -> None:
+    from cellscreen.compare.run import parse_entries, run_comparison
+
+    entries = parse_entries(args.entries)
+    if args.by == "cell" and not args.allow_leakage:
+        raise UserError("a cell-level split puts cells of one patient on both sides; pass --allow-leakage to "
+                        "reproduce the studies' protocol anyway (every figure is then marked LEAKY)")
+    report = run_comparison(entries, dataset=args.dataset, out=args.out, data=args.data,
+                            protocol=args.protocol, folds=args.folds, seed=args.seed, by=args.by,
+                            allow_leakage=args.allow_leakage, group_regex=args.group_regex, settings=args.set or [],
+                            n_boot=args.bootstrap, workers=args.workers, progress=not args.quiet)
+    print(f"report: {report} (and {report.with_suffix('.md')})")
+
+
 def cmd_ensemble(args) -> None:
     from cellscreen.engine.ensemble import make_ensemble
 
@@ -386,6 +400,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-images", type=int, default=16, help="explain at most this many images (default 16)")
     p.add_argument("--no-filters", action="store_true", help="skip the (slower) filter visualisation")
     p.set_defaults(func=cmd_explain)
+
+    p = commands.add_parser("compare", help="train and evaluate several models/recipes on the same folds, "
+                            "with one HTML report")
+    _common(p)  # the dataset folder comes with --data: ENTRY... takes the positional arguments
+    p.add_argument("--dataset", "-d", required=True, help="dataset profile (see `cellscreen datasets`)")
+    p.add_argument("--group-regex", metavar="REGEX", help="read the patient/slide id from file names with this pattern")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
+    p.add_argument("entries", nargs="+", metavar="ENTRY", help="a preset (seed_malaria_cnn), a model trained with "
+                   "the default recipe (resnet18), or MODEL@PRESET")
+    p.add_argument("--out", required=True, metavar="DIR", help="comparison folder (rerun to resume it)")
+    p.add_argument("--protocol", choices=["kfold", "holdout"], default="kfold")
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--by", choices=["group", "cell"], default="group", help="split unit (default: patient/slide)")
+    p.add_argument("--allow-leakage", action="store_true", help="permit --by cell (figures are marked LEAKY)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="a setting for every entry (repeatable)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals")
+    p.set_defaults(func=cmd_compare)
 
     p = commands.add_parser("ensemble", help="average the probabilities of several trained models")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders, checkpoints or bundled names")

@@ -71,7 +71,10 @@ def subset_rows(manifest: SplitManifest, fold: int | None, val_seed: int = 0) ->
     # validation: about 1/7 of the remaining groups, whole groups, stratified
     labels = np.array([row["label"] for row in rest])
     groups = np.array([row["group"] for row in rest])
-    is_val = group_folds(labels, groups, n_splits=7, seed=val_seed) == 0
+    parts = min(7, len(set(groups.tolist())))  # fewer groups than 7 (a small set): one of them validates
+    if parts < 2:
+        raise UserError("the training folds hold only one group: too few to set some aside for validation")
+    is_val = group_folds(labels, groups, n_splits=parts, seed=val_seed) == 0
     return {"train": [r for r, v in zip(rest, is_val) if not v], "val": [r for r, v in zip(rest, is_val) if v],
             "test": test}
 

@@ -131,14 +131,22 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     version = len(list((out / "logs" / "csv").glob("version_*"))) if resume else 0
     loggers = [L.pytorch.loggers.CSVLogger(out / "logs", name="csv", version=version),
                L.pytorch.loggers.TensorBoardLogger(out / "logs", name="tb", version=version)]
+    lightning_log = logging.getLogger("lightning.pytorch")
+    level = lightning_log.level
+    if not progress:  # quiet: no "GPU available" banners either
+        lightning_log.setLevel(logging.WARNING)
     trainer = L.Trainer(
         max_epochs=config.epochs, accelerator="auto", devices=1, precision=config.precision,
         callbacks=callbacks, logger=loggers, enable_progress_bar=progress, enable_model_summary=False,
         deterministic=True, log_every_n_steps=1, num_sanity_val_steps=0,
     )
-    with warnings.catch_warnings():  # frozen blocks keep batch norm in eval mode on purpose
-        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
-        trainer.fit(module, train_loader, val_loader, ckpt_path="last" if resume else None)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")  # frozen BN, on purpose
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")  # Lightning vs torch 2.15
+        try:
+            trainer.fit(module, train_loader, val_loader, ckpt_path="last" if resume else None)
+        finally:
+            lightning_log.setLevel(level)
 
     state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})

@@ -1,0 +1,1 @@
+"""Compare models and recipes on the same folds, with one report."""

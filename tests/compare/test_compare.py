@@ -1,0 +1,56 @@
+import json
+import re
+
+import pytest
+
+from cellscreen.compare.run import Entry, parse_entries
+from cellscreen.errors import UserError
+from tests.clitools import run
+
+
+def test_entries_are_presets_models_or_both():
+    assert parse_entries(["seed_malaria_cnn", "resnet18", "lenet5@seed_allnet"]) == [
+        Entry("seed_malaria_cnn", "seed_malaria_cnn"), Entry("resnet18", "default", "resnet18"),
+        Entry("lenet5-seed_allnet", "seed_allnet", "lenet5")]
+    with pytest.raises(UserError, match="neither a preset"):
+        parse_entries(["alexnet9000"])
+    with pytest.raises(UserError, match="only once"):
+        parse_entries(["lenet5", "lenet5"])
+
+
+COMPARE = ("compare", "compact_cnn", "lenet5", "-d", "malaria-nih", "--folds", "3", "--set", "epochs=1",
+           "--set", "input_size=16", "--set", "batch_size=16", "--bootstrap", "20", "-q")
+
+
+def test_compare_reports_every_entry_and_resumes(learnable_cells, tmp_path):
+    out = tmp_path / "cmp"
+    first = run(*COMPARE, "--data", str(learnable_cells), "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("training") == 6 and "GPU available" not in first.stdout + first.stderr
+    page = (out / "report.html").read_text()
+    assert "compact_cnn" in page and "lenet5" in page and "LEAKY" not in page
+    assert len(re.findall(r"src='data:image/png;base64,", page)) == 6  # curves, ROC, PR, matrices, samples, errors
+    results = json.loads((out / "comparison_results.json").read_text())
+    assert results["metrics"]["compact_cnn"]["n"] == 240  # every cell tested exactly once over the 3 folds
+    assert set(results["intervals"]["lenet5"]) >= {"accuracy", "roc_auc"}
+    assert "![ROC curves, pooled over folds](report_files/roc.png)" in (out / "report.md").read_text()
+
+    # an interrupted comparison: one run lost its test report (as if killed after training), one never started
+    (out / "runs" / "lenet5" / "fold2" / "test" / "metrics.json").unlink()
+    again = run(*COMPARE, "--data", str(learnable_cells), "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("resuming") == 1 and "training" not in again.stdout
+    other = run(*COMPARE[:-3], "--bootstrap", "0", "--folds", "4", "--data", str(learnable_cells), "--out", str(out))
+    assert other.returncode == 2 and "other split settings" in other.stderr
+
+
+def test_cell_level_comparison_needs_consent_and_is_labelled(learnable_cells, tmp_path):
+    refused = run(*COMPARE, "--data", str(learnable_cells), "--out", str(tmp_path / "a"), "--by", "cell")
+    assert refused.returncode == 2 and "--allow-leakage" in refused.stderr
+    args = list(COMPARE)
+    args[1:3] = ["lenet5"]
+    leaky = run(*args, "--data", str(learnable_cells), "--out", str(tmp_path / "b"), "--by", "cell",
+                "--allow-leakage", "--protocol", "holdout")
+    assert leaky.returncode == 0, leaky.stderr
+    page = (tmp_path / "b" / "report.html").read_text()
+    assert page.count("(LEAKY)") >= 8  # next to every metric
