@@ -8,7 +8,8 @@ keeps its 32 px; AlexNet and Inception v3 get their minimum, 64 and 75 px), with
 optimiser, schedule, augmentation and number of epochs, from random weights.
 Then measures inference speed (cells/s, batches of 256, one warm-up batch) on
 the fold's test cells, and prints one JSON line per model and a Markdown
-table.  A model already trained in ``--out`` is not trained again, and
+table.  A model already trained in ``--out`` is not trained again (an
+interrupted one continues from its last checkpoint), and
 several processes can share one ``--out`` (each trains the models no other
 has claimed), e.g. one thread each on a multi-core machine.
 """
@@ -72,12 +73,16 @@ def main() -> None:
         if not (run / "test" / "metrics.json").exists():
             (out / f"{name}.running").write_text(str(os.getpid()))
             command = [cellscreen, "train", "-d", args.dataset, "--split", str(split), "--fold", str(args.fold),
-                       "--model", name, "--input-size", str(size), "--epochs", str(args.epochs), "--out", str(run),
-                       "--overwrite", "-q", "--bootstrap", "200", "--set", "lr=0.001", "--set", "batch_size=32"]
-            if args.train_limit:
-                command += ["--set", f"train_limit={args.train_limit}"]
-            for assignment in args.set:
-                command += ["--set", assignment]
+                       "--out", str(run), "-q", "--bootstrap", "200"]
+            if (run / "checkpoints" / "last.ckpt").exists():  # interrupted: continue it with its own settings
+                command.append("--resume")
+            else:
+                command += ["--overwrite", "--model", name, "--input-size", str(size), "--epochs", str(args.epochs),
+                            "--set", "lr=0.001", "--set", "batch_size=32"]
+                if args.train_limit:
+                    command += ["--set", f"train_limit={args.train_limit}"]
+                for assignment in args.set:
+                    command += ["--set", assignment]
             start = time.perf_counter()
             subprocess.run(command, check=True)
             (run / "wall_seconds.txt").write_text(f"{time.perf_counter() - start:.1f}\n")
