@@ -52,7 +52,11 @@ def main() -> None:
     parser.add_argument("--fold", type=int, default=0)
     parser.add_argument("--dataset", default="malaria-nih")
     parser.add_argument("--set", action="append", default=[], help="extra FIELD=VALUE settings for every model")
+    parser.add_argument("--table", action="store_true", help="only print the table of the models measured so far")
     args = parser.parse_args()
+    if args.table:
+        _print_table([json.loads(p.read_text()) for p in sorted(Path(args.out).glob("*/zoo_row.json"))])
+        return
 
     from cellscreen.models import count_flops, create_model, list_models
 
@@ -100,7 +104,12 @@ def main() -> None:
             "infer_cells_per_s": round(inference_rate(run, images), 1),
         }
         rows.append(row)
+        (run / "zoo_row.json").write_text(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
+    _print_table(rows)
+
+
+def _print_table(rows: list[dict]) -> None:
     print("\n| model | input | params | GFLOPs | accuracy | ROC AUC | MCC | train (s) | inference (cells/s) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in sorted(rows, key=lambda r: -r["roc_auc"]):
