@@ -227,10 +227,21 @@ def write_comparison_report(out: Path, entries, *, n_boot: int = 1000) -> Path:
     protocol = (f"{split_meta.get('method')} split by {'cell (LEAKY: cells of one ' + group_kind + ' on both sides)' if leaky else group_kind}"
                 f" ({split_meta.get('n_images', '?')} cells, {split_meta.get('n_groups', '?')} {group_kind}s, seed "
                 f"{split_meta.get('seed', '?')})")
-    intro = [f"Dataset {split_meta.get('dataset')}: {protocol}. Metrics pool every fold's test predictions (each cell "
-             f"tested once); 95% intervals from {n_boot} bootstrap resamples of whole {group_kind}s."]
+    pooling = ("Metrics pool every fold's test predictions (each cell tested once)" if split_meta.get("method") == "kfold"
+               else "Metrics are on the test subset's cells")
+    intro = [f"Dataset {split_meta.get('dataset')}: {protocol}. {pooling}; 95% intervals from {n_boot} bootstrap "
+             f"resamples of whole {group_kind}s. Training settings: {_settings(out)}."]
     _write_markdown(out, intro, header, table, figures, group_rows, group_kind)
     return _write_html(out, intro, header, table, figures, group_rows, group_kind)
+
+
+def _settings(out: Path) -> str:
+    """The entries and the settings every entry shared, as the comparison recorded them."""
+    recorded = json.loads((out / "comparison.json").read_text())
+    entries = ", ".join(e["name"] + ("" if e["preset"] == "default" or e["model"] is None else f" ({e['preset']} recipe)")
+                        + (f" (preset {e['preset']})" if e["model"] is None else "") for e in recorded["entries"])
+    shared = ", ".join(recorded.get("settings") or []) or "each preset's own"
+    return f"{shared}; entries: {entries}"
 
 
 def _group_table(pooled: dict[str, dict]) -> list[list[str]]:
