@@ -98,7 +98,7 @@ def _curves(pooled: dict[str, dict], positive: str | None, folder: Path) -> list
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right" if kind == "roc" else "lower left")
         ax.set_title(("ROC" if kind == "roc" else "Precision-recall") + f" curves ({positive or 'last class'})")
-        figures.append((f"{'ROC' if kind == 'roc' else 'Precision-recall'} curves, pooled over folds",
+        figures.append((f"{'ROC' if kind == 'roc' else 'Precision-recall'} curves on the test cells",
                         _figure(fig, folder / f"{kind}.png")))
     return figures
 
@@ -134,16 +134,18 @@ def _learning_curves(entries_dir: Path, names: list[str], folder: Path) -> list[
 
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name in names:
+    for number, name in enumerate(names):
         logs = sorted((entries_dir / name).glob("*/logs/csv"))
         if not logs:
             continue
         series = read_epoch_metrics(logs[0])
+        colour = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")(number)
         for ax, key in zip(axes, ("loss", "acc")):
             for part, style in (("train", "--"), ("val", "-")):
                 values = series.get(f"{part}_{key}", {})
                 if values:
-                    ax.plot([e + 1 for e in values], list(values.values()), style, label=f"{name} {part}")
+                    ax.plot([e + 1 for e in values], list(values.values()), style, color=colour,
+                            label=name if part == "val" else None)
     for ax, key in zip(axes, ("loss", "accuracy")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)

@@ -33,7 +33,7 @@ def test_compare_reports_every_entry_and_resumes(learnable_cells, tmp_path):
     results = json.loads((out / "comparison_results.json").read_text())
     assert results["metrics"]["compact_cnn"]["n"] == 240  # every cell tested exactly once over the 3 folds
     assert set(results["intervals"]["lenet5"]) >= {"accuracy", "roc_auc"}
-    assert "![ROC curves, pooled over folds](report_files/roc.png)" in (out / "report.md").read_text()
+    assert "![ROC curves on the test cells](report_files/roc.png)" in (out / "report.md").read_text()
 
     # an interrupted comparison: one run lost its test report (as if killed after training), one never started
     (out / "runs" / "lenet5" / "fold2" / "test" / "metrics.json").unlink()
