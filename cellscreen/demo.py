@@ -11,8 +11,9 @@ from pathlib import Path
 
 from cellscreen.config import load_config
 from cellscreen.data.fetch import fetch_dataset
-from cellscreen.data.sources import get_profile, resolve_data_root
+from cellscreen.data.sources import get_profile, resolve_data_root, resolve_dataset_dir
 from cellscreen.engine.train import train
+from cellscreen.errors import UserError
 from cellscreen.evaluate.run import report_on_subset
 
 __all__ = ["run_demo"]
@@ -24,7 +25,10 @@ def run_demo(*, out: str | Path = "runs/demo", data: str | None = None, epochs: 
     start = time.perf_counter()
     out = Path(out)
     profile = get_profile("malaria-nih")
-    root = fetch_dataset(profile, resolve_data_root(data), progress=progress)
+    try:  # the data root, the dataset's folder or its class folders' parent, if the cells are already here
+        root = resolve_dataset_dir(profile, data)
+    except UserError:  # not here: download the official archive into the data root
+        root = fetch_dataset(profile, resolve_data_root(data), progress=progress)
     print(f"[demo] data: {root}")
     config = load_config("default", {"dataset": "malaria-nih", "epochs": epochs})
     print(f"[demo] training {config.model} at {config.input_size or 'its default'} px for {config.epochs} epochs "

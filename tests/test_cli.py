@@ -66,3 +66,13 @@ def test_user_errors_are_one_line_not_tracebacks(tmp_path):
         result = run(*args, "-q", cwd=tmp_path)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert message in result.stderr and result.stderr.startswith("cellscreen: error:")
+
+
+def test_demo_runs_end_to_end_on_a_small_copy(learnable_cells, tmp_path):
+    """The demo's whole path (find the data, split by slide, train, evaluate, report) on synthetic slides."""
+    result = run("demo", "--data", str(learnable_cells), "--out", str(tmp_path / "demo"), "--epochs", "1", "-q")
+    assert result.returncode == 0, result.stderr
+    assert "[demo] held-out slides: accuracy" in result.stdout
+    report = tmp_path / "demo" / "report" / "report.md"
+    assert report.is_file() and str(report) in result.stdout
+    assert (tmp_path / "demo" / "report" / "predictions.csv").is_file()
