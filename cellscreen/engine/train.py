@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -52,6 +53,18 @@ def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
         return
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"run folder {out} is not empty; pass --resume to continue it or --overwrite to start over")
+    if overwrite:  # start over: the previous run's checkpoints and logs would mix with the new ones
+        for name in _RUN_FILES:
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+
+
+# what a run folder holds (see the module docstring); --overwrite removes these and nothing else
+_RUN_FILES = ("config.yaml", "split.csv", "split.json", "checkpoints", "logs", "learning_curves.png",
+              "model.safetensors", "model.json", "test", "wall_seconds.txt")
 
 
 def _fit_temperature(model, val_set) -> dict:
@@ -148,10 +161,10 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
         finally:
             lightning_log.setLevel(level)
 
-    state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+    saved = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
+    state, best_epoch = saved["state_dict"], int(saved["epoch"])
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
     model = model.to(memory_format=torch.contiguous_format)
-    best_epoch = int(Path(best.best_model_path).stem.split("=")[-1])
     best_value = float(best.best_model_score)
     calibration = _fit_temperature(model, val_set) if config.calibrate else None
     meta = {

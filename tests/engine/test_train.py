@@ -156,3 +156,17 @@ def test_a_subset_with_no_readable_images_is_a_clear_error(learnable_cells, tmp_
             (cells / row["path"]).write_bytes(b"not a png")
     with pytest.raises(UserError, match="val subset has no readable images"):
         train(tiny_config(split=str(tmp_path / "split.csv")), out=tmp_path / "run", data=str(cells), progress=False)
+
+
+def test_overwrite_starts_a_clean_run(trained, learnable_cells, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained.run, run)
+    (run / "notes.txt").write_text("mine")  # not a run file: kept
+    again = train(tiny_config(epochs=2), out=run, data=str(learnable_cells), progress=False, overwrite=True)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [f"best-epoch={again.best_epoch}.ckpt",
+                                                                       "last.ckpt"]
+    assert [p.name for p in (run / "logs" / "csv").iterdir()] == ["version_0"]
+    assert (run / "notes.txt").read_text() == "mine"
+    assert json.loads((run / "model.json").read_text())["metric"]["epoch"] == again.best_epoch <= 1
