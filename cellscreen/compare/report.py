@@ -268,7 +268,7 @@ def _write_markdown(out, intro, header, table, figures, group_rows, group_kind) 
     for caption, path in figures:
         lines += ["", f"## {caption}", "", f"![{caption}]({path.relative_to(out)})"]
     if group_rows:
-        names = header[0:0] + [row[0] for row in table]
+        names = [row[0] for row in table]
         lines += ["", f"## Errors per {group_kind}", "", f"| {group_kind} | cells | " + " | ".join(names) + " |",
                   "|---" * (2 + len(names)) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in group_rows]
