@@ -4,7 +4,7 @@
 
 Runs `cellscreen train` per model on fold 0 of the 5-fold malaria split by
 slide (`bench/crossval.py` makes the same split), at one input size (LeNet-5
-keeps its 32 px; AlexNet and Inception v3 get their minimum, 64 and 75 px), with the same
+keeps its 32 px; AlexNet, the 6-block seed_allnet and Inception v3 get their minimum, 64, 64 and 75 px), with the same
 optimiser, schedule, augmentation and number of epochs, from random weights.
 Then measures inference speed (cells/s, batches of 256, one warm-up batch) on
 the fold's test cells, and prints one JSON line per model and a Markdown
@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-MIN_SIZE = {"alexnet": 64, "inception_v3": 75}  # smallest inputs these networks accept
+MIN_SIZE = {"alexnet": 64, "inception_v3": 75, "seed_allnet": 64}  # smallest inputs these networks accept
 
 
 def inference_rate(run: Path, images, seconds: float = 10.0) -> float:
