@@ -278,11 +278,40 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from cellscreen.serve.predict import predict_files
+    from cellscreen.serve.predict import parse_shard, predict_files
 
     counts = predict_files(args.model, args.inputs, args.out, batch_size=args.batch_size, tta=args.tta,
-                           overwrite=args.overwrite, workers=args.workers, progress=not args.quiet)
-    print(f"predicted {counts['predicted']:,} image(s), skipped {counts['skipped']:,} (reasons in the CSV): {args.out}")
+                           overwrite=args.overwrite, resume=args.resume, shard=parse_shard(args.shard),
+                           engine=args.engine, workers=args.workers, progress=not args.quiet)
+    resumed = f" (continued after {counts['resumed']:,} rows of the interrupted run)" if counts["resumed"] else ""
+    print(f"predicted {counts['predicted']:,} image(s), skipped {counts['skipped']:,} (reasons in the file)"
+          f"{resumed}: {args.out}")
+
+
+def cmd_merge(args) -> None:
+    from cellscreen.serve.predict import merge_predictions
+
+    counts = merge_predictions(args.parts, args.out, overwrite=args.overwrite)
+    print(f"merged {len(args.parts)} shard(s): {counts['rows']:,} rows ({counts['predicted']:,} predicted, "
+          f"{counts['skipped']:,} skipped): {args.out}")
+
+
+def cmd_export(args) -> None:
+    from cellscreen.serve.export import export_model
+
+    report = export_model(args.model, args.out, fmt=args.format, check_data=args.check_data,
+                          overwrite=args.overwrite)
+    print(f"parity with PyTorch: max probability difference {report.max_difference:.2e} on {report.checked_on}")
+    print(f"written: {report.path} and {report.description}")
+
+
+def cmd_serve(args) -> None:
+    from cellscreen.serve.app import Limits, serve
+
+    limits = Limits(max_files=args.max_files, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+                    max_pixels=args.max_pixels)
+    serve(args.model, host=args.host, port=args.port, engine=args.engine, limits=limits,
+          max_batch=args.max_batch, log_level="warning" if args.quiet else "info")
 
 
 def cmd_demo(args) -> None:
@@ -437,16 +466,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true", help="average the 8 rotations/flips of each image")
     p.set_defaults(func=cmd_evaluate)
 
-    p = commands.add_parser("predict", help="predict the class of image files or folders into a CSV")
+    p = commands.add_parser("predict", help="predict the class of image files or folders into a CSV or Parquet file")
     _common(p)
-    p.add_argument("model", metavar="MODEL", help="run folder, model.json, or a bundled name (malaria)")
+    p.add_argument("model", metavar="MODEL", help="run folder, model.json, .onnx file, or a bundled name (malaria)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    p.add_argument("--out", required=True, metavar="CSV")
+    p.add_argument("--out", required=True, metavar="FILE", help="results, .csv or .parquet")
+    p.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto",
+                   help="auto: onnxruntime for networks, PyTorch for SVMs and ensembles")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--tta", action="store_true", help="average the 8 rotations/flips of each image")
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
+    p.add_argument("--shard", metavar="i/N", help="only this shard of the inputs (merge with `cellscreen merge`)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run into the same --out")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_predict)
+
+    p = commands.add_parser("merge", help="join the outputs of predict --shard i/N into one file")
+    _common(p)
+    p.add_argument("parts", nargs="+", metavar="PART", help="the N shard outputs")
+    p.add_argument("--out", required=True, metavar="FILE", help=".csv or .parquet")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_merge)
+
+    p = commands.add_parser("export", help="export a model to ONNX or TorchScript, checked against PyTorch")
+    _common(p)
+    p.add_argument("model", metavar="MODEL", help="run folder, model.json, or a bundled name (malaria)")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("--out", required=True, metavar="FILE", help="e.g. malaria.onnx (FILE.json describes it)")
+    p.add_argument("--check-data", metavar="PATH", help="cells for the parity check (default: the model's "
+                   "dataset if present, else random pixels)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = commands.add_parser("serve", help="an HTTP service and web page for a model")
+    _common(p)
+    p.add_argument("model", metavar="MODEL", help="run folder, model.json, .onnx file, or a bundled name (malaria)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto")
+    p.add_argument("--max-files", type=int, default=256, help="images per request")
+    p.add_argument("--max-upload-mb", type=float, default=32.0, help="size of one request")
+    p.add_argument("--max-pixels", type=int, default=16_000_000, help="pixels of one image")
+    p.add_argument("--max-batch", type=int, default=128, help="images the model runs at once across requests")
+    p.set_defaults(func=cmd_serve)
 
     p = commands.add_parser("demo", help="split, train, evaluate and report on the NIH malaria cells")
     _common(p)

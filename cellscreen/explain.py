@@ -147,17 +147,30 @@ def visualise_filters(model: nn.Module, *, channels: list[int] | None = None, st
     return name, sheet
 
 
-def grad_cam(model: nn.Module, x: torch.Tensor, picture: np.ndarray, target: int) -> Image.Image:
-    """Input, heat map and overlay side by side, for class index ``target``."""
+def _cam_mask(model: nn.Module, x: torch.Tensor, target: int) -> np.ndarray:
     from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.image import show_cam_on_image
     from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget, ClassifierOutputTarget
 
     _, layer = target_layer(model)
     single = bool(getattr(model, "single_logit", False))
     goal = BinaryClassifierOutputTarget(target) if single else ClassifierOutputTarget(target)
     with GradCAM(model=model, target_layers=[layer]) as cam:
-        mask = cam(input_tensor=x, targets=[goal])[0]
+        return cam(input_tensor=x, targets=[goal])[0]
+
+
+def cam_overlay(model: nn.Module, x: torch.Tensor, picture: np.ndarray, target: int) -> Image.Image:
+    """The Grad-CAM heat map for class index ``target`` laid over the picture (for the web page)."""
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    rgb = picture.astype(np.float32) / 255
+    return Image.fromarray(show_cam_on_image(rgb, _cam_mask(model, x, target), use_rgb=True))
+
+
+def grad_cam(model: nn.Module, x: torch.Tensor, picture: np.ndarray, target: int) -> Image.Image:
+    """Input, heat map and overlay side by side, for class index ``target``."""
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    mask = _cam_mask(model, x, target)
     rgb = picture.astype(np.float32) / 255
     overlay = show_cam_on_image(rgb, mask, use_rgb=True)
     heat = show_cam_on_image(np.zeros_like(rgb), mask, use_rgb=True, image_weight=0.0)

@@ -1,4 +1,7 @@
 import csv
+import json
+
+import pytest
 
 from tests.badfiles import write_all
 from tests.clitools import run
@@ -53,3 +56,100 @@ def test_bundled_malaria_model_predicts_real_cells(real_data, tmp_path):
         rows = list(csv.DictReader(handle))
     correct = sum(row["predicted"] == row["path"].split("/")[-2] for row in rows)
     assert len(rows) == 80 and correct >= 68  # these slides were in its training data: a sanity check only
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_onnx_and_torch_engines_agree(trained_run, learnable_cells, tmp_path):
+    for engine in ("torch", "onnx"):
+        made = run("predict", str(trained_run.run), str(learnable_cells), "--out", str(tmp_path / f"{engine}.csv"),
+                   "--engine", engine, "-q")
+        assert made.returncode == 0, made.stderr
+    torch_rows, onnx_rows = _rows(tmp_path / "torch.csv"), _rows(tmp_path / "onnx.csv")
+    assert [r["path"] for r in torch_rows] == [r["path"] for r in onnx_rows] and len(torch_rows) == 240
+    assert max(abs(float(a["p_Parasitized"]) - float(b["p_Parasitized"]))
+               for a, b in zip(torch_rows, onnx_rows)) < 1e-4
+
+
+def test_an_interrupted_run_resumes_without_repeating_or_losing_rows(trained_run, learnable_cells, tmp_path,
+                                                                    monkeypatch):
+    from cellscreen.errors import UserError
+    from cellscreen.serve import predict as module
+    from cellscreen.serve.runtime import load_predictor
+
+    inputs = [str(learnable_cells / "Parasitized"), str(learnable_cells / "Uninfected"), str(tmp_path / "gone.png")]
+    full = tmp_path / "full.csv"
+    module.predict_files(trained_run.run, inputs, full, engine="torch", workers=0, progress=False)
+
+    monkeypatch.setattr(module, "_TASK", 8)
+    monkeypatch.setattr(module, "_CHUNK", 40)
+    predictor = load_predictor(trained_run.run, engine="torch")
+    real_predict, calls = predictor.predict, []
+
+    def crash_on_fourth_batch(images, tta=False):
+        calls.append(len(images))
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real_predict(images, tta=tta)
+
+    predictor.predict = crash_on_fourth_batch
+    out = tmp_path / "cut.csv"
+    with pytest.raises(KeyboardInterrupt):
+        module.predict_files(predictor, inputs, out, workers=2, progress=False)
+    journal = tmp_path / "cut.csv.partial.csv"
+    assert not out.exists() and len(_rows(journal)) == 120
+    with journal.open("a") as handle:
+        handle.write("/a/torn/line.png,Parasi")  # the crash cut a row in half
+    with pytest.raises(UserError, match="--resume"):
+        module.predict_files(trained_run.run, inputs, out, progress=False)
+    with pytest.raises(UserError, match="other inputs"):
+        module.predict_files(trained_run.run, inputs[:1], out, resume=True, progress=False)
+    counts = module.predict_files(predictor, inputs, out, resume=True, workers=0, progress=False)
+    assert counts["resumed"] == 120 and counts["predicted"] + counts["skipped"] == 121
+    assert len(calls) == 7  # three batches before the crash, three after, none repeated
+    cut, whole = _rows(out), _rows(full)
+    assert [r["path"] for r in cut] == [r["path"] for r in whole]
+    assert all(abs(float(a["p_Parasitized"]) - float(b["p_Parasitized"])) < 1e-5 for a, b in zip(cut, whole)
+               if a["status"] == "ok")
+    assert cut[-1]["status"] == "skipped: no such file or folder" and not journal.exists()
+
+
+def test_shards_merge_into_exactly_one_row_per_input(trained_run, learnable_cells, tmp_path):
+    import pyarrow.parquet as pq
+
+    bad = write_all(tmp_path / "odd")
+    inputs = [str(learnable_cells), str(tmp_path / "odd")]
+    parts = []
+    for i in range(3):
+        part = tmp_path / f"part{i}.csv"
+        made = run("predict", str(trained_run.run), *inputs, "--out", str(part), "--shard", f"{i}/3", "-q")
+        assert made.returncode == 0, made.stderr
+        parts.append(str(part))
+    sizes = [len(_rows(p)) for p in parts]
+    assert all(sizes) and sum(sizes) == 240 + len(bad)
+    missing = run("merge", *parts[:2], "--out", str(tmp_path / "all.csv"))
+    assert missing.returncode == 2 and "missing [2]" in missing.stderr
+    merged = run("merge", *parts, "--out", str(tmp_path / "all.parquet"))
+    assert merged.returncode == 0, merged.stderr
+    table = pq.read_table(tmp_path / "all.parquet").to_pylist()
+    paths = [row["path"] for row in table]
+    assert len(paths) == len(set(paths)) == 240 + len(bad)
+    single = tmp_path / "single.csv"
+    assert run("predict", str(trained_run.run), *inputs, "--out", str(single), "-q").returncode == 0
+    assert set(paths) == {row["path"] for row in _rows(single)}
+    wrong = run("predict", str(trained_run.run), *inputs, "--out", str(tmp_path / "x.csv"), "--shard", "3/3")
+    assert wrong.returncode == 2 and "0 <= i < N" in wrong.stderr
+
+
+def test_parquet_output_has_typed_columns(trained_run, learnable_cells, tmp_path):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "preds.parquet"
+    made = run("predict", str(trained_run.run), str(learnable_cells / "Uninfected"), "--out", str(out), "-q")
+    assert made.returncode == 0, made.stderr
+    table = pq.read_table(out)
+    assert table.num_rows == 120 and str(table.schema.field("p_Uninfected").type) == "float"
+    assert json.loads((tmp_path / "preds.parquet.json").read_text())["predicted"] == 120

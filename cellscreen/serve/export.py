@@ -1,0 +1,247 @@
+"""Export a checkpoint as one portable file: ONNX (any runtime) or TorchScript (PyTorch without cellscreen).
+
+The exported graph takes what a cell image becomes after cellscreen's
+deterministic preprocessing, ``uint8`` pixels ``(batch, size, size, 3)``,
+and returns ``probabilities`` ``(batch, classes)`` (softmax, divided by the
+fitted temperature) and the raw ``logits``.  Normalisation happens inside
+the graph, so an integrator only has to crop, pad to a square and resize,
+as written in the description saved beside the model (``FILE.json``) and
+inside the ONNX file's metadata.
+
+A parity check runs the exported model and the PyTorch model on the same
+cells and refuses the export if any probability differs by ``1e-4`` or more.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from cellscreen import __version__
+from cellscreen.engine.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
+from cellscreen.errors import UserError
+
+__all__ = ["PARITY_TOLERANCE", "ExportReport", "ExportedModel", "export_model", "onnx_bytes", "describe",
+           "check_images"]
+
+PARITY_TOLERANCE = 1e-4
+INPUT_NAME, OUTPUT_NAMES = "images", ("probabilities", "logits")
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+
+
+class ExportedModel(nn.Module):
+    """uint8 NHWC pixels -> (probabilities, logits): the checkpoint's model with its preprocessing folded in."""
+
+    def __init__(self, model: nn.Module, mean, std, temperature: float = 1.0, single_logit: bool = False):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
+        self.temperature = float(temperature)
+        self.single_logit = single_logit
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = (images.permute(0, 3, 1, 2).float() - self.mean) / self.std
+        logits = self.model(x)
+        scaled = logits.float() / self.temperature
+        if self.single_logit:  # one sigmoid output: P(class 1)
+            p = torch.sigmoid(scaled)
+            return torch.cat([1 - p, p], dim=1), logits
+        return torch.softmax(scaled, dim=1), logits
+
+
+@dataclasses.dataclass
+class ExportReport:
+    path: Path
+    description: Path
+    format: str
+    max_difference: float
+    checked_on: str  # which cells the parity check used
+
+
+def _wrapped(checkpoint: Checkpoint) -> ExportedModel:
+    if checkpoint.meta.get("kind", "network") != "network":
+        raise UserError(f"only a trained network can be exported; this checkpoint is a {checkpoint.meta['kind']} "
+                        "(predict and serve run it as it is)")
+    config = checkpoint.data_config
+    return ExportedModel(checkpoint.model.float().eval(), config.mean, config.std,
+                         getattr(checkpoint.model, "temperature", 1.0),
+                         bool(getattr(checkpoint.model, "single_logit", False))).eval()
+
+
+def describe(checkpoint: Checkpoint, fmt: str) -> dict:
+    """What a runtime needs besides the graph: classes, preprocessing, input and output names, provenance."""
+    meta = checkpoint.meta
+    config = checkpoint.data_config
+    size = config.input_size
+    return {
+        "format": fmt,
+        "cellscreen": __version__,
+        "model": meta["model"],
+        "classes": meta["classes"],
+        "positive_class": meta.get("positive_class"),
+        "dataset": meta.get("dataset"),
+        "kind": meta.get("kind", "network"),
+        "border_crop": checkpoint.border_crop,
+        "temperature": float(getattr(checkpoint.model, "temperature", 1.0)),
+        "input": {"name": INPUT_NAME, "dtype": "uint8", "shape": ["batch", size, size, 3], "layout": "NHWC RGB"},
+        "outputs": list(OUTPUT_NAMES),
+        "preprocessing": {
+            "border_crop": checkpoint.border_crop,
+            "pad_to_square": "centred, black",
+            "resize": {"size": size, "interpolation": config.interpolation, "antialias": True},
+            "normalisation": {"mean": list(config.mean), "std": list(config.std), "inside_graph": True},
+        },
+        "data_config": config.to_dict(),
+        "source": {"metric": meta.get("metric"), "split": meta.get("split"), "created": meta.get("created"),
+                   "weights_sha256": _weights_digest(checkpoint)},
+    }
+
+
+def _weights_digest(checkpoint: Checkpoint) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(checkpoint.model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def onnx_bytes(checkpoint: Checkpoint, *, opset: int = 18) -> bytes:
+    """The checkpoint as a serialised single-file ONNX model with a dynamic batch size."""
+    import onnx
+
+    wrapped = _wrapped(checkpoint)
+    size = checkpoint.data_config.input_size
+    example = torch.zeros((2, size, size, 3), dtype=torch.uint8)
+    with warnings.catch_warnings(), open(os.devnull, "w") as devnull:
+        warnings.simplefilter("ignore")
+        try:
+            from contextlib import redirect_stdout
+
+            with redirect_stdout(devnull):  # the exporter prints its progress
+                program = torch.onnx.export(
+                    wrapped, (example,), None, input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                    dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=opset, dynamo=True,
+                    external_data=False, verbose=False)
+            proto = program.model_proto
+        except Exception as exc:  # some architectures only trace with the older TorchScript-based exporter
+            buffer = io.BytesIO()
+            try:
+                torch.onnx.export(wrapped, (example,), buffer, input_names=[INPUT_NAME],
+                                  output_names=list(OUTPUT_NAMES), opset_version=17, dynamo=False,
+                                  dynamic_axes={INPUT_NAME: {0: "batch"}, **{o: {0: "batch"} for o in OUTPUT_NAMES}})
+            except Exception as legacy_exc:
+                raise UserError(f"{checkpoint.meta['model']} cannot be exported to ONNX: {exc}; "
+                                f"{legacy_exc}") from None
+            proto = onnx.load_from_string(buffer.getvalue())
+    for key, value in (("cellscreen", json.dumps(describe(checkpoint, "onnx"))),):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    return proto.SerializeToString()
+
+
+def check_images(checkpoint: Checkpoint, data: str | Path | None = None, count: int = 256) -> tuple[np.ndarray, str]:
+    """Cells for the parity check: from ``data`` (files or a folder), else the checkpoint's dataset if it is in
+    the data root, else random pixels (and the description says so)."""
+    from cellscreen.serve.predict import list_inputs, prepare_image
+
+    size, crop = checkpoint.data_config.input_size, checkpoint.border_crop
+    sources = [data] if data else []
+    if not sources and checkpoint.meta.get("dataset"):
+        from cellscreen.data.sources import get_profile, resolve_dataset_dir
+
+        try:
+            sources = [resolve_dataset_dir(get_profile(checkpoint.meta["dataset"]), None)]
+        except (UserError, KeyError):
+            sources = []
+    images, where = [], ""
+    for source in sources:
+        files = [path for path, reason in list_inputs([source]) if reason is None]
+        step = max(1, len(files) // count)  # spread over the classes, which are separate folders
+        for path in files[::step][:count]:
+            prepared = prepare_image(path, size, crop)
+            if not isinstance(prepared, str):
+                images.append(prepared)
+        where = f"{len(images)} cells from {source}"
+    if not images:
+        if data:
+            raise UserError(f"no readable images in {data} for the parity check")
+        rng = np.random.default_rng(0)
+        return rng.integers(0, 256, (64, size, size, 3), dtype=np.uint8), "64 random-pixel images (no cells found)"
+    return np.stack(images), where
+
+
+def _onnx_session(model: bytes | str, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def export_model(model: str | Path, out: str | Path, *, fmt: str = "onnx", check_data: str | Path | None = None,
+                 overwrite: bool = False, opset: int = 18) -> ExportReport:
+    """Write ``out`` (and ``out`` + ``.json``) after checking the export against PyTorch on real cells."""
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    out = Path(out)
+    description = out.with_name(out.name + ".json")
+    for path in (out, description):
+        if path.exists() and not overwrite:
+            raise UserError(f"{path} already exists; pass --overwrite to replace it")
+    kind = json.loads(resolve_checkpoint(model).read_text()).get("kind", "network")
+    if kind != "network":
+        raise UserError(f"only a trained network can be exported; this checkpoint is a {kind} "
+                        "(predict and serve run it as it is)")
+    checkpoint = load_checkpoint(model)
+    wrapped = _wrapped(checkpoint)
+    images, checked_on = check_images(checkpoint, check_data)
+    with torch.inference_mode():
+        expected = np.concatenate([wrapped(torch.from_numpy(images[i:i + 128]))[0].numpy()
+                                   for i in range(0, len(images), 128)])
+    if fmt == "onnx":
+        blob = onnx_bytes(checkpoint, opset=opset)
+        session = _onnx_session(blob)
+        got = np.concatenate([session.run([OUTPUT_NAMES[0]], {INPUT_NAME: images[i:i + 128]})[0]
+                              for i in range(0, len(images), 128)])
+    else:
+        with warnings.catch_warnings():  # PyTorch now marks TorchScript deprecated; it still loads everywhere
+            warnings.simplefilter("ignore")
+            size = checkpoint.data_config.input_size
+            traced = torch.jit.trace(wrapped, torch.zeros((2, size, size, 3), dtype=torch.uint8), check_trace=False)
+            buffer = io.BytesIO()
+            torch.jit.save(traced, buffer, _extra_files={"cellscreen.json": json.dumps(describe(checkpoint, fmt))})
+            blob = buffer.getvalue()
+            reloaded = torch.jit.load(io.BytesIO(blob))
+        with torch.inference_mode():
+            got = np.concatenate([reloaded(torch.from_numpy(images[i:i + 128]))[0].numpy()
+                                  for i in range(0, len(images), 128)])
+    difference = float(np.abs(got - expected).max())
+    if not difference < PARITY_TOLERANCE:
+        raise UserError(f"the {fmt} export differs from PyTorch by {difference:.2e} (over {PARITY_TOLERANCE:g}) "
+                        f"on {checked_on}; nothing written")
+    info = describe(checkpoint, fmt)
+    info["parity"] = {"max_probability_difference": difference, "tolerance": PARITY_TOLERANCE,
+                      "checked_on": checked_on}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(out, blob)
+    _write_atomically(description, (json.dumps(info, indent=2) + "\n").encode())
+    return ExportReport(path=out, description=description, format=fmt, max_difference=difference,
+                        checked_on=checked_on)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
