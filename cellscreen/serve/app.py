@@ -237,18 +237,18 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
 
         def decode_all():
             images, bad = [], []
-            for name, blob in zip(names, blobs):
+            for index, (name, blob) in enumerate(zip(names, blobs)):
                 try:
                     images.append(_prepare(blob, predictor, limits))
                 except ImageReadError as exc:
-                    bad.append({"filename": name, "reason": str(exc), "status": _status_of(str(exc))})
+                    bad.append({"index": index, "filename": name, "reason": str(exc), "status": _status_of(str(exc))})
             return images, bad
 
         images, bad = await run_in_threadpool(decode_all)
         if bad:
             status = max(b["status"] for b in bad) if len({b["status"] for b in bad}) == 1 else 422
             raise _error(status, f"{len(bad)} of {len(names)} file(s) cannot be used; nothing was predicted",
-                         [{"filename": b["filename"], "reason": b["reason"]} for b in bad])
+                         [{key: b[key] for key in ("index", "filename", "reason")} for b in bad])
         proba = await batcher.submit(np.stack(images))
         classes, positive = predictor.classes, predictor.positive_class
         results = []
