@@ -187,6 +187,8 @@ def _onnx_session(model: bytes | str, threads: int | None = None):
     if threads:
         options.intra_op_num_threads = threads
     options.log_severity_level = 3
+    # Idle onnxruntime threads spin by default, taking the CPU from the processes decoding the next images.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
