@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cellscreen import __version__
 from cellscreen.errors import UserError
+from cellscreen.files import atomic_write
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +35,7 @@ def _write_new(path: Path, text: str, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise UserError(f"{path} already exists; pass --overwrite to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    atomic_write(path, text)
 
 
 def _index(args):
@@ -182,7 +183,10 @@ def cmd_train(args) -> None:
 
     config = _train_config(args)
     result = train(config, out=args.out, data=args.dir or args.data, resume=args.resume, overwrite=args.overwrite,
-                   progress=not args.quiet, workers=args.workers)
+                   progress=not args.quiet, workers=args.workers, devices=args.devices, strategy=args.strategy,
+                   num_nodes=args.num_nodes, accelerator=args.accelerator)
+    if not result.primary:  # another process of a distributed run: the first one reports
+        return
     print(f"trained {config.model} in {result.seconds / 60:.1f} min; best {config.monitor} "
           f"{result.best_metric:.4f} at epoch {result.best_epoch + 1}")
     print(f"checkpoint: {result.checkpoint}")
@@ -282,7 +286,8 @@ def cmd_predict(args) -> None:
 
     counts = predict_files(args.model, args.inputs, args.out, batch_size=args.batch_size, tta=args.tta,
                            overwrite=args.overwrite, resume=args.resume, shard=parse_shard(args.shard),
-                           engine=args.engine, workers=args.workers, progress=not args.quiet)
+                           engine=args.engine, workers=args.workers, progress=not args.quiet,
+                           ray_address=args.ray_address)
     resumed = f" (continued after {counts['resumed']:,} rows of the interrupted run)" if counts["resumed"] else ""
     print(f"predicted {counts['predicted']:,} image(s), skipped {counts['skipped']:,} (reasons in the file)"
           f"{resumed}: {args.out}")
@@ -398,6 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, help="with a k-fold manifest: the test fold")
     p.add_argument("--seed", type=int)
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override any setting (repeatable)")
+    p.add_argument("--devices", default=1, help="processes/GPUs per node (Lightning), e.g. 2 with --strategy ddp")
+    p.add_argument("--strategy", default="auto", help="Lightning strategy: auto, ddp, fsdp, ...")
+    p.add_argument("--num-nodes", type=int, default=1, help="machines (launched by torchrun or SLURM)")
+    p.add_argument("--accelerator", default="auto", help="auto, cpu, gpu, ...")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in RUN")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the test intervals")
@@ -471,11 +480,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help="run folder, model.json, .onnx file, or a bundled name (malaria)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, metavar="FILE", help="results, .csv or .parquet")
-    p.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto",
-                   help="auto: onnxruntime for networks, PyTorch for SVMs and ensembles")
+    p.add_argument("--engine", choices=("auto", "torch", "onnx", "ray"), default="auto",
+                   help="auto: onnxruntime for networks, PyTorch for SVMs and ensembles; ray: spread a network's "
+                   "inference over a Ray cluster with Ray Data (pip install 'cellscreen[ray]')")
+    p.add_argument("--ray-address", metavar="ADDRESS", help="with --engine ray: the cluster to run on, e.g. auto or "
+                   "ray://head:10001 (default: $RAY_ADDRESS, else a local Ray instance); its workers read the "
+                   "inputs by absolute path, so they must be on storage every node mounts at the same path")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--tta", action="store_true", help="average the 8 rotations/flips of each image")
-    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core); with "
+                   "--engine ray: inference actors (default: one per CPU of the cluster)")
     p.add_argument("--shard", metavar="i/N", help="only this shard of the inputs (merge with `cellscreen merge`)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run into the same --out")
     p.add_argument("--overwrite", action="store_true")

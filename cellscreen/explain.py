@@ -30,6 +30,7 @@ from torch import nn
 
 from cellscreen.engine.inference import logits_to_proba, normalise
 from cellscreen.errors import UserError
+from cellscreen.files import atomic_write
 from cellscreen.models.transfer import backbone_blocks
 
 __all__ = ["explain", "target_layer", "feature_maps", "top_channels", "visualise_filters", "grad_cam"]
@@ -232,5 +233,5 @@ def _write_index(out: Path, checkpoint, sections, extra) -> Path:
         parts += [f"<figure><img src='{html.escape(f)}' alt='{html.escape(c)}'><figcaption>{html.escape(c)}"
                   f"</figcaption></figure>" for f, c in extra]
     index = out / "index.html"
-    index.write_text("\n".join(parts) + "\n")
+    atomic_write(index, "\n".join(parts) + "\n")
     return index

@@ -20,6 +20,7 @@ import numpy as np
 
 from cellscreen.evaluate.calibration import reliability_bins
 from cellscreen.evaluate.metrics import bootstrap_intervals, compute_metrics, per_group_results
+from cellscreen.files import atomic_path, atomic_write
 
 __all__ = ["write_comparison_report"]
 
@@ -71,7 +72,8 @@ def _speed_and_size(run_dir: Path, root: Path, paths: list[str]) -> dict:
 
 def _figure(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as partial:
+        fig.savefig(partial, dpi=100)
     _plt().close(fig)
     return path
 
@@ -166,7 +168,8 @@ def _grid(root: Path, picks: list[tuple[str, str]], path: Path, tile: int = 80, 
         x, y = (k % columns) * tile, (k // columns) * (tile + 14)
         sheet.paste(Image.open(root / rel).convert("RGB").resize((tile - 4, tile - 4)), (x + 2, y + 2))
         draw.text((x + 2, y + tile - 1), caption[:14], fill="black")
-    sheet.save(path)
+    with atomic_path(path) as partial:
+        sheet.save(partial)
     return path
 
 
@@ -211,7 +214,7 @@ def write_comparison_report(out: Path, entries, *, n_boot: int = 1000) -> Path:
                         _grid(root, errors, folder / "errors.png")))
 
     group_rows = _group_table(pooled)
-    (out / "comparison_results.json").write_text(json.dumps(
+    atomic_write(out / "comparison_results.json", json.dumps(
         {"metrics": metrics, "intervals": intervals, "speed": speed, "train_seconds": timing, "leaky": leaky},
         indent=2, default=float) + "\n")
     tag = " (LEAKY)" if leaky else ""
@@ -273,7 +276,7 @@ def _write_markdown(out, intro, header, table, figures, group_rows, group_kind) 
                   "|---" * (2 + len(names)) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in group_rows]
     path = out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
+    atomic_write(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -298,5 +301,5 @@ def _write_html(out, intro, header, table, figures, group_rows, group_kind) -> P
         parts.append("</table>")
     parts.append("</body></html>")
     path = out / "report.html"
-    path.write_text("\n".join(parts) + "\n")
+    atomic_write(path, "\n".join(parts) + "\n")
     return path

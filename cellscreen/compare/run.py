@@ -20,6 +20,7 @@ from pathlib import Path
 
 from cellscreen.config import list_presets, load_config
 from cellscreen.errors import UserError
+from cellscreen.files import atomic_write
 
 __all__ = ["Entry", "parse_entries", "run_comparison"]
 
@@ -92,7 +93,7 @@ def run_comparison(entries: list[Entry], *, dataset: str, out: str | Path, data:
     out.mkdir(parents=True, exist_ok=True)
     split = _split(dataset, data, out, protocol=protocol, folds=folds, seed=seed, by=by,
                    allow_leakage=allow_leakage, group_regex=group_regex, workers=workers, progress=progress)
-    (out / "comparison.json").write_text(json.dumps({
+    atomic_write(out / "comparison.json", json.dumps({
         "split": {"dataset": dataset, "protocol": protocol, "folds": folds, "seed": seed, "by": by},
         "entries": [dataclasses.asdict(e) for e in entries], "settings": list(settings),
     }, indent=2) + "\n")
@@ -115,5 +116,5 @@ def run_comparison(entries: list[Entry], *, dataset: str, out: str | Path, data:
             index = result.data.index
             report_on_subset(run_dir, result.data.subsets["test"], profile=index.profile, root=index.root,
                              out=run_dir / "test", subset_name="test", skipped=len(index.skipped), n_boot=0)
-            (run_dir / "wall_seconds.txt").write_text(f"{seconds:.1f}\n")
+            atomic_write(run_dir / "wall_seconds.txt", f"{seconds:.1f}\n")
     return write_comparison_report(out, entries, n_boot=n_boot)

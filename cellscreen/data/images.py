@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
+import stat
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "IGNORED_NAMES",
     "MAX_PIXELS",
+    "MAX_FILE_BYTES",
     "ImageReadError",
     "ImageInfo",
     "read_file",
@@ -37,6 +41,11 @@ IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini", ".ds_store"})
 # No single cell comes close: the largest C-NMC cell is 450x450.  Anything
 # above this is refused before decoding, so a decompression bomb costs nothing.
 MAX_PIXELS = 40_000_000
+# A single cell image is kilobytes; even an uncompressed 40-megapixel TIFF is 160 MB.
+MAX_FILE_BYTES = 512 * 2**20
+# Padding to a square first would allocate side x side pixels: a 1 x 100,000 strip would ask for 30 GB.
+# Images longer than this are shrunk (keeping their aspect ratio) before they are padded.
+_MAX_PAD_SIDE = 4096
 
 
 class ImageReadError(Exception):
@@ -53,13 +62,35 @@ class ImageInfo:
     format: str  # "PNG", "JPEG", ...
 
 
-def read_file(path: str | Path) -> bytes:
-    """The file's bytes, or an ``ImageReadError`` saying why they cannot be read."""
+def _kind_of(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def read_file(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The file's bytes, or an ``ImageReadError`` saying why they cannot be read.
+
+    Only regular files are opened: a named pipe would block forever and a
+    device (a link to ``/dev/zero``) never ends.
+    """
+    path = Path(path)
     try:
-        return Path(path).read_bytes()
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageReadError(f"not a regular file ({_kind_of(info.st_mode)})")
+        if info.st_size > max_bytes:
+            raise ImageReadError(f"file too large ({info.st_size / 2**20:,.0f} MB; an image may have at most "
+                                 f"{max_bytes / 2**20:,.0f} MB)")
+        return path.read_bytes()
     except PermissionError:
         raise ImageReadError("permission denied") from None
     except OSError as exc:
+        if isinstance(exc, FileNotFoundError) and path.is_symlink():
+            raise ImageReadError(f"broken symbolic link (it points to {os.readlink(path)}, which does not exist)") \
+                from None
         raise ImageReadError(f"cannot read file: {exc.strerror or exc}") from None
 
 
@@ -107,6 +138,26 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
+def _png_checksum_error(data: bytes) -> str | None:
+    """The first PNG chunk whose CRC does not match its bytes, or None.
+
+    Pillow checks the header chunks but not the image data: a flipped bit in
+    ``IDAT`` decodes into silently wrong pixels.
+    """
+    view, pos = memoryview(data), 8
+    while pos + 12 <= len(data):
+        length = int.from_bytes(view[pos:pos + 4], "big")
+        end = pos + 12 + length
+        if end > len(data):  # cut short: the decoder has already judged the truncation
+            return None
+        if zlib.crc32(view[pos + 4:end - 4]) != int.from_bytes(view[end - 4:end], "big"):
+            return bytes(view[pos + 4:pos + 8]).decode("latin-1")
+        if view[pos + 4:pos + 8] == b"IEND":
+            return None
+        pos = end
+    return None
+
+
 def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, ImageInfo]:
     """Decode file bytes into an upright ``(H, W, 3)`` uint8 RGB array and its description."""
     # Pillow warns about damaged metadata and large images; a damaged file
@@ -134,6 +185,10 @@ def _decode_quietly(data: bytes, max_pixels: int) -> tuple[np.ndarray, ImageInfo
         raise ImageReadError(f"cannot decode image ({type(exc).__name__}: {message})") from None
     if array.ndim != 3 or array.shape[2] != 3:
         raise ImageReadError(f"unexpected image shape {array.shape}")
+    if info.format == "PNG":
+        damaged = _png_checksum_error(data)
+        if damaged:
+            raise ImageReadError(f"damaged image data (PNG checksum mismatch in the {damaged} chunk)")
     # After EXIF rotation the displayed size is what matters.
     info = dataclasses.replace(info, width=array.shape[1], height=array.shape[0])
     return np.ascontiguousarray(array), info
@@ -164,6 +219,11 @@ def resize_square(array: np.ndarray, size: int) -> np.ndarray:
     resize to ``size`` x ``size`` with antialiasing.  Padding keeps a cell's
     shape: an oval cell stays oval instead of being stretched round."""
     height, width = array.shape[:2]
+    if max(height, width) > _MAX_PAD_SIDE:
+        scale = size / max(height, width)
+        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+        image = Image.fromarray(array).resize((width, height), Image.Resampling.BICUBIC, reducing_gap=None)
+        array = np.asarray(image, dtype=np.uint8)
     if height != width:
         side = max(height, width)
         padded = np.zeros((side, side, 3), dtype=np.uint8)

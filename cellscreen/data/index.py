@@ -152,13 +152,67 @@ def _probe_all(paths, memo, max_pixels, workers, progress, name):
     return results
 
 
-def _walk_files(folder: Path) -> list[Path]:
-    """Every file below ``folder``, sorted, without following symlinked folders."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+def _unlistable(folder: Path, root: Path, skipped: list[Skipped]):
+    """An ``os.walk`` error handler that lists the folder it could not read as skipped."""
+    def handler(error: OSError) -> None:
+        where = Path(error.filename) if error.filename else folder
+        why = "permission denied" if isinstance(error, PermissionError) else (error.strerror or str(error))
+        skipped.append(Skipped(_rel(where, root), f"cannot list folder: {why}"))
+    return handler
+
+
+def _walk_files(folder: Path, root: Path) -> tuple[list[Path], list[Skipped]]:
+    """Every file below ``folder``, sorted, and the entries that are not walked, with the reason.
+
+    Symlinked folders are not followed (one pointing at its own parent would
+    never end) and hidden folders are not used; both are listed, never
+    dropped in silence, as are folders that cannot be listed.
+    """
+    found: list[Path] = []
+    skipped: list[Skipped] = []
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=_unlistable(folder, root, skipped)):
+        here = Path(dirpath)
+        keep = []
+        for name in sorted(dirnames):
+            path = here / name
+            if path.is_symlink():
+                skipped.append(Skipped(_rel(path, root), "symbolic link to a folder (not followed)"))
+            elif name.startswith("."):
+                skipped.extend(_walk_all(path, root, "hidden folder"))
+            else:
+                keep.append(name)
+        dirnames[:] = keep
+        found.extend(here / name for name in sorted(filenames))
+    return found, skipped
+
+
+def _walk_all(folder: Path, root: Path, reason: str) -> list[Skipped]:
+    """Every file (and symlinked folder) below ``folder``, not following links, skipped for ``reason``."""
+    skipped: list[Skipped] = []
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=_unlistable(folder, root, skipped)):
         dirnames.sort()
-        found.extend(Path(dirpath) / name for name in sorted(filenames))
-    return found
+        here = Path(dirpath)
+        skipped.extend(Skipped(_rel(here / name, root), reason) for name in dirnames if (here / name).is_symlink())
+        skipped.extend(Skipped(_rel(here / name, root), reason) for name in sorted(filenames))
+    return skipped
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _printable(relative: str) -> str:
+    """A path that can be printed and written as UTF-8: undecodable bytes become ``\\xe9``."""
+    return relative.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _valid_name(relative: str) -> bool:
+    """False for names that are not valid UTF-8 (Latin-1 bytes from an old archive, say)."""
+    try:
+        relative.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _list_candidates(root: Path, profile: DatasetProfile):
@@ -167,30 +221,44 @@ def _list_candidates(root: Path, profile: DatasetProfile):
     skipped: list[Skipped] = []
     warnings: list[str] = []
     entries = sorted(root.iterdir(), key=lambda p: p.name)
-    subfolders = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
+    subfolders = [p for p in entries if p.is_dir() and not p.name.startswith(".") and not p.is_symlink()]
     if not profile.class_folders:
         profile = folder_profile(profile, tuple(p.name for p in subfolders))
     known = set(profile.class_folders)
 
     def rel(path: Path) -> str:
-        return path.relative_to(root).as_posix()
+        return _rel(path, root)
 
     for entry in entries:
-        if entry.is_file():
-            skipped.append(Skipped(rel(entry), "not inside a class folder"))
-        elif entry.is_dir() and entry.name not in known:
+        if entry.name in known and entry.is_dir():
+            continue  # a class folder (a link to one elsewhere is followed)
+        if entry.name in known:
+            kind = "a file" if entry.is_file() else "not a folder"
+            skipped.append(Skipped(rel(entry), f"class folder {entry.name!r} is {kind}, not a folder"))
+        elif entry.is_dir() and entry.is_symlink():
+            skipped.append(Skipped(rel(entry), "symbolic link to a folder (not followed)"))
+        elif entry.is_dir():
             why = "hidden folder" if entry.name.startswith(".") else (
                 f"unknown class folder {entry.name!r} (this dataset's classes: {', '.join(profile.class_folders)})"
             )
-            skipped.extend(Skipped(rel(p), why) for p in _walk_files(entry))
+            skipped.extend(_walk_all(entry, root, why))
+        else:  # a file, a broken link, a pipe ...
+            skipped.append(Skipped(rel(entry), "not inside a class folder"))
     for class_folder in profile.class_folders:
         folder = root / class_folder
         if not folder.is_dir():
-            warnings.append(f"class folder {class_folder!r} is missing from {root}")
+            if folder.exists() or folder.is_symlink():
+                warnings.append(f"class folder {class_folder!r} in {root} is a file, not a folder")
+            else:
+                warnings.append(f"class folder {class_folder!r} is missing from {root}")
             continue
-        for path in _walk_files(folder):
+        files, unwalked = _walk_files(folder, root)
+        skipped.extend(unwalked)
+        for path in files:
             name = path.name
-            if name.startswith(".") or name.lower() in IGNORED_NAMES:
+            if not _valid_name(rel(path)):
+                skipped.append(Skipped(rel(path), "file name is not valid UTF-8 (rename the file)"))
+            elif name.startswith(".") or name.lower() in IGNORED_NAMES:
                 skipped.append(Skipped(rel(path), "hidden or system file"))
             elif path.suffix.lower() not in IMAGE_SUFFIXES:
                 skipped.append(Skipped(rel(path), f"not an image file type ({path.suffix or 'no extension'})"))
@@ -217,7 +285,11 @@ def scan_dataset(
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root} is not a folder")
-    profile, candidates, skipped, warnings = _list_candidates(root, profile)
+    try:
+        profile, candidates, skipped, warnings = _list_candidates(root, profile)
+    except PermissionError:
+        raise UserError(f"cannot list {root}: permission denied") from None
+    skipped = [Skipped(_printable(s.path), s.reason) for s in skipped]
     memo = _ProbeMemo(root, max_pixels) if remember else None
     probes = _probe_all([path for path, _ in candidates], memo, max_pixels, workers, progress, profile.name)
     records: list[ImageRecord] = []

@@ -24,6 +24,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from cellscreen.data.index import DatasetIndex, ImageRecord
 from cellscreen.errors import UserError
+from cellscreen.files import atomic_write
 
 __all__ = ["SplitManifest", "group_folds", "make_split", "read_manifest"]
 
@@ -63,8 +64,8 @@ class SplitManifest:
             if target.exists() and not overwrite:
                 raise UserError(f"{target} already exists; pass --overwrite to replace it")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_csv())
-        meta_path.write_text(json.dumps({**self.meta, "manifest_sha256": self.sha256}, indent=2) + "\n")
+        atomic_write(path, self.to_csv())
+        atomic_write(meta_path, json.dumps({**self.meta, "manifest_sha256": self.sha256}, indent=2) + "\n")
         return path, meta_path
 
 
@@ -146,7 +147,8 @@ def make_split(
     present = sorted({r.label for r in records})
     if len(present) < 2:
         found = present[0] if present else "none"
-        raise UserError(f"cannot split {index.root}: it needs images of at least two classes (found: {found})")
+        why = "".join(f"; {w}" for w in index.warnings if w.startswith("class folder"))
+        raise UserError(f"cannot split {index.root}: it needs images of at least two classes (found: {found}){why}")
 
     labels = np.array([r.label for r in records])
     units = _units(records, by)

@@ -14,7 +14,9 @@ model shipped with cellscreen (``malaria``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from cellscreen.errors import UserError
 from cellscreen.models import DataConfig, create_model
 from cellscreen.models.transfer import replace_head
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "resolve_checkpoint", "BUNDLED"]
+__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "resolve_checkpoint", "file_sha256", "BUNDLED"]
 
 FORMAT = 1
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -67,7 +69,11 @@ def save_checkpoint(folder: str | Path, model: torch.nn.Module, meta: dict, *, h
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    save_file(state, str(folder / "model.safetensors"))
+    weights = folder / "model.safetensors"
+    partial = weights.with_name(weights.name + ".partial")
+    save_file(state, str(partial))
+    digest = file_sha256(partial)
+    os.replace(partial, weights)  # weights first, then the description that vouches for them
     full_meta = {
         "format": FORMAT,
         "cellscreen": __version__,
@@ -78,9 +84,20 @@ def save_checkpoint(folder: str | Path, model: torch.nn.Module, meta: dict, *, h
         "head": getattr(model, "head_spec", None),  # a replaced classifier (transfer learning), rebuilt on load
         **meta,
     }
+    full_meta["weights_sha256"] = digest
     path = folder / "model.json"
-    path.write_text(json.dumps(full_meta, indent=2) + "\n")
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(full_meta, indent=2) + "\n")
+    os.replace(partial, path)
     return path
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def resolve_checkpoint(where: str | Path) -> Path:
@@ -127,6 +144,10 @@ def load_checkpoint(where: str | Path) -> Checkpoint:
     if meta.get("head"):
         replace_head(model, **meta["head"])
     weights = path.with_suffix(".safetensors")
+    expected = meta.get("weights_sha256")
+    if expected and weights.is_file() and file_sha256(weights) != expected:
+        raise UserError(f"{weights} does not match the checksum in {path.name}: the file was changed, damaged or "
+                        "half-written; retrain or copy the run again")
     try:
         state = load_file(str(weights))
     except (OSError, SafetensorError) as exc:

@@ -6,6 +6,8 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
+from cellscreen.files import atomic_path
+
 __all__ = ["read_epoch_metrics", "plot_learning_curves"]
 
 
@@ -48,6 +50,7 @@ def plot_learning_curves(log_dir: str | Path, out_png: str | Path, *, title: str
         ax.legend()
     fig.suptitle(title or "learning curves")
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
+    with atomic_path(out_png) as partial:
+        fig.savefig(partial, dpi=110)
     plt.close(fig)
     return Path(out_png)

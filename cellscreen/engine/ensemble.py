@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from cellscreen.engine.checkpoint import FORMAT, Checkpoint, load_checkpoint, resolve_checkpoint
 from cellscreen.engine.inference import logits_to_proba, normalise
 from cellscreen.errors import UserError
+from cellscreen.files import atomic_write
 from cellscreen.models import DataConfig
 
 __all__ = ["EnsembleModel", "make_ensemble", "checkpoint_files"]
@@ -104,5 +105,5 @@ def make_ensemble(runs: list[str | Path], out: str | Path, *, overwrite: bool = 
         "split": first.meta.get("split") if len(splits) == 1 else {"sha256": None, "note": "members differ"},
         "members": members, "sources": [str(folder) for folder, _ in loaded],
     }
-    (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write(out / "model.json", json.dumps(meta, indent=2) + "\n")
     return out / "model.json"

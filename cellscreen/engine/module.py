@@ -71,15 +71,17 @@ class CellClassifier(L.LightningModule):
         images = augment_batch(images, rotate_flip=self.config.rotate_flip, color_jitter=self.config.color_jitter)
         logits, loss = self._main_and_aux_loss(self(images), targets)
         accuracy = (self._predictions(logits) == targets).float().mean()
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("train_acc", accuracy, on_step=False, on_epoch=True)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log("train_acc", accuracy, on_step=False, on_epoch=True, sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
         images, targets = batch
         logits = self(images)
-        self.log("val_loss", self._loss(logits, targets), on_epoch=True, prog_bar=True)
-        self.log("val_acc", (self._predictions(logits) == targets).float().mean(), on_epoch=True, prog_bar=True)
+        # sync_dist: in a distributed run every process sees part of the cells; average them (no-op otherwise)
+        self.log("val_loss", self._loss(logits, targets), on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log("val_acc", (self._predictions(logits) == targets).float().mean(), on_epoch=True, prog_bar=True,
+                 sync_dist=True)
 
     def configure_optimizers(self):
         c = self.config

@@ -25,6 +25,7 @@ from torch import nn
 
 from cellscreen.config import TrainConfig
 from cellscreen.errors import UserError
+from cellscreen.files import atomic_write
 
 __all__ = ["SVMClassifier", "train_svm", "load_svm"]
 
@@ -93,7 +94,7 @@ def train_svm(config: TrainConfig, *, features: str, out: str | Path, data: str 
     config = dataclasses.replace(config, model="svm", input_size=input_size)
     prepared = prepare_data(config, data=data, input_size=input_size, workers=workers, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(config.to_yaml())
+    atomic_write(out / "config.yaml", config.to_yaml())
     split_sha = manifest_copy(prepared.manifest, out)
 
     model = SVMClassifier(None, backbone, workers=workers)
@@ -133,7 +134,7 @@ def train_svm(config: TrainConfig, *, features: str, out: str | Path, data: str 
         "metric": {"name": "val_acc", "value": val_acc},
         "train": {"images": len(train_set), "val_images": len(val_set), "config": dataclasses.asdict(config)},
     }
-    (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write(out / "model.json", json.dumps(meta, indent=2) + "\n")
     return out, prepared, time.perf_counter() - start
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import shutil
 import time
 import warnings
@@ -20,16 +21,18 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, TensorDataset
 
 from cellscreen.config import TrainConfig, load_config
+from cellscreen.engine.calibration import fit_temperature
 from cellscreen.engine.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
 from cellscreen.engine.curves import plot_learning_curves
 from cellscreen.engine.data import PreparedData, manifest_copy, prepare_data
-from cellscreen.engine.calibration import fit_temperature
 from cellscreen.engine.inference import predict_logits
 from cellscreen.engine.module import CellClassifier
 from cellscreen.errors import UserError
+from cellscreen.files import atomic_write
 from cellscreen.models import create_model, get_data_config, load_pretrained
 from cellscreen.models.transfer import replace_head, set_trainable
 
@@ -44,6 +47,7 @@ class TrainResult:
     seconds: float
     best_metric: float
     best_epoch: int
+    primary: bool = True  # False in the other processes of a distributed run: they leave the run folder alone
 
 
 def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
@@ -85,6 +89,32 @@ class _DropAdverts(logging.Filter):
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
 
 
+class _AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints written to a temporary name and renamed: a run killed while saving keeps its
+    previous ``last.ckpt`` whole instead of a half-written one."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        partial = path.with_name(path.name + ".partial")
+        super().save_checkpoint(checkpoint, partial, storage_options)
+        os.replace(partial, path)
+
+
+class _RandomState(L.Callback):
+    """Keeps the random generators in every checkpoint and puts them back on resume, so a run that was killed
+    and resumed shuffles, augments and drops out exactly as one that never stopped."""
+
+    def __init__(self, loader_generator: torch.Generator):
+        self.loader_generator = loader_generator
+
+    def state_dict(self) -> dict:
+        return {"torch": torch.get_rng_state(), "loader": self.loader_generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        self.loader_generator.set_state(state_dict["loader"])
+
+
 def build_model(config: TrainConfig, *, num_classes: int, input_size: int, source: Checkpoint | None = None):
     """The model a run trains: built, loaded with ``pretrained`` weights or a source checkpoint's, given a
     new head if asked (or if the source had one) and frozen as ``trainable``/``freeze_bn`` say."""
@@ -102,9 +132,24 @@ def build_model(config: TrainConfig, *, num_classes: int, input_size: int, sourc
 
 
 def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resume: bool = False,
-          overwrite: bool = False, progress: bool = True, workers: int | None = None) -> TrainResult:
+          overwrite: bool = False, progress: bool = True, workers: int | None = None, devices: int | str = 1,
+          strategy: str = "auto", num_nodes: int = 1, accelerator: str = "auto") -> TrainResult:
+    """Train ``config`` into the run folder ``out``.
+
+    ``devices``/``strategy``/``num_nodes`` go to Lightning's Trainer: ``devices=2, strategy="ddp"`` trains in
+    two processes (CPU: gloo), each on half of every batch (``batch_size`` stays the global batch); the
+    same call runs under torchrun or SLURM on many GPUs and nodes.  Only the first process writes the
+    checkpoint, curves and reports.
+    """
     out = Path(out)
-    _check_run_folder(out, resume, overwrite)
+    devices = int(devices) if str(devices).isdigit() else devices
+    distributed = strategy not in ("auto", "single_device") or devices != 1 or num_nodes > 1
+    # In a distributed run Lightning (or torchrun/SLURM) starts this function in every process; the first
+    # one owns the run folder.
+    first = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0 and os.environ.get("NODE_RANK",
+                                                                                                  "0") == "0"
+    if first:
+        _check_run_folder(out, resume, overwrite)
     if resume:  # the run's own settings win: a resumed run is the same run
         config = load_config(str(out / "config.yaml"))
     start = time.perf_counter()
@@ -116,8 +161,11 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     input_size = config.input_size or get_data_config(config.model).input_size
     prepared = prepare_data(config, data=data, input_size=input_size, workers=workers, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(config.to_yaml())
-    split_sha = manifest_copy(prepared.manifest, out)
+    if first:
+        atomic_write(out / "config.yaml", config.to_yaml())
+        split_sha = manifest_copy(prepared.manifest, out)
+    else:
+        split_sha = None
 
     classes = prepared.classes
     model = build_model(config, num_classes=len(classes), input_size=input_size, source=source)
@@ -129,14 +177,18 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     module = CellClassifier(model, config, class_weights=weights)
 
     generator = torch.Generator().manual_seed(config.seed)
-    train_loader = DataLoader(TensorDataset(train_set.images, train_set.targets), batch_size=config.batch_size,
+    world = (int(devices) if str(devices).isdigit() else 1) * num_nodes if distributed else 1
+    if distributed and accelerator in ("auto", "cpu") and not torch.cuda.is_available():
+        torch.set_num_threads(max(1, torch.get_num_threads() // world))  # processes share the CPU cores
+    batch_size = max(1, config.batch_size // world)
+    train_loader = DataLoader(TensorDataset(train_set.images, train_set.targets), batch_size=batch_size,
                               shuffle=True, generator=generator, drop_last=len(train_set) > config.batch_size)
     val_loader = DataLoader(TensorDataset(val_set.images, val_set.targets), batch_size=256)
 
     mode = "min" if config.monitor == "val_loss" else "max"
     best = L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch}",
                                                monitor=config.monitor, mode=mode, save_last=True)
-    callbacks = [best]
+    callbacks = [best, _RandomState(generator)]
     if config.early_stopping:
         callbacks.append(L.pytorch.callbacks.EarlyStopping(monitor=config.monitor, mode=mode,
                                                            patience=config.early_stopping))
@@ -149,7 +201,8 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     if not progress:  # quiet: no "GPU available" banners either
         lightning_log.setLevel(logging.WARNING)
     trainer = L.Trainer(
-        max_epochs=config.epochs, accelerator="auto", devices=1, precision=config.precision,
+        max_epochs=config.epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
+        strategy=strategy, precision=config.precision, plugins=[_AtomicCheckpointIO()],
         callbacks=callbacks, logger=loggers, enable_progress_bar=progress, enable_model_summary=False,
         deterministic=True, log_every_n_steps=1, num_sanity_val_steps=0,
     )
@@ -160,6 +213,9 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
             trainer.fit(module, train_loader, val_loader, ckpt_path="last" if resume else None)
         finally:
             lightning_log.setLevel(level)
+    if not trainer.is_global_zero:
+        return TrainResult(run=out, checkpoint=out / "model.json", data=prepared, seconds=time.perf_counter() - start,
+                           best_metric=float("nan"), best_epoch=-1, primary=False)
 
     saved = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
     state, best_epoch = saved["state_dict"], int(saved["epoch"])

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from cellscreen.evaluate.metrics import SCALAR_METRICS
+from cellscreen.files import atomic_path, atomic_write
 
 __all__ = ["write_report", "plot_roc", "plot_reliability"]
 
@@ -34,7 +35,8 @@ def plot_roc(y_true: np.ndarray, proba: np.ndarray, classes: list[str], positive
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
+    with atomic_path(out_png) as partial:
+        fig.savefig(partial, dpi=110)
     plt.close(fig)
     return out_png
 
@@ -57,7 +59,8 @@ def plot_reliability(bins: list[dict], ece: float, out_png: Path) -> Path:
     ax.set_title(f"ECE {ece:.4f}")
     ax.legend(loc="upper left")
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
+    with atomic_path(out_png) as partial:
+        fig.savefig(partial, dpi=110)
     plt.close(fig)
     return out_png
 
@@ -70,7 +73,7 @@ def write_report(out: Path, result: dict) -> tuple[Path, Path]:
     """Write ``metrics.json`` and ``report.md`` for one evaluation ``result``."""
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / "metrics.json"
-    json_path.write_text(json.dumps(result, indent=2, allow_nan=True) + "\n")
+    atomic_write(json_path, json.dumps(result, indent=2, allow_nan=True) + "\n")
     m, ci = result["metrics"], result.get("intervals", {})
     lines = [
         f"# Evaluation of `{result['model']}` on {result['dataset']}",
@@ -110,5 +113,5 @@ def write_report(out: Path, result: dict) -> tuple[Path, Path]:
     if (out / "reliability.png").is_file():
         lines += ["", "![Reliability diagram](reliability.png)"]
     md_path = out / "report.md"
-    md_path.write_text("\n".join(lines) + "\n")
+    atomic_write(md_path, "\n".join(lines) + "\n")
     return json_path, md_path

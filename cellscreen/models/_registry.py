@@ -12,7 +12,6 @@ preprocessing from the model itself.
 from __future__ import annotations
 
 import dataclasses
-import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 

@@ -23,9 +23,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
+from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartException, MultiPartParser
 

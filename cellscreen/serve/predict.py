@@ -21,6 +21,7 @@ joins the ``n`` outputs into one file with exactly one row per input.
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import json
 import os
@@ -142,10 +143,13 @@ def _check_prefix(journal: Path, selected: Iterator[tuple[Path, str | None]], ro
 
 def predict_files(model, inputs: list[str | Path], out: str | Path, *, batch_size: int = 256, tta: bool = False,
                   overwrite: bool = False, resume: bool = False, shard: tuple[int, int] | None = None,
-                  engine: str = "auto", workers: int | None = None, progress: bool = True) -> dict[str, int]:
+                  engine: str = "auto", workers: int | None = None, progress: bool = True,
+                  ray_address: str | None = None) -> dict[str, int]:
     """Write one row per input file into ``out`` (``.csv`` or ``.parquet``); return the counts.
 
-    ``model`` is anything ``load_predictor`` takes, or a loaded ``Predictor``.
+    ``model`` is anything ``load_predictor`` takes, or a loaded ``Predictor``.  ``engine="ray"`` computes the
+    same rows on a Ray cluster (``cellscreen.serve.distributed``): the one at ``ray_address`` or
+    ``$RAY_ADDRESS``, else a local instance of ``workers`` CPUs; ``workers`` is then the number of actors.
     """
     from cellscreen.serve.runtime import Predictor, load_predictor
 
@@ -158,8 +162,15 @@ def predict_files(model, inputs: list[str | Path], out: str | Path, *, batch_siz
     if journal.exists() and not (resume or overwrite):
         raise UserError(f"{journal} holds an interrupted run; pass --resume to continue it or --overwrite to "
                         "start again")
+    if ray_address and engine != "ray":
+        raise UserError("--ray-address goes with --engine ray")
     inputs = [str(item) for item in inputs]
-    predictor = model if isinstance(model, Predictor) else load_predictor(model, engine=engine)
+    if engine == "ray":
+        from cellscreen.serve.distributed import RayEngine
+
+        predictor = RayEngine(model, address=ray_address)
+    else:
+        predictor = model if isinstance(model, Predictor) else load_predictor(model, engine=engine)
     classes, size, crop = predictor.classes, predictor.input_size, predictor.border_crop
     header = _header(classes)
     settings = {"model": predictor.source, "model_name": predictor.description.get("model"),
@@ -191,13 +202,16 @@ def predict_files(model, inputs: list[str | Path], out: str | Path, *, batch_siz
     try:
         with handle:
             writer = csv.writer(handle)
-            for rows in _predict_stream(predictor, selected, size, crop, batch_size, tta, workers):
-                for row in rows:
-                    counts["skipped" if row[-1] != "ok" else "predicted"] += 1
-                writer.writerows(rows)
-                handle.flush()
-                os.fsync(handle.fileno())
-                bar.update(len(rows))
+            stream = (predictor.stream(selected, batch_size=batch_size, tta=tta, workers=workers)
+                      if engine == "ray" else _predict_stream(predictor, selected, size, crop, batch_size, tta, workers))
+            with contextlib.closing(stream):  # on an interruption, stop its workers now
+                for rows in stream:
+                    for row in rows:
+                        counts["skipped" if row[-1] != "ok" else "predicted"] += 1
+                    writer.writerows(rows)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    bar.update(len(rows))
     finally:
         bar.close()
     _finish(journal, out, classes)
@@ -257,18 +271,24 @@ def _rows(predictor, chunk, batch_size: int, tta: bool) -> list[list[str]]:
     images = np.concatenate(stacked) if stacked else np.zeros((0, 1, 1, 3), np.uint8)
     proba = np.concatenate([predictor.predict(images[i:i + batch_size], tta=tta)
                             for i in range(0, len(images), batch_size)]) if len(images) else None
-    rows, k, n = [], 0, len(predictor.classes)
+    rows, k = [], 0
     for items, _, reasons in chunk:
         decoded = iter(reasons)
         for path, reason in items:
             reason = reason or next(decoded)
             if reason is not None:
-                rows.append([str(path), "", *[""] * n, f"skipped: {reason}"])
+                rows.append(_row(path, predictor.classes, reason=reason))
             else:
-                p = proba[k]
+                rows.append(_row(path, predictor.classes, proba=proba[k]))
                 k += 1
-                rows.append([str(path), predictor.classes[int(p.argmax())], *[f"{v:.6f}" for v in p], "ok"])
     return rows
+
+
+def _row(path: Path, classes: list[str], *, proba: np.ndarray | None = None, reason: str | None = None) -> list[str]:
+    """One output row: the predicted class and probabilities, or the reason the file was skipped."""
+    if reason is not None:
+        return [str(path), "", *[""] * len(classes), f"skipped: {reason}"]
+    return [str(path), classes[int(proba.argmax())], *[f"{v:.6f}" for v in proba], "ok"]
 
 
 def _finish(journal: Path, out: Path, classes: list[str]) -> None:

@@ -55,39 +55,75 @@ def test_run_folder_is_never_overwritten_silently(trained, learnable_cells):
         train(tiny_config(), out=trained.run, data=str(learnable_cells), progress=False)
 
 
-def test_killed_run_resumes_where_it_stopped(learnable_cells, tmp_path):
-    """SIGKILL a real `cellscreen train` after its first saved epoch, then --resume it."""
+def _train_args(cells, out, epochs=8):
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("cellscreen")
+    return [str(script), "train", str(cells), "-d", "malaria-nih", "--out", str(out), "--epochs", str(epochs),
+            "--input-size", "16", "--batch-size", "16", "--set", "val=0.2", "--set", "test=0.2", "-q",
+            "--bootstrap", "0"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(learnable_cells, tmp_path_factory):
+    """The reference: the same command, never stopped."""
+    import subprocess
+
+    out = tmp_path_factory.mktemp("reference") / "run"
+    done = subprocess.run(_train_args(learnable_cells, out), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.7, 1.6])
+def test_killed_run_resumes_to_the_same_result(learnable_cells, uninterrupted, tmp_path, delay):
+    """SIGKILL a real `cellscreen train` somewhere after its first saved epoch, then --resume it: every epoch
+    is logged once, and the finished run equals one that never stopped (same weights, same test metrics)."""
     import os
     import signal
     import subprocess
-    import sys
     import time
-    from pathlib import Path
 
     from cellscreen.engine.curves import read_epoch_metrics
 
     out = tmp_path / "killed"
-    script = Path(sys.executable).with_name("cellscreen")
-    args = [str(script), "train", str(learnable_cells), "-d", "malaria-nih", "--out", str(out), "--epochs", "12",
-            "--input-size", "16", "--batch-size", "16", "--set", "val=0.2", "--set", "test=0.2", "-q",
-            "--bootstrap", "0"]
+    args = _train_args(learnable_cells, out)
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     last = out / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
     while not last.exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    time.sleep(0.5)
+        time.sleep(0.05)
+    time.sleep(delay)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    assert not (out / "model.json").exists()  # it really was stopped before the end
+    assert not (out / "test" / "metrics.json").exists()  # it really was stopped before the end
     done_before = max(read_epoch_metrics(out / "logs" / "csv").get("val_loss", {0: 0}))
     resumed = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     val_loss = read_epoch_metrics(out / "logs" / "csv")["val_loss"]
-    assert sorted(val_loss) == list(range(12))  # every epoch once, none twice
+    assert sorted(val_loss) == list(range(8))  # every epoch once, none twice
     second = read_epoch_metrics(out / "logs" / "csv" / "version_1" / "metrics.csv")["val_loss"]
     assert min(second) >= done_before  # the resumed process did not start again from epoch 0
-    assert (out / "model.json").is_file()
+    reference = read_epoch_metrics(uninterrupted / "logs" / "csv")["val_loss"]
+    assert val_loss == reference  # the same losses, epoch by epoch
+    ours, theirs = (json.loads((run / "test" / "metrics.json").read_text())["metrics"] for run in (out, uninterrupted))
+    assert ours == theirs
+    assert (json.loads((out / "model.json").read_text())["weights_sha256"]
+            == json.loads((uninterrupted / "model.json").read_text())["weights_sha256"])
+
+
+def test_changed_weights_are_refused(trained, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained.run, copy)
+    weights = copy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF  # one flipped byte in the last tensor
+    weights.write_bytes(bytes(data))
+    with pytest.raises(UserError, match="checksum"):
+        load_checkpoint(copy)
 
 
 def test_seed_malaria_preset_trains_with_one_logit(learnable_cells, tmp_path):

@@ -1,0 +1,291 @@
+"""The hostile corpus through every command a user runs: no traceback, no silent drop, every file accounted for.
+
+A copy of the synthetic malaria folder gets ``write_hostile``'s entries (odd formats and names, links,
+pipes, permissions, deep nesting, extreme sizes, ...).  ``data info``, ``split``, ``train``, ``evaluate``
+and ``predict`` run on it as a user would, and every entry must end up exactly once either used or
+skipped with its expected reason; the service answers each file alone with 200 or a 4xx naming why.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.badfiles import NOT_POSTABLE, Corpus, write_broken_layouts, write_hostile
+from tests.clitools import run
+from tests.conftest import make_malaria_like
+
+IS_ROOT = os.geteuid() == 0
+
+# Kinds `cellscreen predict` does not account for yet (cellscreen/serve/predict.py, which this suite may not
+# change): it drops symlinked and hidden folders in silence and dies writing a name that is not UTF-8.
+# `test_predict_known_gaps` is a strict xfail over exactly these; when predict is fixed, it passes and
+# says so, and this set should be emptied.
+PREDICT_GAPS = frozenset({"symlink_loop", "symlink_loop_at_top", "hidden_folder_in_class", "hidden_folder_at_top",
+                          "invalid_utf8_name"})
+
+TRAIN = ("--set", "epochs=1", "--set", "input_size=16", "--set", "batch_size=16", "--set", "val=0.2",
+         "--set", "test=0.2", "--bootstrap", "0", "-q")
+
+
+def _expected(corpus: Corpus, base: list[str], field: str) -> tuple[set[str], dict[str, str]]:
+    """(paths that must be used, {path: phrase of the skip reason}) for one kind of command."""
+    used, skipped = set(base), {}
+    for entry in corpus.entries:
+        expected = getattr(entry, field)
+        if expected is None or (entry.root_reads and IS_ROOT):  # root reads a chmod-000 file anyway
+            used.add(entry.rel(corpus.root))
+        else:
+            skipped[entry.rel(corpus.root)] = expected
+    assert not used & skipped.keys()
+    return used, skipped
+
+
+def _base_files(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def _build(tmp: Path, cells: Path, skip_kinds=frozenset()) -> tuple[Corpus, list[str]]:
+    root = tmp / "cells"
+    shutil.copytree(cells, root)
+    base = _base_files(root)
+    return write_hostile(root, skip_kinds=skip_kinds), base
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """The commands' environment: a cache folder of this module's own (module fixtures run before the
+    per-test cache fixture)."""
+    return {**os.environ, "CELLSCREEN_CACHE": str(tmp_path_factory.mktemp("hostile-cache")),
+            "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, learnable_cells):
+    corpus, base = _build(tmp_path_factory.mktemp("hostile"), learnable_cells)
+    yield corpus, base
+    for entry in corpus.entries:  # let the temporary folder be removed by a non-root user too
+        if entry.kind == "unreadable_file":
+            entry.path.chmod(0o644)
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, env, tmp_path_factory):
+    corpus, _ = corpus
+    out = tmp_path_factory.mktemp("hostile-run") / "run"
+    result = run("train", str(corpus.root), "-d", "malaria-nih", "--out", str(out), *TRAIN, env=env)
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_the_corpus_is_big_enough(corpus, tmp_path):
+    corpus, base = corpus
+    layouts = write_broken_layouts(tmp_path)
+    kinds = corpus.kinds + list(layouts)
+    assert len(kinds) == len(set(kinds)) >= 30, kinds
+    entries = [e.kind for e in corpus.entries]
+    assert set(entries) <= set(corpus.kinds)
+    # a kind leaves at least one entry, except the empty folder (which has no file to account for)
+    assert set(corpus.kinds) - set(entries) == {"empty_folder"}
+    assert len({e.rel(corpus.root) for e in corpus.entries}) == len(corpus.entries)
+
+
+def test_data_info_lists_every_file_once(corpus, env, tmp_path):
+    corpus, base = corpus
+    used, skipped = _expected(corpus, base, "dataset")
+    out = tmp_path / "info.json"
+    result = run("data", "info", str(corpus.root), "-d", "malaria-nih", "--out", str(out), "-q", env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["files"] == len(used) + len(skipped) == report["images"] + report["skipped"]
+    assert report["images"] == len(used)
+    listed = Counter(f["path"] for f in report["skipped_files"])
+    assert [p for p, n in listed.items() if n > 1] == []
+    reasons = {f["path"]: f["reason"] for f in report["skipped_files"]}
+    assert reasons.keys() == skipped.keys(), (reasons.keys() ^ skipped.keys())
+    wrong = {p: (skipped[p], reasons[p]) for p in skipped if skipped[p] not in reasons[p]}
+    assert wrong == {}
+    assert report["duplicates"]["across_class_sets"] >= 1
+    assert "files found" in result.stdout
+
+
+def test_split_uses_every_readable_file_once(corpus, env, tmp_path):
+    corpus, base = corpus
+    used, skipped = _expected(corpus, base, "dataset")
+    out = tmp_path / "split.csv"
+    result = run("split", str(corpus.root), "-d", "malaria-nih", "--out", str(out), "-q", env=env)
+    assert result.returncode == 0, result.stderr
+    with out.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    paths = [row["path"] for row in rows]
+    assert len(paths) == len(set(paths)) and set(paths) == used
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["n_images"] + meta["n_skipped"] == len(used) + len(skipped)
+    assert meta["n_skipped"] == len(skipped) and f"skipped {len(skipped)} file(s)" in result.stdout
+    assert meta["leaky"] is False  # the duplicates and symlinked copies stay on one side
+
+
+def test_train_uses_every_readable_file_once(corpus, trained):
+    corpus, base = corpus
+    used, skipped = _expected(corpus, base, "dataset")
+    out, result = trained
+    with (out / "split.csv").open(newline="") as handle:
+        paths = [row["path"] for row in csv.DictReader(handle)]
+    assert len(paths) == len(set(paths)) and set(paths) == used
+    test_report = json.loads((out / "test" / "metrics.json").read_text())
+    assert test_report["skipped"] == len(skipped)
+    assert (out / "model.json").is_file() and "checkpoint:" in result.stdout
+
+
+def test_evaluate_scores_every_readable_file_once(corpus, trained, env, tmp_path):
+    corpus, base = corpus
+    used, skipped = _expected(corpus, base, "dataset")
+    run_dir, _ = trained
+    out = tmp_path / "eval"
+    result = run("evaluate", str(run_dir), str(corpus.root), "-d", "malaria-nih", "--out", str(out),
+                 "--bootstrap", "0", "-q", env=env)
+    assert result.returncode == 0, result.stderr
+    with (out / "predictions.csv").open(newline="") as handle:
+        paths = [row["path"] for row in csv.DictReader(handle)]
+    assert len(paths) == len(set(paths)) and set(paths) == used
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["metrics"]["n"] == len(used) and metrics["skipped"] == len(skipped)
+
+
+def _predict(run_dir: Path, root: Path, out: Path, env: dict) -> dict[str, list[dict]]:
+    result = run("predict", str(run_dir), str(root), "--out", str(out), "-q", env=env)
+    assert result.returncode == 0, result.stderr
+    with out.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    by_path: dict[str, list[dict]] = {}
+    for row in rows:
+        by_path.setdefault(Path(row["path"]).relative_to(root).as_posix(), []).append(row)
+    counts = result.stdout
+    assert f"predicted {sum(r['status'] == 'ok' for r in rows):,} image(s)" in counts
+    return by_path
+
+
+def test_predict_gives_every_file_one_row(trained, env, tmp_path, learnable_cells):
+    corpus, base = _build(tmp_path, learnable_cells, skip_kinds=PREDICT_GAPS)
+    used, skipped = _expected(corpus, base, "predict")
+    run_dir, _ = trained
+    try:
+        rows = _predict(run_dir, corpus.root, tmp_path / "preds.csv", env)
+    finally:
+        for entry in corpus.by_kind("unreadable_file"):
+            entry.path.chmod(0o644)
+    assert [p for p, r in rows.items() if len(r) > 1] == []
+    assert rows.keys() == used | skipped.keys(), rows.keys() ^ (used | skipped.keys())
+    assert [p for p in used if rows[p][0]["status"] != "ok"] == []
+    assert all(rows[p][0]["predicted"] in ("Parasitized", "Uninfected") for p in used)
+    wrong = {p: (skipped[p], rows[p][0]["status"]) for p in skipped
+             if not rows[p][0]["status"].startswith("skipped: ") or skipped[p] not in rows[p][0]["status"]}
+    assert wrong == {}
+
+
+@pytest.mark.xfail(strict=True, reason="cellscreen/serve/predict.py: list_inputs drops symlinked and hidden "
+                   "folders without a row, and a file name that is not UTF-8 crashes the CSV writer")
+def test_predict_known_gaps(trained, env, tmp_path):
+    root = make_malaria_like(tmp_path, {"C1": {"Parasitized": 1, "Uninfected": 1}})
+    base = _base_files(root)
+    corpus = write_hostile(root, skip_kinds=set(_all_kinds(tmp_path / "all")) - PREDICT_GAPS)
+    assert set(corpus.kinds) == PREDICT_GAPS
+    used, skipped = _expected(corpus, base, "predict")
+    rows = _predict(trained[0], root, tmp_path / "preds.csv", env)
+    assert rows.keys() == used | skipped.keys()
+    assert all(skipped[p] in rows[p][0]["status"] for p in skipped)
+
+
+def _all_kinds(folder: Path) -> list[str]:
+    root = make_malaria_like(folder, {"C1": {"Parasitized": 1, "Uninfected": 1}})
+    return write_hostile(root).kinds
+
+
+@pytest.mark.parametrize("kind", ["class_folder_is_a_file", "empty_class_folder"])
+def test_broken_class_folders_are_reported_not_crashed_on(kind, env, tmp_path):
+    root, phrase = write_broken_layouts(tmp_path)[kind]
+    out = tmp_path / "info.json"
+    info = run("data", "info", str(root), "-d", "malaria-nih", "--out", str(out), "-q", env=env)
+    assert info.returncode == 0, info.stderr
+    report = json.loads(out.read_text())
+    n_files = sum(1 for p in root.rglob("*") if p.is_file())
+    assert report["files"] == n_files == report["images"] + report["skipped"]
+    assert any(phrase in w for w in report["warnings"]) and phrase in info.stdout
+    if kind == "class_folder_is_a_file":
+        assert report["skipped_files"] == [{"path": "Uninfected",
+                                            "reason": "class folder 'Uninfected' is a file, not a folder"}]
+    commands = [("split", str(root), "-d", "malaria-nih", "--out", str(tmp_path / "split.csv"), "-q")]
+    if kind == "class_folder_is_a_file":  # the same check guards training; one run of it is enough
+        commands.append(("train", str(root), "-d", "malaria-nih", "--out", str(tmp_path / "run"), *TRAIN))
+    for command in commands:
+        result = run(*command, env=env)
+        assert result.returncode == 2, (command[0], result.stdout, result.stderr)
+        assert result.stderr.startswith("cellscreen: error:") and len(result.stderr.strip().splitlines()) == 1
+        assert "at least two classes" in result.stderr
+        if kind == "class_folder_is_a_file":
+            assert "is a file, not a folder" in result.stderr
+
+
+# --- the service ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client(trained):
+    from fastapi.testclient import TestClient
+
+    from cellscreen.serve.app import create_app
+
+    with TestClient(create_app(trained[0])) as test_client:
+        yield test_client
+
+
+def _postable(corpus: Corpus) -> list[tuple[str, bytes, str | None]]:
+    """(name, bytes, expected) of every entry whose bytes can be uploaded, good cells first."""
+    items = []
+    for entry in corpus.entries:
+        if entry.content == NOT_POSTABLE or (entry.root_reads and not IS_ROOT):
+            continue
+        name = entry.rel(corpus.root).rsplit("/", 1)[-1]  # printable: an upload's name is text
+        items.append((name, entry.path.read_bytes(), entry.content))
+    return items
+
+
+def test_service_answers_every_file_alone_with_200_or_a_4xx_reason(corpus, client):
+    corpus, _ = corpus
+    items = _postable(corpus)
+    assert len(items) >= 40
+    for name, data, expected in items:
+        answer = client.post("/v1/predict", files=[("files", (name, data, "application/octet-stream"))])
+        assert answer.status_code < 500, (name, answer.text)
+        if expected is None:
+            assert answer.status_code == 200, (name, answer.text)
+            result = answer.json()["results"]
+            assert len(result) == 1 and result[0]["class"] in ("Parasitized", "Uninfected")
+        else:
+            assert 400 <= answer.status_code < 500, (name, answer.status_code)
+            detail = answer.json()["detail"]
+            assert [f["index"] for f in detail["files"]] == [0]
+            assert expected in detail["files"][0]["reason"], (name, detail)
+    assert client.get("/healthz").status_code == 200
+
+
+def test_service_names_each_bad_file_of_a_mixed_request(corpus, client):
+    corpus, _ = corpus
+    items = _postable(corpus)
+    files = [("files", (name, data, "image/png")) for name, data, _ in items]
+    answer = client.post("/v1/predict", files=files)
+    assert answer.status_code in (413, 415, 422), answer.text
+    listed = [f["index"] for f in answer.json()["detail"]["files"]]
+    assert listed == [k for k, (_, _, expected) in enumerate(items) if expected is not None]
+    good = [("files", (name, data, "image/png")) for name, data, expected in items if expected is None]
+    again = client.post("/v1/predict", files=good)
+    assert again.status_code == 200, again.text
+    # names arrive as sent on the wire: HTML5 form encoding writes " and line breaks as %22, %0A
+    wire = [f[1][0].replace('"', "%22").replace("\n", "%0A") for f in good]
+    assert [r["filename"] for r in again.json()["results"]] == wire
