@@ -215,6 +215,7 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
         openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
             "type": "object", "required": ["files"],
             "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                                     "minItems": 1, "maxItems": limits.max_files,
                                      "description": "cell images (PNG, JPEG, TIFF, BMP, ...)"}}}}}}},
         responses={400: {"description": "no files, or a malformed body"},
                    413: {"description": "too many files, too many bytes, or an image with too many pixels"},

@@ -60,8 +60,7 @@ def test_ray_engine_errors(trained_run, tmp_path, monkeypatch, learnable_cells):
 
 def test_ray_engine_gives_the_rows_of_the_single_process_path(trained_run, inputs, tmp_path, ray_tmp):
     single = tmp_path / "onnx.csv"
-    made = run("predict", str(trained_run.run), *inputs, "--out", str(single), "--engine", "onnx", "-q")
-    assert made.returncode == 0, made.stderr
+    module.predict_files(trained_run.run, inputs, single, engine="onnx", workers=0, progress=False)
     # The command starts a local Ray instance of --workers CPUs and stops it at the end.
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "OMP_NUM_THREADS": "1"}
     env.pop("RAY_ADDRESS", None)
