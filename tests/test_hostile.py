@@ -60,10 +60,12 @@ def _build(tmp: Path, cells: Path, skip_kinds=frozenset()) -> tuple[Corpus, list
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    """The commands' environment: a cache folder of this module's own (module fixtures run before the
-    per-test cache fixture)."""
-    return {**os.environ, "CELLSCREEN_CACHE": str(tmp_path_factory.mktemp("hostile-cache")),
-            "OMP_NUM_THREADS": "1"}
+    """The commands' environment, and this process's while the module's fixtures are built: a cache folder
+    of this module's own (module fixtures are set up before the per-test cache fixture)."""
+    cache = str(tmp_path_factory.mktemp("hostile-cache"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CELLSCREEN_CACHE", cache)
+        yield {**os.environ, "CELLSCREEN_CACHE": cache, "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -191,15 +193,21 @@ def test_predict_gives_every_file_one_row(trained, env, tmp_path, learnable_cell
 
 @pytest.mark.xfail(strict=True, reason="cellscreen/serve/predict.py: list_inputs drops symlinked and hidden "
                    "folders without a row, and a file name that is not UTF-8 crashes the CSV writer")
-def test_predict_known_gaps(trained, env, tmp_path):
+def test_predict_known_gaps(trained, tmp_path):
+    from cellscreen.serve.predict import predict_files
+
     root = make_malaria_like(tmp_path, {"C1": {"Parasitized": 1, "Uninfected": 1}})
     base = _base_files(root)
     corpus = write_hostile(root, skip_kinds=set(_all_kinds(tmp_path / "all")) - PREDICT_GAPS)
     assert set(corpus.kinds) == PREDICT_GAPS
     used, skipped = _expected(corpus, base, "predict")
-    rows = _predict(trained[0], root, tmp_path / "preds.csv", env)
+    out = tmp_path / "preds.csv"
+    # in process, to be quick: what fails is the walk and the CSV writer, whatever the engine
+    predict_files(trained[0], [str(root)], out, engine="torch", workers=0, progress=False)
+    with out.open(newline="") as handle:
+        rows = {Path(row["path"]).relative_to(root).as_posix(): row for row in csv.DictReader(handle)}
     assert rows.keys() == used | skipped.keys()
-    assert all(skipped[p] in rows[p][0]["status"] for p in skipped)
+    assert all(skipped[p] in rows[p]["status"] for p in skipped)
 
 
 def _all_kinds(folder: Path) -> list[str]:
@@ -220,23 +228,21 @@ def test_broken_class_folders_are_reported_not_crashed_on(kind, env, tmp_path):
     if kind == "class_folder_is_a_file":
         assert report["skipped_files"] == [{"path": "Uninfected",
                                             "reason": "class folder 'Uninfected' is a file, not a folder"}]
-    commands = [("split", str(root), "-d", "malaria-nih", "--out", str(tmp_path / "split.csv"), "-q")]
-    if kind == "class_folder_is_a_file":  # the same check guards training; one run of it is enough
-        commands.append(("train", str(root), "-d", "malaria-nih", "--out", str(tmp_path / "run"), *TRAIN))
-    for command in commands:
-        result = run(*command, env=env)
-        assert result.returncode == 2, (command[0], result.stdout, result.stderr)
-        assert result.stderr.startswith("cellscreen: error:") and len(result.stderr.strip().splitlines()) == 1
-        assert "at least two classes" in result.stderr
-        if kind == "class_folder_is_a_file":
-            assert "is a file, not a folder" in result.stderr
+    # `train` makes its split with the same function, so it stops with the same one-line error
+    result = run("split", str(root), "-d", "malaria-nih", "--out", str(tmp_path / "split.csv"), "-q", env=env)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.startswith("cellscreen: error:") and len(result.stderr.strip().splitlines()) == 1
+    assert "at least two classes" in result.stderr
+    if kind == "class_folder_is_a_file":
+        assert "is a file, not a folder" in result.stderr
+    assert not (tmp_path / "split.csv").exists()
 
 
 # --- the service ------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def client(trained):
+def client(trained, env):
     from fastapi.testclient import TestClient
 
     from cellscreen.serve.app import create_app

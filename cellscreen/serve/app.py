@@ -68,8 +68,10 @@ class MicroBatcher:
         self.batches = self.images = 0
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
         self._task = asyncio.create_task(self._run())
 
@@ -82,6 +84,10 @@ class MicroBatcher:
                 pass
 
     async def submit(self, images: np.ndarray) -> np.ndarray:
+        # Started by the app's lifespan; a server that runs none (an app mounted inside another, or
+        # ``--lifespan off``) gets it started here, in the loop that serves the request.
+        if self._task is None or self._task.done() or self._loop is not asyncio.get_running_loop():
+            await self.start()
         future = asyncio.get_running_loop().create_future()
         await self._queue.put((images, future))
         return await future
@@ -115,6 +121,32 @@ class MicroBatcher:
                 if not future.done():
                     future.set_result(result[start:start + len(images)])
                 start += len(images)
+
+
+# The answers' shapes, for the OpenAPI schema (clients and the schema-driven fuzz test read them).
+_DETAIL = {"type": "object", "required": ["error", "files"], "properties": {
+    "error": {"type": "string"},
+    "files": {"type": "array", "description": "each file that cannot be used, by its position in the request",
+              "items": {"type": "object", "required": ["index", "filename", "reason"], "properties": {
+                  "index": {"type": "integer"}, "filename": {"type": "string"}, "reason": {"type": "string"}}}}}}
+_ERROR = {"type": "object", "required": ["detail"], "properties": {"detail": _DETAIL}}
+_ERROR_OR_INVALID = {"type": "object", "required": ["detail"], "properties": {"detail": {"anyOf": [
+    _DETAIL, {"type": "array", "items": {"type": "object"}, "description": "FastAPI's parameter validation"}]}}}
+_RESULTS = {"type": "object", "required": ["model", "results", "summary"], "properties": {
+    "model": {"type": ["string", "null"]},
+    "results": {"type": "array", "items": {"type": "object", "required": [
+        "filename", "class", "probability", "probabilities", "flagged"], "properties": {
+        "filename": {"type": "string"}, "class": {"type": "string"}, "probability": {"type": "number"},
+        "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
+        "flagged": {"type": "boolean"}, "gradcam": {"type": "string", "description": "PNG data URL"}}}},
+    "summary": {"type": "object", "required": ["cells", "flagged", "positive_class", "flagged_fraction"],
+                "properties": {"cells": {"type": "integer"}, "flagged": {"type": "integer"},
+                               "positive_class": {"type": ["string", "null"]},
+                               "flagged_fraction": {"type": "number"}}}}}
+
+
+def _json(description: str, schema: dict) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def _error(status: int, message: str, files: list[dict] | None = None) -> HTTPException:
@@ -217,9 +249,12 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
             "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
                                      "minItems": 1, "maxItems": limits.max_files,
                                      "description": "cell images (PNG, JPEG, TIFF, BMP, ...)"}}}}}}},
-        responses={400: {"description": "no files, or a malformed body"},
-                   413: {"description": "too many files, too many bytes, or an image with too many pixels"},
-                   415: {"description": "not multipart, or a file that is not a readable image"}},
+        responses={200: _json("one result per image, in the order sent", _RESULTS),
+                   400: _json("no files, or a malformed body", _ERROR),
+                   413: _json("too many files, too many bytes, or an image with too many pixels", _ERROR),
+                   415: _json("not multipart, or a file that is not a readable image", _ERROR),
+                   422: _json("files bad in different ways (each named in 'files'), or an invalid query "
+                              "parameter", _ERROR_OR_INVALID)},
     )
     async def predict(request: Request, gradcam: bool = Query(False, description="add a Grad-CAM overlay "
                                                                                 "per image (PNG data URL)")):
