@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 from collections import Counter
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -152,61 +153,67 @@ def _probe_all(paths, memo, max_pixels, workers, progress, name):
     return results
 
 
-def _unlistable(folder: Path, root: Path, skipped: list[Skipped]):
-    """An ``os.walk`` error handler that lists the folder it could not read as skipped."""
-    def handler(error: OSError) -> None:
-        where = Path(error.filename) if error.filename else folder
-        why = "permission denied" if isinstance(error, PermissionError) else (error.strerror or str(error))
-        skipped.append(Skipped(_rel(where, root), f"cannot list folder: {why}"))
-    return handler
-
-
-def _walk_files(folder: Path, root: Path) -> tuple[list[Path], list[Skipped]]:
-    """Every file below ``folder``, sorted, and the entries that are not walked, with the reason.
+def walk_tree(folder: Path, reason: str | None = None) -> Iterator[tuple[Path, str | None]]:
+    """Every file below ``folder``, lazily and in sorted order: ``(file, None)``, and ``(entry, why)`` for
+    what is not walked.
 
     Symlinked folders are not followed (one pointing at its own parent would
-    never end) and hidden folders are not used; both are listed, never
-    dropped in silence, as are folders that cannot be listed.
+    never end), files in hidden folders are not used, and folders that cannot
+    be listed are reported; all are listed, never dropped in silence.  With
+    ``reason`` every entry is reported with that reason instead (a hidden
+    folder's contents).
     """
-    found: list[Path] = []
-    skipped: list[Skipped] = []
-    for dirpath, dirnames, filenames in os.walk(folder, onerror=_unlistable(folder, root, skipped)):
+    errors: list[tuple[Path, str]] = []
+
+    def unlistable(error: OSError) -> None:
+        why = "permission denied" if isinstance(error, PermissionError) else (error.strerror or str(error))
+        errors.append((Path(error.filename) if error.filename else folder, f"cannot list folder: {why}"))
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unlistable):
+        yield from errors
+        errors.clear()
         here = Path(dirpath)
         keep = []
         for name in sorted(dirnames):
             path = here / name
             if path.is_symlink():
-                skipped.append(Skipped(_rel(path, root), "symbolic link to a folder (not followed)"))
-            elif name.startswith("."):
-                skipped.extend(_walk_all(path, root, "hidden folder"))
+                yield path, reason or "symbolic link to a folder (not followed)"
+            elif name.startswith(".") and reason is None:
+                yield from walk_tree(path, "hidden folder")
             else:
                 keep.append(name)
         dirnames[:] = keep
-        found.extend(here / name for name in sorted(filenames))
+        yield from ((here / name, reason) for name in sorted(filenames))
+    yield from errors
+
+
+def _walk_files(folder: Path, root: Path) -> tuple[list[Path], list[Skipped]]:
+    """Every file below ``folder``, sorted, and the entries that are not walked, with the reason."""
+    found: list[Path] = []
+    skipped: list[Skipped] = []
+    for path, reason in walk_tree(folder):
+        if reason is None:
+            found.append(path)
+        else:
+            skipped.append(Skipped(_rel(path, root), reason))
     return found, skipped
 
 
 def _walk_all(folder: Path, root: Path, reason: str) -> list[Skipped]:
     """Every file (and symlinked folder) below ``folder``, not following links, skipped for ``reason``."""
-    skipped: list[Skipped] = []
-    for dirpath, dirnames, filenames in os.walk(folder, onerror=_unlistable(folder, root, skipped)):
-        dirnames.sort()
-        here = Path(dirpath)
-        skipped.extend(Skipped(_rel(here / name, root), reason) for name in dirnames if (here / name).is_symlink())
-        skipped.extend(Skipped(_rel(here / name, root), reason) for name in sorted(filenames))
-    return skipped
+    return [Skipped(_rel(path, root), why) for path, why in walk_tree(folder, reason)]
 
 
 def _rel(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def _printable(relative: str) -> str:
+def printable_path(relative: str) -> str:
     """A path that can be printed and written as UTF-8: undecodable bytes become ``\\xe9``."""
     return relative.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _valid_name(relative: str) -> bool:
+def valid_utf8_name(relative: str) -> bool:
     """False for names that are not valid UTF-8 (Latin-1 bytes from an old archive, say)."""
     try:
         relative.encode("utf-8")
@@ -256,7 +263,7 @@ def _list_candidates(root: Path, profile: DatasetProfile):
         skipped.extend(unwalked)
         for path in files:
             name = path.name
-            if not _valid_name(rel(path)):
+            if not valid_utf8_name(rel(path)):
                 skipped.append(Skipped(rel(path), "file name is not valid UTF-8 (rename the file)"))
             elif name.startswith(".") or name.lower() in IGNORED_NAMES:
                 skipped.append(Skipped(rel(path), "hidden or system file"))
@@ -289,7 +296,7 @@ def scan_dataset(
         profile, candidates, skipped, warnings = _list_candidates(root, profile)
     except PermissionError:
         raise UserError(f"cannot list {root}: permission denied") from None
-    skipped = [Skipped(_printable(s.path), s.reason) for s in skipped]
+    skipped = [Skipped(printable_path(s.path), s.reason) for s in skipped]
     memo = _ProbeMemo(root, max_pixels) if remember else None
     probes = _probe_all([path for path, _ in candidates], memo, max_pixels, workers, progress, profile.name)
     records: list[ImageRecord] = []

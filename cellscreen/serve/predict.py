@@ -34,6 +34,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cellscreen.data.images import IGNORED_NAMES, IMAGE_SUFFIXES, ImageReadError, load_prepared
+from cellscreen.data.index import printable_path, valid_utf8_name, walk_tree
 from cellscreen.data.parallel import default_workers
 from cellscreen.errors import UserError
 
@@ -45,15 +46,18 @@ _CHUNK = 1024  # files per journal flush
 
 
 def list_inputs(inputs: Iterable[str | Path]) -> Iterator[tuple[Path, str | None]]:
-    """``(file, None)`` for each candidate image, ``(file, reason)`` for files that are not; lazily, sorted."""
+    """``(file, None)`` for each candidate image, ``(file, reason)`` for files that are not; lazily, sorted.
+
+    Folders are walked as datasets are: symlinked folders are listed, not
+    followed; files in hidden folders and folders that cannot be listed are
+    listed with the reason.
+    """
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            for dirpath, dirnames, filenames in os.walk(path):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for name in sorted(filenames):
-                    yield _classify(Path(dirpath) / name)
-        elif path.exists():
+            for found, reason in walk_tree(path):
+                yield (found, reason) if reason else _classify(found)
+        elif path.exists() or path.is_symlink():
             yield _classify(path)
         else:
             yield path, "no such file or folder"
@@ -62,9 +66,16 @@ def list_inputs(inputs: Iterable[str | Path]) -> Iterator[tuple[Path, str | None
 def _classify(path: Path) -> tuple[Path, str | None]:
     if path.name.startswith(".") or path.name.lower() in IGNORED_NAMES:
         return path, "hidden or system file"
+    if not valid_utf8_name(str(path)):
+        return path, "file name is not valid UTF-8 (rename the file)"
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         return path, f"not an image file type ({path.suffix or 'no extension'})"
     return path, None
+
+
+def _shown(path: Path) -> str:
+    """The path as written in the results (undecodable bytes as ``\\xe9``)."""
+    return printable_path(str(path))
 
 
 def prepare_image(path: Path, size: int, crop: int) -> np.ndarray | str:
@@ -136,7 +147,7 @@ def _check_prefix(journal: Path, selected: Iterator[tuple[Path, str | None]], ro
         next(reader)
         for k, row in enumerate(reader):
             path, _ = next(selected, (None, None))
-            if path is None or str(path) != row[0]:
+            if path is None or _shown(path) != row[0]:
                 raise UserError(f"the inputs changed since the interrupted run (row {k + 2} of {journal} is "
                                 f"{row[0]}, the walk now gives {path}); start again with --overwrite")
 
@@ -287,8 +298,8 @@ def _rows(predictor, chunk, batch_size: int, tta: bool) -> list[list[str]]:
 def _row(path: Path, classes: list[str], *, proba: np.ndarray | None = None, reason: str | None = None) -> list[str]:
     """One output row: the predicted class and probabilities, or the reason the file was skipped."""
     if reason is not None:
-        return [str(path), "", *[""] * len(classes), f"skipped: {reason}"]
-    return [str(path), classes[int(proba.argmax())], *[f"{v:.6f}" for v in proba], "ok"]
+        return [_shown(path), "", *[""] * len(classes), f"skipped: {reason}"]
+    return [_shown(path), classes[int(proba.argmax())], *[f"{v:.6f}" for v in proba], "ok"]
 
 
 def _finish(journal: Path, out: Path, classes: list[str]) -> None:
