@@ -32,6 +32,8 @@ def _dataset_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _write_new(path: Path, text: str, overwrite: bool) -> None:
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give a file name for the report")
     if path.exists() and not overwrite:
         raise UserError(f"{path} already exists; pass --overwrite to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -319,6 +321,45 @@ def cmd_serve(args) -> None:
           max_batch=args.max_batch, log_level="warning" if args.quiet else "info")
 
 
+def cmd_bench(args) -> None:
+    import torch
+
+    from cellscreen import bench
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    what = args.bench_command
+    if what == "ceiling":
+        records = [bench.ceiling(seconds=args.seconds, matmul_size=args.matmul_size, conv_batch=args.conv_batch,
+                                 conv_channels=args.conv_channels, conv_size=args.conv_size)]
+    elif what == "cache":
+        records = [bench.cache_build(args.dataset, data=args.data, size=args.size, limit=args.limit,
+                                     workers=args.workers)]
+    elif what == "train":
+        records = [bench.train_throughput(args.model, size=args.size, batch_size=args.batch_size,
+                                          precision=args.precision, channels_last=args.channels_last,
+                                          steps=args.steps, warmup=args.warmup, preset=args.preset,
+                                          settings=args.set or [], ceiling_gflops=args.ceiling)]
+    elif what == "infer":
+        records = bench.infer_throughput(args.model, size=args.size, batch_size=args.batch_size,
+                                         variants=args.variants, seconds=args.seconds, ceiling_gflops=args.ceiling)
+    elif what == "time-to-accuracy":
+        overrides = {"dataset": args.dataset, "split": args.split, "fold": args.fold, "epochs": args.epochs,
+                     "train_limit": args.limit}
+        records = [bench.time_to_accuracy(args.target, preset=args.preset, overrides=overrides,
+                                          settings=args.set or [], data=args.data, out=args.out,
+                                          overwrite=args.overwrite, progress=not args.quiet, workers=args.workers)]
+    else:
+        records = [bench.compare_reference(data=args.data, split=args.split, fold=args.fold, epochs=args.epochs,
+                                           limit=args.limit, dataset=args.dataset, size=args.size,
+                                           batch_size=args.batch_size, reference_python=args.reference_python,
+                                           reference_script=args.reference_script, predict_limit=args.predict_limit,
+                                           predict_engine=args.predict_engine, default_recipe=args.default_recipe, progress=not args.quiet,
+                                           workers=args.workers)]
+    for record in records:
+        print(json.dumps(record), flush=True)
+
+
 def cmd_demo(args) -> None:
     from cellscreen.demo import run_demo
 
@@ -523,6 +564,85 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=16_000_000, help="pixels of one image")
     p.add_argument("--max-batch", type=int, default=128, help="images the model runs at once across requests")
     p.set_defaults(func=cmd_serve)
+
+    p = commands.add_parser("bench", help="measure speed (cache, training, inference, time to accuracy) against "
+                            "the machine's ceiling and the Keras reference; one JSON object per line")
+    bench_commands = p.add_subparsers(dest="bench_command", metavar="SUBCOMMAND", required=True)
+    q = bench_commands.add_parser("ceiling", help="the machine's fp32 and bf16 matmul and conv GFLOP/s")
+    q.add_argument("--seconds", type=float, default=1.0, help="timing per probe, after a warm-up (default 1)")
+    q.add_argument("--matmul-size", type=int, default=1024, help="side of the square matrices (default 1024)")
+    q.add_argument("--conv-batch", type=int, default=32)
+    q.add_argument("--conv-channels", type=int, default=64, help="input and output channels of the 3x3 conv")
+    q.add_argument("--conv-size", type=int, default=56, help="side of the conv's feature map (default 56)")
+    q = bench_commands.add_parser("cache", help="images/s of indexing a dataset and building its cache afresh")
+    q.add_argument("--dataset", "-d", default="malaria-nih", help="dataset profile (default malaria-nih)")
+    q.add_argument("--data", metavar="DIR", help="dataset folder or data root (default: $CELLSCREEN_DATA, else "
+                   "~/.cache/cellscreen/data)")
+    q.add_argument("--size", type=int, default=128, help="cached image side (default 128)")
+    q.add_argument("--limit", type=int, help="only a spread of N files, copied to a temporary folder first")
+    q.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
+    q = bench_commands.add_parser("train", help="training-step images/s on synthetic batches")
+    q.add_argument("--model", required=True, help="registered model name (see `cellscreen models`)")
+    q.add_argument("--size", type=int, help="input side in pixels (default: the preset's, else the model's)")
+    q.add_argument("--batch-size", type=int, help="default: the preset's")
+    q.add_argument("--precision", choices=("32", "bf16-mixed"), help="default: the preset's")
+    q.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: the preset's")
+    q.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
+    q.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    q.add_argument("--preset", default="default", help="optimiser and loss settings from this preset")
+    q.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a setting (repeatable)")
+    q.add_argument("--ceiling", type=float, metavar="GFLOPS", help="the ceiling to compare with (default: a "
+                   "0.3 s fp32 conv probe)")
+    q = bench_commands.add_parser("infer", help="cells/s of a model per variant (eager, channels-last, bf16, "
+                                  "torch.compile, onnxruntime)")
+    q.add_argument("--model", required=True, help="registered model name (random weights), run folder, "
+                   "model.json, .onnx file or a bundled name (malaria)")
+    q.add_argument("--size", type=int, help="input side of a registered model (default: its own)")
+    q.add_argument("--batch-size", type=int, default=256)
+    q.add_argument("--variants", default="eager,channels_last,bf16,compile,onnx", help="comma-separated "
+                   "(default: all of eager,channels_last,bf16,compile,onnx)")
+    q.add_argument("--seconds", type=float, default=2.0, help="timing per variant (default 2)")
+    q.add_argument("--ceiling", type=float, metavar="GFLOPS", help="the ceiling to compare with (default: a "
+                   "0.3 s fp32 conv probe)")
+    q = bench_commands.add_parser("time-to-accuracy", help="train and report the wall time until validation "
+                                  "accuracy first reaches a target")
+    q.add_argument("--target", type=float, required=True, help="validation accuracy, e.g. 0.95")
+    q.add_argument("--preset", default="default", help="settings preset (default: cellscreen's default recipe)")
+    q.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a setting (repeatable)")
+    q.add_argument("--dataset", "-d", default=None, help="dataset profile (default: the preset's)")
+    q.add_argument("--data", metavar="DIR", help="dataset folder or data root")
+    q.add_argument("--split", metavar="CSV", help="a split manifest (default: a fresh 70/15/15 split by group)")
+    q.add_argument("--fold", type=int, help="with a k-fold manifest: the test fold")
+    q.add_argument("--epochs", type=int)
+    q.add_argument("--limit", type=int, help="train on at most N training cells")
+    q.add_argument("--out", metavar="RUN", help="keep the run folder here (default: a temporary one)")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    q.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
+    q.add_argument("--quiet", "-q", action="store_true", help="no progress bars (they go to stderr)")
+    q = bench_commands.add_parser("compare-reference", help="cellscreen against the Keras reference on one "
+                                  "split: training and prediction, with ratios")
+    q.add_argument("--data", metavar="DIR", help="dataset folder or data root")
+    q.add_argument("--dataset", "-d", default="malaria-nih")
+    q.add_argument("--split", required=True, metavar="CSV", help="a split manifest (k-fold: with --fold)")
+    q.add_argument("--fold", type=int, help="with a k-fold manifest: the test fold")
+    q.add_argument("--epochs", type=int, default=5, help="epochs for both (default 5)")
+    q.add_argument("--limit", type=int, help="train both on at most N training cells")
+    q.add_argument("--size", type=int, default=128, help="input side for both (default 128)")
+    q.add_argument("--batch-size", type=int, default=16)
+    q.add_argument("--reference-python", metavar="PY", default=None, help="Python with TensorFlow/Keras "
+                   "(default: $CELLSCREEN_KERAS_PYTHON)")
+    q.add_argument("--reference-script", metavar="FILE", help="default: bench/keras_reference.py")
+    q.add_argument("--predict-limit", type=int, help="predict only a spread of N test cells")
+    q.add_argument("--predict-engine", choices=("auto", "torch", "onnx"), default="auto",
+                   help="engine of `cellscreen predict` (default auto: onnxruntime)")
+    q.add_argument("--default-recipe", action="store_true", help="also train cellscreen's default recipe until "
+                   "it reaches the reference's final validation accuracy")
+    q.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
+    q.add_argument("--quiet", "-q", action="store_true", help="no progress bars (they go to stderr)")
+    for q in bench_commands.choices.values():
+        q.add_argument("--threads", type=int, help="torch and onnxruntime threads (default: torch's)")
+        q.set_defaults(func=cmd_bench)
 
     p = commands.add_parser("demo", help="split, train, evaluate and report on the NIH malaria cells")
     _common(p)
