@@ -172,7 +172,7 @@ def _decode_quietly(data: bytes, max_pixels: int) -> tuple[np.ndarray, ImageInfo
     info = ImageInfo(width=image.width, height=image.height, mode=image.mode, format=image.format or "")
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # no copy when there is nothing to turn
         array = _to_rgb(image)
     except ImageReadError:
         raise
