@@ -113,7 +113,7 @@ def _onnx_conv_gflops(batch: int, channels: int, size: int, seconds: float) -> f
     with as many threads as torch uses."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from cellscreen.serve.export import _onnx_session
+    from cellscreen.serve.runtime import onnx_session
 
     weights = np.random.default_rng(0).standard_normal((channels, channels, 3, 3)).astype(np.float32)
     graph = helper.make_graph(
@@ -123,7 +123,7 @@ def _onnx_conv_gflops(batch: int, channels: int, size: int, seconds: float) -> f
         [numpy_helper.from_array(weights, "w")])
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     proto.ir_version = min(proto.ir_version, 9)
-    session = _onnx_session(proto.SerializeToString(), torch.get_num_threads())
+    session = onnx_session(proto.SerializeToString(), torch.get_num_threads())
     x = np.random.default_rng(1).standard_normal((batch, channels, size, size)).astype(np.float32)
     calls, total = _timed(lambda: session.run(["y"], {"x": x}), seconds)
     return 2 * batch * channels * channels * 9 * size * size * calls / total / 1e9

@@ -14,7 +14,6 @@ model shipped with cellscreen (``malaria``).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import time
@@ -25,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from cellscreen import __version__
+from cellscreen.engine.paths import BUNDLED, file_sha256, resolve_checkpoint
 from cellscreen.errors import UserError
 from cellscreen.models import DataConfig, create_model
 from cellscreen.models.transfer import replace_head
@@ -32,8 +32,6 @@ from cellscreen.models.transfer import replace_head
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "resolve_checkpoint", "file_sha256", "BUNDLED"]
 
 FORMAT = 1
-BUNDLED_DIR = Path(__file__).resolve().parents[1] / "weights"
-BUNDLED = {"malaria": BUNDLED_DIR / "malaria"}
 
 
 @dataclasses.dataclass
@@ -91,31 +89,6 @@ def save_checkpoint(folder: str | Path, model: torch.nn.Module, meta: dict, *, h
     os.replace(partial, path)
     return path
 
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def resolve_checkpoint(where: str | Path) -> Path:
-    """The ``model.json`` for a run folder, a checkpoint file or a bundled name."""
-    if str(where) in BUNDLED:
-        path = BUNDLED[str(where)] / "model.json"
-        if not path.is_file():
-            raise UserError(f"the bundled {where!r} model is missing from this installation ({path})")
-        return path
-    path = Path(where)
-    if path.is_dir():
-        path = path / "model.json"
-    elif path.suffix == ".safetensors":
-        path = path.with_suffix(".json")
-    if not path.is_file():
-        known = ", ".join(BUNDLED)
-        raise UserError(f"no cellscreen checkpoint at {where} (give a run folder, its model.json, or one of: {known})")
-    return path
 
 
 def load_checkpoint(where: str | Path) -> Checkpoint:

@@ -235,7 +235,7 @@ class RayEngine:
 
 def _onnx_model(model) -> tuple[bytes, dict]:
     """The network's ONNX bytes and description, as ``load_predictor(model, engine="onnx")`` would run them."""
-    from cellscreen.serve.runtime import _cached_onnx, _onnx_description
+    from cellscreen.serve.runtime import _onnx_description, network_onnx
 
     path = Path(model)
     if path.suffix == ".onnx":
@@ -243,11 +243,4 @@ def _onnx_model(model) -> tuple[bytes, dict]:
             raise UserError(f"no such ONNX file: {path}")
         return path.read_bytes(), _onnx_description(path)
 
-    from cellscreen.engine.checkpoint import load_checkpoint
-    from cellscreen.serve.export import describe
-
-    checkpoint = load_checkpoint(model)
-    if checkpoint.meta.get("kind", "network") != "network":
-        raise UserError(f"--engine ray runs networks through ONNX; a {checkpoint.meta['kind']} has no ONNX form "
-                        "(use --engine torch)")
-    return _cached_onnx(checkpoint), describe(checkpoint, "checkpoint")
+    return network_onnx(model)

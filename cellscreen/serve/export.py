@@ -26,15 +26,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from cellscreen import __version__
 from cellscreen.engine.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
 from cellscreen.errors import UserError
+from cellscreen.serve.runtime import INPUT_NAME, OUTPUT_NAMES, onnx_session
 
 __all__ = ["PARITY_TOLERANCE", "ExportReport", "ExportedModel", "export_model", "onnx_bytes", "describe",
            "check_images"]
 
 PARITY_TOLERANCE = 1e-4
-INPUT_NAME, OUTPUT_NAMES = "images", ("probabilities", "logits")
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 
 
@@ -80,31 +79,10 @@ def _wrapped(checkpoint: Checkpoint) -> ExportedModel:
 
 def describe(checkpoint: Checkpoint, fmt: str) -> dict:
     """What a runtime needs besides the graph: classes, preprocessing, input and output names, provenance."""
-    meta = checkpoint.meta
-    config = checkpoint.data_config
-    size = config.input_size
-    return {
-        "format": fmt,
-        "cellscreen": __version__,
-        "model": meta["model"],
-        "classes": meta["classes"],
-        "positive_class": meta.get("positive_class"),
-        "dataset": meta.get("dataset"),
-        "kind": meta.get("kind", "network"),
-        "border_crop": checkpoint.border_crop,
-        "temperature": float(getattr(checkpoint.model, "temperature", 1.0)),
-        "input": {"name": INPUT_NAME, "dtype": "uint8", "shape": ["batch", size, size, 3], "layout": "NHWC RGB"},
-        "outputs": list(OUTPUT_NAMES),
-        "preprocessing": {
-            "border_crop": checkpoint.border_crop,
-            "pad_to_square": "centred, black",
-            "resize": {"size": size, "interpolation": config.interpolation, "antialias": True},
-            "normalisation": {"mean": list(config.mean), "std": list(config.std), "inside_graph": True},
-        },
-        "data_config": config.to_dict(),
-        "source": {"metric": meta.get("metric"), "split": meta.get("split"), "created": meta.get("created"),
-                   "weights_sha256": _weights_digest(checkpoint)},
-    }
+    from cellscreen.serve.runtime import describe_meta
+
+    meta = {**checkpoint.meta, "temperature": float(getattr(checkpoint.model, "temperature", 1.0))}
+    return describe_meta(meta, fmt, meta.get("weights_sha256") or _weights_digest(checkpoint))
 
 
 def _weights_digest(checkpoint: Checkpoint) -> str:
@@ -180,18 +158,6 @@ def check_images(checkpoint: Checkpoint, data: str | Path | None = None, count: 
     return np.stack(images), where
 
 
-def _onnx_session(model: bytes | str, threads: int | None = None):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    # Idle onnxruntime threads spin by default, taking the CPU from the processes decoding the next images.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-
-
 def export_model(model: str | Path, out: str | Path, *, fmt: str = "onnx", check_data: str | Path | None = None,
                  overwrite: bool = False, opset: int = 18) -> ExportReport:
     """Write ``out`` (and ``out`` + ``.json``) after checking the export against PyTorch on real cells."""
@@ -214,7 +180,7 @@ def export_model(model: str | Path, out: str | Path, *, fmt: str = "onnx", check
                                    for i in range(0, len(images), 128)])
     if fmt == "onnx":
         blob = onnx_bytes(checkpoint, opset=opset)
-        session = _onnx_session(blob)
+        session = onnx_session(blob)
         got = np.concatenate([session.run([OUTPUT_NAMES[0]], {INPUT_NAME: images[i:i + 128]})[0]
                               for i in range(0, len(images), 128)])
     else:

@@ -15,16 +15,31 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from cellscreen import __version__
 from cellscreen.errors import UserError
 
-__all__ = ["ENGINES", "Predictor", "load_predictor", "dihedral_views_nhwc"]
+__all__ = ["ENGINES", "Predictor", "load_predictor", "describe_meta", "dihedral_views_nhwc"]
 
 ENGINES = ("auto", "torch", "onnx")
+INPUT_NAME, OUTPUT_NAMES = "images", ("probabilities", "logits")  # of every exported graph
+
+
+def onnx_session(model: bytes | str, threads: int | None = None):
+    """An onnxruntime CPU session for a file or serialised model."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    # Idle onnxruntime threads spin by default, taking the CPU from the processes decoding the next images.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def dihedral_views_nhwc(images: np.ndarray) -> list[np.ndarray]:
@@ -35,18 +50,26 @@ def dihedral_views_nhwc(images: np.ndarray) -> list[np.ndarray]:
 
 class Predictor:
     """A loaded model: ``classes``, ``positive_class``, ``input_size``, ``border_crop``, ``engine``, and
-    ``predict(images, tta=False)``.  ``torch_model`` is the PyTorch network when there is one (Grad-CAM)."""
+    ``predict(images, tta=False)``.  ``torch_model`` is the PyTorch network when there is one (Grad-CAM); on
+    onnxruntime it is loaded on first use, so prediction alone never imports PyTorch."""
 
     engine = "torch"
 
-    def __init__(self, description: dict, torch_model: torch.nn.Module | None = None, source: str = ""):
+    def __init__(self, description: dict, torch_model=None, source: str = "",
+                 load_torch: Callable[[], object] | None = None):
         self.description = description
         self.classes: list[str] = list(description["classes"])
         self.positive_class: str | None = description.get("positive_class")
         self.input_size = int(description["data_config"]["input_size"])
         self.border_crop = int(description.get("border_crop", 0))
-        self.torch_model = torch_model
+        self._torch_model, self._load_torch = torch_model, load_torch
         self.source = source
+
+    @property
+    def torch_model(self):
+        if self._torch_model is None and self._load_torch is not None:
+            self._torch_model = self._load_torch()
+        return self._torch_model
 
     def _predict(self, images: np.ndarray) -> np.ndarray:
         from cellscreen.engine.inference import predict_proba
@@ -71,18 +94,17 @@ class Predictor:
                 "positive_class": self.positive_class, "dataset": d.get("dataset"), "input_size": self.input_size,
                 "border_crop": self.border_crop, "metric": d.get("source", d).get("metric"), "split": d.get("source", d).get("split"),
                 "temperature": d.get("temperature", 1.0), "cellscreen": d.get("cellscreen"),
-                "gradcam": self.torch_model is not None and d.get("kind", "network") == "network"}
+                "gradcam": (self._torch_model is not None or self._load_torch is not None)
+                and d.get("kind", "network") == "network"}
 
 
 class OnnxPredictor(Predictor):
     engine = "onnx"
 
     def __init__(self, description: dict, model: bytes | str, torch_model=None, source: str = "",
-                 threads: int | None = None):
-        super().__init__(description, torch_model, source)
-        from cellscreen.serve.export import INPUT_NAME, OUTPUT_NAMES, _onnx_session
-
-        self._session = _onnx_session(model, threads)
+                 threads: int | None = None, load_torch: Callable[[], object] | None = None):
+        super().__init__(description, torch_model, source, load_torch)
+        self._session = onnx_session(model, threads)
         self._input, self._output = INPUT_NAME, OUTPUT_NAMES[0]
 
     def _predict(self, images: np.ndarray) -> np.ndarray:
@@ -107,24 +129,72 @@ def _onnx_description(path: Path) -> dict:
                     "export it with `cellscreen export`")
 
 
-def _cached_onnx(checkpoint) -> bytes:
-    """The checkpoint's ONNX export, made once and kept in the cache folder."""
-    from cellscreen.data.sources import default_cache_dir
-    from cellscreen.serve.export import _weights_digest, onnx_bytes
+def describe_meta(meta: dict, fmt: str, weights_sha256: str | None = None) -> dict:
+    """What a runtime needs besides the graph, from a checkpoint's ``model.json``: classes, preprocessing,
+    input and output names, provenance."""
+    config = meta["data_config"]
+    size, crop = int(config["input_size"]), int(meta.get("border_crop", 0))
+    return {
+        "format": fmt,
+        "cellscreen": __version__,
+        "model": meta["model"],
+        "classes": meta["classes"],
+        "positive_class": meta.get("positive_class"),
+        "dataset": meta.get("dataset"),
+        "kind": meta.get("kind", "network"),
+        "border_crop": crop,
+        "temperature": float(meta.get("temperature", 1.0)),
+        "input": {"name": INPUT_NAME, "dtype": "uint8", "shape": ["batch", size, size, 3], "layout": "NHWC RGB"},
+        "outputs": list(OUTPUT_NAMES),
+        "preprocessing": {
+            "border_crop": crop,
+            "pad_to_square": "centred, black",
+            "resize": {"size": size, "interpolation": config.get("interpolation", "bicubic"), "antialias": True},
+            "normalisation": {"mean": list(config["mean"]), "std": list(config["std"]), "inside_graph": True},
+        },
+        "data_config": dict(config),
+        "source": {"metric": meta.get("metric"), "split": meta.get("split"), "created": meta.get("created"),
+                   "weights_sha256": weights_sha256},
+    }
 
-    key = hashlib.sha256((json.dumps(checkpoint.meta, sort_keys=True) + _weights_digest(checkpoint)).encode())
-    path = default_cache_dir() / "onnx" / f"{key.hexdigest()[:24]}.onnx"
-    if path.is_file():
-        return path.read_bytes()
-    blob = onnx_bytes(checkpoint)
+
+def network_onnx(model: str | Path) -> tuple[bytes, dict]:
+    """A network checkpoint's ONNX export and description, exported once and then read from the cache
+    folder (keyed by the checkpoint's description and weights), so a cached model starts without PyTorch."""
+    from cellscreen.data.sources import default_cache_dir
+    from cellscreen.engine.paths import file_sha256, resolve_checkpoint
+
+    path = resolve_checkpoint(model)
+    text = path.read_bytes()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{id(blob)}.partial")
+        meta = json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"{path} is not a cellscreen checkpoint description ({exc})") from None
+    if meta.get("kind", "network") != "network":
+        raise UserError(f"a {meta['kind']} has no ONNX form; use --engine torch")
+    weights = path.with_suffix(".safetensors")
+    digest = file_sha256(weights) if weights.is_file() else None
+    if digest is None or (meta.get("weights_sha256") and digest != meta["weights_sha256"]):
+        from cellscreen.engine.checkpoint import load_checkpoint
+
+        load_checkpoint(model)  # says what is wrong with the weights
+    key = hashlib.sha256(text + digest.encode()).hexdigest()[:24]
+    cached = default_cache_dir() / "onnx" / f"{key}.onnx"
+    description = describe_meta(meta, "checkpoint", digest)
+    if cached.is_file():
+        return cached.read_bytes(), description
+    from cellscreen.engine.checkpoint import load_checkpoint
+    from cellscreen.serve.export import onnx_bytes
+
+    blob = onnx_bytes(load_checkpoint(model))
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(cached.name + f".{id(blob)}.partial")
         tmp.write_bytes(blob)
-        tmp.replace(path)
+        tmp.replace(cached)
     except OSError:
         pass  # a read-only cache only costs the export again next time
-    return blob
+    return blob, description
 
 
 def load_predictor(model: str | Path, *, engine: str = "auto", threads: int | None = None) -> Predictor:
@@ -139,15 +209,27 @@ def load_predictor(model: str | Path, *, engine: str = "auto", threads: int | No
             raise UserError(f"no such ONNX file: {path}")
         return OnnxPredictor(_onnx_description(path), str(path), source=str(path), threads=threads)
 
+    from cellscreen.engine.paths import resolve_checkpoint
+
+    try:
+        kind = json.loads(resolve_checkpoint(model).read_text()).get("kind", "network")
+    except ValueError:
+        kind = "network"  # load_checkpoint below says what is wrong with the file
+    if engine == "onnx" and kind != "network":
+        raise UserError(f"a {kind} has no ONNX form; use --engine torch")
+    if engine == "onnx" or (engine == "auto" and kind == "network"):
+        blob, description = network_onnx(model)
+
+        def load_torch():
+            from cellscreen.engine.checkpoint import load_checkpoint
+
+            return load_checkpoint(model).model
+
+        return OnnxPredictor(description, blob, source=str(model), threads=threads, load_torch=load_torch)
     from cellscreen.engine.checkpoint import load_checkpoint
     from cellscreen.serve.export import describe
 
     checkpoint = load_checkpoint(model)
-    network = checkpoint.meta.get("kind", "network") == "network"
-    description = describe(checkpoint, "checkpoint") if network else {**checkpoint.meta,
-                                                                       "border_crop": checkpoint.border_crop}
-    if engine == "onnx" and not network:
-        raise UserError(f"a {checkpoint.meta['kind']} has no ONNX form; use --engine torch")
-    if engine == "torch" or (engine == "auto" and not network):
-        return Predictor(description, checkpoint.model, source=str(model))
-    return OnnxPredictor(description, _cached_onnx(checkpoint), checkpoint.model, source=str(model), threads=threads)
+    description = describe(checkpoint, "checkpoint") if kind == "network" else {
+        **checkpoint.meta, "border_crop": checkpoint.border_crop}
+    return Predictor(description, checkpoint.model, source=str(model))
