@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -65,6 +67,11 @@ def test_damaged_checkpoints_are_user_errors(tmp_path):
     save_checkpoint(tmp_path / "ok", model, {"classes": ["a", "b"]})
     weights = tmp_path / "ok" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # truncated copy
+    with pytest.raises(UserError, match="does not match the checksum"):
+        load_checkpoint(tmp_path / "ok")
+    meta = json.loads((tmp_path / "ok" / "model.json").read_text())
+    del meta["weights_sha256"]  # a description without a checksum (older cellscreen): the reader still refuses
+    (tmp_path / "ok" / "model.json").write_text(json.dumps(meta))
     with pytest.raises(UserError, match="cannot read the weights"):
         load_checkpoint(tmp_path / "ok")
     weights.unlink()
