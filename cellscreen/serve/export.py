@@ -14,6 +14,7 @@ cells and refuses the export if any probability differs by ``1e-4`` or more.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -103,9 +104,7 @@ def onnx_bytes(checkpoint: Checkpoint, *, opset: int = 18) -> bytes:
     with warnings.catch_warnings(), open(os.devnull, "w") as devnull:
         warnings.simplefilter("ignore")
         try:
-            from contextlib import redirect_stdout
-
-            with redirect_stdout(devnull):  # the exporter prints its progress
+            with contextlib.redirect_stdout(devnull):  # the exporter prints its progress
                 program = torch.onnx.export(
                     wrapped, (example,), None, input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
                     dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=opset, dynamo=True,
@@ -121,9 +120,8 @@ def onnx_bytes(checkpoint: Checkpoint, *, opset: int = 18) -> bytes:
                 raise UserError(f"{checkpoint.meta['model']} cannot be exported to ONNX: {exc}; "
                                 f"{legacy_exc}") from None
             proto = onnx.load_from_string(buffer.getvalue())
-    for key, value in (("cellscreen", json.dumps(describe(checkpoint, "onnx"))),):
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    entry = proto.metadata_props.add()  # the description travels inside the file too
+    entry.key, entry.value = "cellscreen", json.dumps(describe(checkpoint, "onnx"))
     return proto.SerializeToString()
 
 
