@@ -51,33 +51,18 @@ def _import_ray():
 class _InferenceActor:
     """One Ray actor: decodes a batch of files and runs the ONNX model on them."""
 
-    def __init__(self, model, description: dict, names: tuple[str, str], tta: bool, batch_size: int):
-        import onnxruntime as ort
+    def __init__(self, model, description: dict, tta: bool, batch_size: int):
+        from cellscreen.serve.runtime import OnnxPredictor
 
         if not isinstance(model, bytes):  # an ObjectRef: fetched from the object store once per actor
             import ray
 
             model = ray.get(model)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        self.input, self.output = names
-        self.size = int(description["data_config"]["input_size"])
-        self.crop = int(description.get("border_crop", 0))
-        self.classes = len(description["classes"])
+        self.predictor = OnnxPredictor(description, model, threads=1)  # one core per actor
+        self.size, self.crop = self.predictor.input_size, self.predictor.border_crop
+        self.classes = len(self.predictor.classes)
         self.tta, self.batch_size = tta, batch_size
         self.host = socket.gethostname()
-
-    def _proba(self, images: np.ndarray) -> np.ndarray:
-        if not self.tta:
-            return self.session.run([self.output], {self.input: images})[0]
-        from cellscreen.serve.runtime import dihedral_views_nhwc  # same views and average as Predictor.predict
-
-        return np.mean([self.session.run([self.output], {self.input: v})[0] for v in dihedral_views_nhwc(images)],
-                       axis=0)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from cellscreen.serve.predict import _prepare_task
@@ -87,7 +72,7 @@ class _InferenceActor:
         proba = np.full((len(paths), self.classes), np.nan, np.float32)
         if len(pixels):
             ok = np.array([r is None for r in reasons])
-            proba[ok] = np.concatenate([self._proba(pixels[i:i + self.batch_size])
+            proba[ok] = np.concatenate([self.predictor.predict(pixels[i:i + self.batch_size], tta=self.tta)
                                         for i in range(0, len(pixels), self.batch_size)])
         return {
             "i": batch["i"],
@@ -116,10 +101,7 @@ class RayEngine:
             if not model.source:
                 raise UserError("--engine ray loads the model in every worker; give its path, not a loaded model")
             model = model.source
-        from cellscreen.serve.export import INPUT_NAME, OUTPUT_NAMES
-
         self.blob, self.description = _onnx_model(model)
-        self.names = (INPUT_NAME, OUTPUT_NAMES[0])
         self.source = str(model)
         self.classes: list[str] = list(self.description["classes"])
         self.positive_class = self.description.get("positive_class")
@@ -188,8 +170,8 @@ class RayEngine:
             dataset = dataset.map_batches(
                 _InferenceActor, batch_size=per_call, batch_format="numpy", num_cpus=1,
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
-                fn_constructor_kwargs={"model": blob, "description": self.description, "names": self.names,
-                                       "tta": tta, "batch_size": batch_size})
+                fn_constructor_kwargs={"model": blob, "description": self.description, "tta": tta,
+                                       "batch_size": batch_size})
             batches = iter(dataset.iter_batches(batch_size=None, batch_format="numpy"))
         with contextlib.closing(batches) if hasattr(batches, "close") else contextlib.nullcontext():
             yield from self._in_order(items, batches)
