@@ -33,6 +33,8 @@ __all__ = [
     "probe_image",
     "border_crop",
     "resize_square",
+    "prepare_bytes",
+    "load_prepared",
 ]
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
@@ -236,7 +238,12 @@ def resize_square(array: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
+def prepare_bytes(data: bytes, *, size: int, crop: int = 0, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode, border-crop and pad-resize an encoded image to ``size`` x ``size`` RGB uint8:
+    the deterministic preprocessing the cache stores and prediction and the service apply."""
+    return resize_square(border_crop(decode_image(data, max_pixels=max_pixels)[0], crop), size)
+
+
 def load_prepared(path: str | Path, *, size: int, crop: int = 0) -> np.ndarray:
-    """Decode, border-crop and pad-resize one file to ``size`` x ``size`` RGB uint8:
-    the deterministic preprocessing the cache stores and prediction applies."""
-    return resize_square(border_crop(load_rgb(path), crop), size)
+    """``prepare_bytes`` of one file."""
+    return prepare_bytes(read_file(path), size=size, crop=crop)

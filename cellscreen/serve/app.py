@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from cellscreen import __version__
-from cellscreen.data.images import ImageReadError, border_crop, decode_image, resize_square
+from cellscreen.data.images import ImageReadError, prepare_bytes
 from cellscreen.serve.runtime import Predictor, load_predictor
 
 __all__ = ["Limits", "MicroBatcher", "create_app", "serve"]
@@ -182,22 +182,20 @@ async def _read_form(request: Request, limits: Limits):
 
 
 def _prepare(data: bytes, predictor: Predictor, limits: Limits) -> np.ndarray:
-    image, _ = decode_image(data, max_pixels=limits.max_pixels)
-    return resize_square(border_crop(image, predictor.border_crop), predictor.input_size)
+    return prepare_bytes(data, size=predictor.input_size, crop=predictor.border_crop, max_pixels=limits.max_pixels)
 
 
 def _status_of(reason: str) -> int:
     return 413 if "too large" in reason else 415
 
 
-def _cam_png(predictor: Predictor, lock: threading.Lock, picture: np.ndarray, target: int) -> str:
+def _cam_png(model, lock: threading.Lock, picture: np.ndarray, target: int) -> str:
     """Grad-CAM overlay of one prepared cell, as a data URL."""
     import torch
 
     from cellscreen.engine.inference import normalise
     from cellscreen.explain import cam_overlay
 
-    model = predictor.torch_model
     x = normalise(torch.from_numpy(np.array(picture[None])).permute(0, 3, 1, 2), model.data_config)
     with lock:  # Grad-CAM hooks the model; one at a time
         overlay = cam_overlay(model, x, picture, target)
@@ -220,7 +218,6 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
 
         cam_model = copy.deepcopy(predictor.torch_model)  # never shares hooks with the predicting model
     cam_lock = threading.Lock()
-    predictor_for_cam = _CamView(predictor, cam_model)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -295,7 +292,7 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
                             "flagged": positive is not None and label == positive})
         if gradcam:
             cams = await run_in_threadpool(lambda: [
-                _cam_png(predictor_for_cam, cam_lock, picture, int(p.argmax())) for picture, p in zip(images, proba)])
+                _cam_png(cam_model, cam_lock, picture, int(p.argmax())) for picture, p in zip(images, proba)])
             for result, cam in zip(results, cams):
                 result["gradcam"] = cam
         flagged = sum(r["flagged"] for r in results)
@@ -313,14 +310,6 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
                                                                  "files": []}})
 
     return app
-
-
-class _CamView:
-    """The parts of a predictor Grad-CAM needs, pointing at a private copy of the network."""
-
-    def __init__(self, predictor: Predictor, model):
-        self.torch_model = model
-        self.classes = predictor.classes
 
 
 def serve(model, *, host: str = "127.0.0.1", port: int = 8000, engine: str = "auto", limits: Limits | None = None,
