@@ -223,13 +223,15 @@ def cache_build(dataset: str = "malaria-nih", *, data: str | None = None, size: 
 
 
 def train_throughput(model: str, *, size: int | None = None, batch_size: int | None = None,
-                     precision: str | None = None, channels_last: bool | None = None, steps: int = 20, warmup: int = 3, preset: str = "default",
-                     settings: Iterable[str] = (), ceiling_gflops: float | None = None, seed: int = 0) -> dict:
+                     precision: str | None = None, channels_last: bool | None = None, steps: int = 20, warmup: int = 3,
+                     preset: str = "default", settings: Iterable[str] = (), ceiling_gflops: float | None = None,
+                     compiled: bool = False, seed: int = 0) -> dict:
     """Images/s of full training steps (augmentation, forward, loss, backward, optimiser step) through
     ``CellClassifier`` with the preset's optimiser, on one synthetic uint8 batch; ``precision`` as in
     training (bf16-mixed: autocast around the step, as Lightning does).  Settings left as ``None`` come
     from ``preset``.  The learning-rate schedule is left out (it needs a Trainer and costs nothing
-    measurable)."""
+    measurable).  ``compiled`` wraps the network in ``torch.compile``; its first step (the compilation) is
+    reported as ``compile_seconds`` and left out of the rate."""
     from cellscreen.config import load_config
     from cellscreen.engine.inference import autocast
     from cellscreen.engine.module import CellClassifier
@@ -248,6 +250,8 @@ def train_throughput(model: str, *, size: int | None = None, batch_size: int | N
     params = sum(p.numel() for p in net.parameters())
     module = CellClassifier(net, config)
     optimizer = module.configure_optimizers()
+    if compiled:
+        module.model = torch.compile(module.model)
     module.train()
     generator = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (config.batch_size, 3, size, size), dtype=torch.uint8, generator=generator)
@@ -262,6 +266,11 @@ def train_throughput(model: str, *, size: int | None = None, batch_size: int | N
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*self\.log\(\)")  # no Trainer to log to: on purpose
+        extra = {}
+        if compiled:
+            start = time.perf_counter()
+            step()
+            extra["compile_seconds"] = _round(time.perf_counter() - start)
         for _ in range(warmup):
             step()
         start = time.perf_counter()
@@ -271,8 +280,8 @@ def train_throughput(model: str, *, size: int | None = None, batch_size: int | N
     images_per_s = steps * config.batch_size / seconds
     achieved = 3 * flops * images_per_s / 1e9
     return record("train", model=config.model, size=size, batch_size=config.batch_size, precision=config.precision,
-                  channels_last=config.channels_last, optimizer=config.optimizer, preset=preset, params=params,
-                  steps=steps, warmup_steps=warmup, seconds=_round(seconds), step_ms=_round(1000 * seconds / steps, 2),
+                  channels_last=config.channels_last, compiled=compiled, **extra, optimizer=config.optimizer,
+                  preset=preset, params=params, steps=steps, warmup_steps=warmup, seconds=_round(seconds), step_ms=_round(1000 * seconds / steps, 2),
                   images_per_s=_round(images_per_s, 1), forward_gflops_per_image=_sig(flops / 1e9),
                   gflops_per_s=_sig(achieved), **_ceiling_fields(ceiling_gflops, achieved))
 

@@ -339,7 +339,8 @@ def cmd_bench(args) -> None:
         records = [bench.train_throughput(args.model, size=args.size, batch_size=args.batch_size,
                                           precision=args.precision, channels_last=args.channels_last,
                                           steps=args.steps, warmup=args.warmup, preset=args.preset,
-                                          settings=args.set or [], ceiling_gflops=args.ceiling)]
+                                          settings=args.set or [], ceiling_gflops=args.ceiling,
+                                          compiled=args.compile)]
     elif what == "infer":
         records = bench.infer_throughput(args.model, size=args.size, batch_size=args.batch_size,
                                          variants=args.variants, seconds=args.seconds, ceiling_gflops=args.ceiling)
@@ -588,6 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--precision", choices=("32", "bf16-mixed"), help="default: the preset's")
     q.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="default: the preset's")
+    q.add_argument("--compile", action="store_true", help="train through torch.compile (its first step, the "
+                   "compilation, is timed apart)")
     q.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
     q.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     q.add_argument("--preset", default="default", help="optimiser and loss settings from this preset")

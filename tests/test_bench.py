@@ -49,6 +49,16 @@ def test_train_throughput_through_the_training_module():
     assert given["ceiling_source"] == "given" and given["ceiling_gflops_per_s"] == 100.0
 
 
+def test_train_throughput_compiled_times_the_compilation_apart(monkeypatch):
+    compiled = []
+    monkeypatch.setattr(bench.torch, "compile", lambda net: compiled.append(net) or net)
+    result = bench.train_throughput("lenet5", size=32, batch_size=4, steps=1, warmup=0, compiled=True,
+                                    ceiling_gflops=1.0)
+    assert len(compiled) == 1 and result["compiled"] is True and result["compile_seconds"] > 0
+    assert "compile_seconds" not in bench.train_throughput("lenet5", size=32, batch_size=4, steps=1, warmup=0,
+                                                           ceiling_gflops=1.0)
+
+
 def test_infer_throughput_per_variant():
     results = bench.infer_throughput("compact_cnn", size=16, batch_size=8, variants="eager,channels_last,onnx",
                                      seconds=0.1, ceiling_gflops=50.0)
