@@ -1,4 +1,4 @@
-import os, time
+import os
 os.environ.setdefault("CELLSCREEN_CACHE", "/tmp/recipe-cache")
 import numpy as np
 from cellscreen.data.sources import get_profile, resolve_dataset_dir

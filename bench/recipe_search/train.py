@@ -2,7 +2,7 @@
 
 Usage: python train.py --model small --size 64 --epochs 12 --folds 0 [--bf16] [--cl]
 """
-import argparse, json, math, os, sys, time
+import argparse, json, os, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F

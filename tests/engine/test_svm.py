@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from cellscreen.data.features import N_FEATURES, handcrafted_features
 from cellscreen.engine.svm import train_svm
