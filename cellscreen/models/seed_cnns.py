@@ -11,7 +11,7 @@ _UNIT = DataConfig(input_size=128, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))  #
 
 # Both networks apply ReLU after the 2x2 max-pooling rather than before: the two commute (ReLU keeps
 # the order of values), so outputs and gradients are those of the published order, while ReLU and its
-# backward pass touch a quarter of the values (about 15% less time per training step on this CPU).
+# backward pass touch a quarter of the values.
 
 
 class SeedAllNet(nn.Module):
