@@ -65,3 +65,28 @@ def test_per_group_rows_sorted_by_errors():
     rows = per_group_results(y, proba, ["C1", "C1", "C2", "C2"], classes=CLASSES, positive="Parasitized")
     assert [r["group"] for r in rows] == ["C1", "C2"] and rows[0]["errors"] == 1
     assert rows[0]["true_positive_fraction"] == 1.0 and rows[0]["predicted_positive_fraction"] == 0.5
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("seed", range(6))
+def test_each_bootstrap_resample_matches_compute_metrics_on_its_cells(n_classes, seed):
+    """The vectorised resampling must give exactly what compute_metrics gives on the drawn cells: with one
+    resample, the interval is that one value."""
+    rng = np.random.default_rng(seed)
+    groups = rng.choice([f"S{i}" for i in range(6)], 120)
+    y = rng.integers(0, n_classes, 120)
+    y[groups == "S0"] = 0  # a one-class slide
+    if seed == 0:
+        y[:] = 0  # one class only: the AUCs are undefined (NaN), the rest is not
+    proba = np.round(rng.dirichlet(np.ones(n_classes), 120), 1)  # rounded: many tied scores
+    proba[:, 0] += 1 - proba.sum(1)
+    classes = [f"c{i}" for i in range(n_classes)]
+    positive = "c1" if n_classes == 2 else None
+    ci = bootstrap_intervals(y, proba, groups.tolist(), classes=classes, positive=positive, n_boot=1, seed=seed)
+    unique = np.unique(groups)
+    chosen = np.random.default_rng(seed).integers(0, len(unique), (1, len(unique)))[0]
+    rows = np.concatenate([np.flatnonzero(groups == unique[g]) for g in chosen])
+    expected = compute_metrics(y[rows], proba[rows], classes=classes, positive=positive)
+    assert np.isnan(ci["roc_auc"]).all() == (seed == 0)
+    for name, interval in ci.items():
+        np.testing.assert_allclose(interval, [expected[name]] * 2, rtol=1e-9, atol=1e-12, err_msg=name)
