@@ -37,7 +37,7 @@ def model32(learnable_cells, tmp_path_factory):
     from cellscreen.engine.checkpoint import load_checkpoint
     from cellscreen.engine.train import train
 
-    config = load_config("default", {"dataset": "malaria-nih", "input_size": 32, "epochs": 6, "batch_size": 16,
+    config = load_config("default", {"dataset": "malaria-nih", "model": "compact_cnn", "input_size": 32, "epochs": 6, "batch_size": 16,
                                      "lr": 0.01, "val": 0.2, "test": 0.2})
     run_dir = tmp_path_factory.mktemp("run32") / "run"
     return load_checkpoint(train(config, out=run_dir, data=str(learnable_cells), progress=False).run).model
