@@ -233,7 +233,7 @@ def train_throughput(model: str, *, size: int | None = None, batch_size: int | N
     measurable).  ``compiled`` wraps the network in ``torch.compile``; its first step (the compilation) is
     reported as ``compile_seconds`` and left out of the rate."""
     from cellscreen.config import load_config
-    from cellscreen.engine.inference import autocast
+    from cellscreen.engine.inference import autocast, resolve_precision
     from cellscreen.engine.module import CellClassifier
     from cellscreen.engine.train import build_model
     from cellscreen.models import count_flops, get_data_config
@@ -243,6 +243,7 @@ def train_throughput(model: str, *, size: int | None = None, batch_size: int | N
     config = load_config(preset, {"model": model, "input_size": size, "batch_size": batch_size,
                                   "precision": precision, "channels_last": channels_last},
                          [*settings, "schedule=none"])
+    config.precision = resolve_precision(config.precision)
     size = config.input_size or get_data_config(config.model).input_size
     torch.manual_seed(seed)
     net = build_model(config, num_classes=2, input_size=size)

@@ -586,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--model", required=True, help="registered model name (see `cellscreen models`)")
     q.add_argument("--size", type=int, help="input side in pixels (default: the preset's, else the model's)")
     q.add_argument("--batch-size", type=int, help="default: the preset's")
-    q.add_argument("--precision", choices=("32", "bf16-mixed"), help="default: the preset's")
+    q.add_argument("--precision", choices=("auto", "32", "bf16-mixed"), help="default: the preset's")
     q.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="default: the preset's")
     q.add_argument("--compile", action="store_true", help="train through torch.compile (its first step, the "

@@ -58,8 +58,9 @@ class TrainConfig:
     # augmentation (random, on tensors, after the cache)
     rotate_flip: bool = True
     color_jitter: float = 0.1
+    stain_jitter: float = 0.0  # per-channel gain and saturation in 1 +- this, per image
     # speed
-    precision: str = "32"  # 32 | bf16-mixed (measure first: bf16 was slower than fp32 here for small CNNs)
+    precision: str = "auto"  # auto (bf16-mixed where the CPU or GPU has bf16 units, else 32) | 32 | bf16-mixed
     channels_last: bool = True
     seed: int = 0
 
@@ -68,7 +69,7 @@ class TrainConfig:
             "optimizer": ("sgd", "adam", "adamw"),
             "schedule": ("none", "cosine", "onecycle", "step"),
             "monitor": ("val_loss", "val_acc"),
-            "precision": ("32", "bf16-mixed"),
+            "precision": ("auto", "32", "bf16-mixed"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

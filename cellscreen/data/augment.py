@@ -21,13 +21,17 @@ def dihedral_views(image: torch.Tensor) -> list[torch.Tensor]:
     return views + [torch.flip(v, dims=(-1,)) for v in views]
 
 
-def augment_batch(images: torch.Tensor, *, rotate_flip: bool = True, color_jitter: float = 0.0) -> torch.Tensor:
+def augment_batch(images: torch.Tensor, *, rotate_flip: bool = True, color_jitter: float = 0.0,
+                  stain_jitter: float = 0.0) -> torch.Tensor:
     """Augment a batch ``(N, C, H, W)`` with an independent draw per image.
 
     Dihedral symmetries are applied to uint8 pixels (exact); colour jitter
     (brightness and contrast factors in ``1 +- color_jitter``, per image) works
     on floats in 0..1 and the result is returned as float.  torchvision's
     ColorJitter draws one set of factors per call, hence this batched version.
+    Stain jitter imitates slides stained darker, lighter or with another tint:
+    a gain in ``1 +- stain_jitter`` per colour channel and a saturation factor
+    in ``1 +- stain_jitter``, per image.
     """
     if rotate_flip:
         images = images.clone()
@@ -45,4 +49,11 @@ def augment_batch(images: torch.Tensor, *, rotate_flip: bool = True, color_jitte
         contrast = 1 + (torch.rand(n, 1, 1, 1) * 2 - 1) * color_jitter
         mean = images.mean(dim=(1, 2, 3), keepdim=True)
         images = ((images * brightness - mean) * contrast + mean).clamp_(0, 1)
+    if stain_jitter > 0:
+        n, channels = images.shape[:2]
+        gains = 1 + (torch.rand(n, channels, 1, 1) * 2 - 1) * stain_jitter
+        saturation = 1 + (torch.rand(n, 1, 1, 1) * 2 - 1) * stain_jitter
+        tinted = images * gains
+        grey = tinted.mean(dim=1, keepdim=True)
+        images = (grey + (tinted - grey) * saturation).clamp_(0, 1)
     return images

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -10,7 +11,7 @@ import torch
 from cellscreen.data.augment import dihedral_views
 from cellscreen.models import DataConfig
 
-__all__ = ["normalise", "logits_to_proba", "predict_logits", "predict_proba"]
+__all__ = ["normalise", "logits_to_proba", "predict_logits", "predict_proba", "native_bf16", "resolve_precision"]
 
 
 def normalise(images: torch.Tensor, config: DataConfig) -> torch.Tensor:
@@ -29,6 +30,26 @@ def logits_to_proba(logits: torch.Tensor, temperature: float = 1.0) -> torch.Ten
         p = torch.sigmoid(logits)
         return torch.cat([1 - p, p], dim=1)
     return torch.softmax(logits, dim=1)
+
+
+def native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether this machine computes bfloat16 in hardware: a CUDA GPU that supports it, or a CPU with
+    AVX512-BF16 or AMX-BF16 units.  Elsewhere PyTorch emulates bf16 on the CPU, several times slower than fp32."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        with open(cpuinfo) as lines:
+            flags = next((line for line in lines if line.startswith("flags")), "").split()
+    except OSError:  # not Linux: stay with fp32 unless asked
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto`` -> ``bf16-mixed`` where bf16 runs in hardware, else ``32``; other values unchanged."""
+    if precision == "auto":
+        return "bf16-mixed" if native_bf16() else "32"
+    return precision
 
 
 def autocast(precision: str):

@@ -68,7 +68,8 @@ class CellClassifier(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         images, targets = batch
-        images = augment_batch(images, rotate_flip=self.config.rotate_flip, color_jitter=self.config.color_jitter)
+        images = augment_batch(images, rotate_flip=self.config.rotate_flip, color_jitter=self.config.color_jitter,
+                               stain_jitter=self.config.stain_jitter)
         logits, loss = self._main_and_aux_loss(self(images), targets)
         accuracy = (self._predictions(logits) == targets).float().mean()
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)

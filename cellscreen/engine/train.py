@@ -29,7 +29,7 @@ from cellscreen.engine.calibration import fit_temperature
 from cellscreen.engine.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
 from cellscreen.engine.curves import plot_learning_curves
 from cellscreen.engine.data import PreparedData, manifest_copy, prepare_data
-from cellscreen.engine.inference import predict_logits
+from cellscreen.engine.inference import predict_logits, resolve_precision
 from cellscreen.engine.module import CellClassifier
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
@@ -200,9 +200,10 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     level = lightning_log.level
     if not progress:  # quiet: no "GPU available" banners either
         lightning_log.setLevel(logging.WARNING)
+    precision = resolve_precision(config.precision)
     trainer = L.Trainer(
         max_epochs=config.epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
-        strategy=strategy, precision=config.precision, plugins=[_AtomicCheckpointIO()],
+        strategy=strategy, precision=precision, plugins=[_AtomicCheckpointIO()],
         callbacks=callbacks, logger=loggers, enable_progress_bar=progress, enable_model_summary=False,
         deterministic=True, log_every_n_steps=1, num_sanity_val_steps=0,
     )
@@ -234,7 +235,8 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
                   "by": prepared.manifest.meta.get("by"), "fold": config.fold,
                   "leaky": bool(prepared.manifest.meta.get("leaky"))},
         "metric": {"name": config.monitor, "value": best_value, "epoch": best_epoch},
-        "train": {"images": len(train_set), "val_images": len(val_set), "config": dataclasses.asdict(config)},
+        "train": {"images": len(train_set), "val_images": len(val_set), "precision": precision,
+                  "config": dataclasses.asdict(config)},
     }
     checkpoint = save_checkpoint(out, model, meta)
     plot_learning_curves(out / "logs" / "csv", out / "learning_curves.png", title=f"{config.model} on {config.dataset}")

@@ -120,3 +120,15 @@ def test_augmentation_draws_each_image_its_own_symmetry():
     jittered = augment_batch(image.repeat(50, 1, 1, 1), rotate_flip=False, color_jitter=0.2)
     assert jittered.min() >= 0 and jittered.max() <= 1
     assert len({round(float(j.mean()), 5) for j in jittered}) > 10  # brightness differs per image
+
+
+def test_stain_jitter_tints_each_image_its_own_way_and_keeps_grey_grey():
+    torch.manual_seed(0)
+    pink = torch.tensor([200, 120, 160], dtype=torch.uint8).view(1, 3, 1, 1).expand(40, 3, 6, 6).contiguous()
+    tinted = augment_batch(pink, rotate_flip=False, stain_jitter=0.2)
+    assert tinted.min() >= 0 and tinted.max() <= 1
+    ratios = {round(float(t[0, 0, 0] / t[1, 0, 0]), 4) for t in tinted}  # red/green balance changes per image
+    assert len(ratios) > 30
+    base = pink[0].float() / 255
+    assert (tinted - base).abs().amax(dim=(1, 2, 3)).max() <= 0.2 * 1.2 + 1e-6  # bounded by gain and saturation
+    assert torch.equal(augment_batch(pink, rotate_flip=False), pink.float() / 255)  # off by default

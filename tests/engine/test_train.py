@@ -223,3 +223,19 @@ def test_overwrite_starts_a_clean_run(trained, learnable_cells, tmp_path):
     assert [p.name for p in (run / "logs" / "csv").iterdir()] == ["version_0"]
     assert (run / "notes.txt").read_text() == "mine"
     assert json.loads((run / "model.json").read_text())["metric"]["epoch"] == again.best_epoch <= 1
+
+
+def test_precision_auto_follows_the_hardware(monkeypatch, tmp_path):
+    from cellscreen.engine import inference
+
+    avx2, amx = tmp_path / "avx2", tmp_path / "amx"
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
+    amx.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    monkeypatch.setattr(inference.torch.cuda, "is_available", lambda: False)
+    assert not inference.native_bf16(avx2) and inference.native_bf16(amx)
+    assert not inference.native_bf16(tmp_path / "missing")  # no /proc/cpuinfo: fp32
+    monkeypatch.setattr(inference, "native_bf16", lambda: True)
+    assert inference.resolve_precision("auto") == "bf16-mixed"
+    monkeypatch.setattr(inference, "native_bf16", lambda: False)
+    assert inference.resolve_precision("auto") == "32"
+    assert inference.resolve_precision("bf16-mixed") == "bf16-mixed"  # an explicit choice stays
