@@ -22,15 +22,17 @@ def test_onnx_export_of_the_bundled_model_matches_torch_on_real_cells(real_data,
     assert made.returncode == 0, made.stderr
     assert "max probability difference" in made.stdout
     description = json.loads((tmp_path / "malaria.onnx.json").read_text())
+    bundled = load_checkpoint("malaria")
+    size = bundled.data_config.input_size
     assert description["classes"] == ["Uninfected", "Parasitized"]
-    assert description["preprocessing"]["resize"]["size"] == 48
+    assert description["preprocessing"]["resize"]["size"] == size
     assert description["parity"]["max_probability_difference"] < 1e-4
     assert not list(tmp_path.glob("*.data"))  # one file, no external weights
     assert any(p.key == "cellscreen" for p in onnx.load(str(out)).metadata_props)
 
     picked = sorted((cells / "Parasitized").iterdir())[:30] + sorted((cells / "Uninfected").iterdir())[:30]
-    images = np.stack([load_prepared(p, size=48) for p in picked])
-    expected = predict_proba(load_checkpoint("malaria").model, images)
+    images = np.stack([load_prepared(p, size=size) for p in picked])
+    expected = predict_proba(bundled.model, images)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     for batch in (1, 37, 60):  # the batch size is dynamic
         got = np.concatenate([session.run(["probabilities"], {"images": images[i:i + batch]})[0]
