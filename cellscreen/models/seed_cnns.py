@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from cellscreen.models._registry import DataConfig, register_model
+from cellscreen.models.layers import Dropout
 
 _UNIT = DataConfig(input_size=128, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))  # Keras-style rescale 1/255
 
@@ -30,8 +31,8 @@ class SeedAllNet(nn.Module):
         # 6 poolings: a 128 px input leaves 2x2; adaptive pooling keeps any size working
         self.pool = nn.AdaptiveAvgPool2d(2)
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(512 * 2 * 2, 4096), nn.ReLU(inplace=True), nn.Dropout(dropout),
-            nn.Linear(4096, 1000), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Flatten(), nn.Linear(512 * 2 * 2, 4096), nn.ReLU(inplace=True), Dropout(dropout),
+            nn.Linear(4096, 1000), nn.ReLU(inplace=True), Dropout(dropout),
             nn.Linear(1000, num_classes),
         )
 
@@ -49,12 +50,12 @@ class SeedMalariaCNN(nn.Module):
         layers, channels = [], in_chans
         for width, dropout in ((16, 0.2), (32, 0.3), (64, 0.3)):
             layers += [nn.Conv2d(channels, width, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(inplace=True),
-                       nn.Dropout(dropout)]
+                       Dropout(dropout)]
             channels = width
         self.features = nn.Sequential(*layers)
         side = input_size // 8
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(64 * side * side, 64), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(64, 1),
+            nn.Flatten(), nn.Linear(64 * side * side, 64), nn.ReLU(inplace=True), Dropout(0.5), nn.Linear(64, 1),
         )
 
         # Keras initialises conv and dense layers with Glorot-uniform weights and zero biases;

@@ -35,3 +35,23 @@ def test_pooling_before_relu_gives_the_published_outputs_and_gradients(name, siz
     assert not torch.equal(grad_a, torch.zeros_like(grad_a))
     torch.testing.assert_close(out_a, out_b)
     torch.testing.assert_close(grad_a, grad_b)
+
+
+@pytest.mark.parametrize("p", [0.2, 0.3, 0.5])
+def test_cheap_dropout_drops_at_the_rate_and_keeps_the_mean(p):
+    from cellscreen.models.layers import Dropout
+
+    layer = Dropout(p).train()
+    x = torch.ones(64, 16, 32, 32, requires_grad=True)
+    torch.manual_seed(1)
+    y = layer(x)
+    dropped = float((y == 0).float().mean())
+    assert abs(dropped - p) < 0.005  # 1M values: the binomial spread is about 0.0005
+    torch.testing.assert_close(y[y != 0], torch.full_like(y[y != 0], 1 / (1 - p)))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient passes where the value was kept, scaled alike
+    torch.manual_seed(1)
+    assert torch.equal(layer(x), y)  # the global seed repeats the mask
+    assert not torch.equal(layer(x), y)  # and the next call draws a new one
+    assert torch.equal(layer.eval()(x), x)
+    assert layer.train()(x[:1, :1, :1, :3]).shape == (1, 1, 1, 3)  # sizes that are not a multiple of 4
