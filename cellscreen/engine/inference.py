@@ -81,7 +81,8 @@ def predict_proba(
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.array(images[start : start + batch_size])).permute(0, 3, 1, 2)
         x = normalise(batch, config).contiguous(memory_format=torch.channels_last)
-        views = dihedral_views(x) if tta else [x]
+        # rotated views have strides that send convolutions down a slow path: lay each out afresh
+        views = [v.contiguous(memory_format=torch.channels_last) for v in dihedral_views(x)] if tta else [x]
         with autocast(precision):
             proba = torch.stack([logits_to_proba(model(v), temperature) for v in views]).mean(0)
         out.append(proba.float().numpy())
