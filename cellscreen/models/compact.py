@@ -6,8 +6,8 @@ within a few CPU minutes.  The 4-stage ``compact_cnn`` at 48 px was the first
 default (0.9565 accuracy, 0.9890 ROC AUC on slide-disjoint 5-fold malaria
 cross-validation); the 6-stage ``compact_cnn6`` at 64 px (its last map is 2x2)
 reached 0.9590 and 0.9906 on the same folds, and 0.9602 and 0.9901 with
-stain jitter (BENCHMARKS.md).  Their weights
-take 1.5 and 5.4 MB, so either can ship inside the package.
+stain jitter (BENCHMARKS.md).  Their weights take 1.5 and 5.4 MB, so either
+can ship inside the package.
 """
 
 from __future__ import annotations
