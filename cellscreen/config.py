@@ -80,6 +80,9 @@ class TrainConfig:
         self.trainable = trainable if isinstance(trainable, str) else f"top{trainable}"
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise UserError("epochs, batch_size and lr must be positive")
+        for name in ("color_jitter", "stain_jitter"):  # factors are drawn in 1 +- jitter: past 1 they turn negative
+            if not 0 <= getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 0 and below 1, not {getattr(self, name)!r}")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)

@@ -155,6 +155,10 @@ def test_settings_are_validated():
         load_config(None, {"optimizer": "rmsprop"})
     with pytest.raises(UserError, match="FIELD=VALUE"):
         load_config(None, {}, ["nonsense"])
+    for bad in ("stain_jitter=1.5", "stain_jitter=-0.1", "color_jitter=1"):
+        with pytest.raises(UserError, match=bad.split("=")[0]):
+            load_config(None, {}, [bad])
+    assert load_config(None, {}, ["stain_jitter=0.3"]).stain_jitter == 0.3
     assert load_config(None, {}, ["lr=0.5", "early_stopping=3", "precision=32"]).lr == 0.5
     assert load_config("seed_allnet").lr == 0.0002 and load_config("seed_allnet").batch_size == 30
 
