@@ -322,7 +322,7 @@ def _torch_runner(checkpoint, *, channels_last: bool, precision: str, compiled: 
 
     @torch.inference_mode()
     def run(batch: np.ndarray) -> np.ndarray:
-        x = normalise(torch.from_numpy(batch).permute(0, 3, 1, 2), config).contiguous(memory_format=layout)
+        x = normalise(torch.from_numpy(batch).permute(0, 3, 1, 2), config, layout)
         with autocast(precision):
             logits = forward(x)
         return logits_to_proba(logits, temperature).numpy()

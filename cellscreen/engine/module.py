@@ -30,9 +30,7 @@ class CellClassifier(L.LightningModule):
             self.model = self.model.to(memory_format=torch.channels_last)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = normalise(images, self.model.data_config)
-        if self.config.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = normalise(images, self.model.data_config, torch.channels_last if self.config.channels_last else None)
         return self.model(x)
 
     def train(self, mode: bool = True):
@@ -87,12 +85,16 @@ class CellClassifier(L.LightningModule):
     def configure_optimizers(self):
         c = self.config
         params = [p for p in self.model.parameters() if p.requires_grad]
+        # The fused update is one kernel over all parameters instead of several per tensor: on the CPU it
+        # takes the seed malaria CNN's Adam step (a million weights in its dense layer) from about 5 ms to under 1.
+        fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params) or None
         if c.optimizer == "sgd":
-            optimizer = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, nesterov=True)
+            optimizer = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay,
+                                        nesterov=True, fused=fused)
         elif c.optimizer == "adam":
-            optimizer = torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+            optimizer = torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay, fused=fused)
         else:
-            optimizer = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
+            optimizer = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay, fused=fused)
         if c.schedule == "none":
             return optimizer
         if c.schedule == "onecycle":
