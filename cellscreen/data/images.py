@@ -20,6 +20,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+try:  # libspng: decodes 8-bit RGB PNGs (the usual cell crop) in about 70% of Pillow's time, to the same pixels
+    import pyspng
+except ImportError:  # pragma: no cover - an optional speed-up; Pillow reads everything
+    pyspng = None
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "IGNORED_NAMES",
@@ -160,8 +165,46 @@ def _png_checksum_error(data: bytes) -> str | None:
     return None
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _plain_png(data: bytes, max_pixels: int) -> tuple[int, int] | None:
+    """``(width, height)`` of a PNG that libspng can decode straight into what Pillow would give, or None.
+
+    That is an 8-bit RGB image, not interlaced, within ``max_pixels``, every chunk's checksum right and no
+    EXIF chunk (which could ask for a rotation).  Anything else goes to Pillow, which also says what is
+    wrong with a damaged file.
+    """
+    if pyspng is None or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR" or len(data) < 33:
+        return None
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    depth, colour, interlace = data[24], data[25], data[28]
+    if depth != 8 or colour != 2 or interlace != 0 or not 0 < width * height <= max_pixels:
+        return None
+    view, pos = memoryview(data), 8
+    while pos + 12 <= len(data):
+        length = int.from_bytes(view[pos:pos + 4], "big")
+        end = pos + 12 + length
+        kind = bytes(view[pos + 4:pos + 8])
+        if end > len(data) or kind == b"eXIf" or zlib.crc32(view[pos + 4:end - 4]) != int.from_bytes(
+                view[end - 4:end], "big"):
+            return None
+        if kind == b"IEND":
+            return width, height
+        pos = end
+    return None  # no IEND: cut short
+
+
 def decode_image(data: bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, ImageInfo]:
     """Decode file bytes into an upright ``(H, W, 3)`` uint8 RGB array and its description."""
+    size = _plain_png(data, max_pixels)
+    if size is not None:
+        try:
+            array = pyspng.load(data)
+        except Exception:  # Pillow will say what is wrong
+            array = None
+        if array is not None and array.shape == (size[1], size[0], 3) and array.dtype == np.uint8:
+            return array, ImageInfo(width=size[0], height=size[1], mode="RGB", format="PNG")
     # Pillow warns about damaged metadata and large images; a damaged file
     # either decodes or becomes a skip reason, so its warnings are noise.
     with warnings.catch_warnings():

@@ -84,3 +84,61 @@ def test_damaged_bytes_never_escape_as_other_errors(bad_files, tmp_path, name):
         except ImageReadError:
             continue
         assert array.dtype == np.uint8 and array.shape[2] == 3
+
+
+def _png_with(array, **kwargs) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG", **kwargs)
+    return buffer.getvalue()
+
+
+def test_plain_rgb_pngs_take_the_fast_decoder_and_give_pillows_pixels(monkeypatch):
+    from cellscreen.data import images
+
+    if images.pyspng is None:
+        pytest.skip("pyspng is not installed")
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((16, 16), (31, 17), (1, 40))]
+    encoded = [_png_with(a) for a in arrays] + [_png_with(arrays[1], optimize=True, compress_level=9)]
+    calls = []
+    real_load = images.pyspng.load
+    monkeypatch.setattr(images.pyspng, "load", lambda data: calls.append(1) or real_load(data))
+    fast = [images.decode_image(data) for data in encoded]
+    assert len(calls) == len(encoded)
+    monkeypatch.setattr(images, "pyspng", None)
+    for (array, info), data, original in zip(fast, encoded, [*arrays, arrays[1]]):
+        slow, slow_info = images.decode_image(data)
+        np.testing.assert_array_equal(array, slow)
+        np.testing.assert_array_equal(array, original)
+        assert info == slow_info
+
+
+def test_other_pngs_go_to_pillow(monkeypatch):
+    from PIL import Image
+
+    from cellscreen.data import images
+
+    if images.pyspng is None:
+        pytest.skip("pyspng is not installed")
+    calls = []
+    monkeypatch.setattr(images.pyspng, "load", lambda data: calls.append(1))
+    rgb = np.random.default_rng(1).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: Pillow turns it upright
+    cases = {
+        "rgba": _png_with(np.dstack([rgb, np.full((12, 10), 255, np.uint8)])),
+        "gray": _png_with(rgb[:, :, 0]),
+        "16-bit": _png_with(np.zeros((12, 10), np.uint16)),
+        "exif": _png_with(rgb, exif=exif.tobytes()),
+    }
+    for name, data in cases.items():
+        array, _ = images.decode_image(data)
+        assert array.shape[2] == 3 and array.dtype == np.uint8, name
+    assert images.decode_image(cases["exif"])[0].shape == (10, 12, 3)
+    with pytest.raises(ImageReadError, match="too large"):  # over the pixel limit: refused, not decoded
+        images.decode_image(_png_with(rgb), max_pixels=10 * 12 - 1)
+    assert calls == []
