@@ -308,7 +308,9 @@ def cmd_export(args) -> None:
 
     report = export_model(args.model, args.out, fmt=args.format, check_data=args.check_data,
                           overwrite=args.overwrite)
-    print(f"parity with PyTorch: max probability difference {report.max_difference:.2e} on {report.checked_on}")
+    agreement = f", same class for {report.agreement:.2%}" if report.agreement is not None else ""
+    print(f"parity with PyTorch: max probability difference {report.max_difference:.2e}{agreement} "
+          f"on {report.checked_on}")
     print(f"written: {report.path} and {report.description}")
 
 
@@ -547,7 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("export", help="export a model to ONNX or TorchScript, checked against PyTorch")
     _common(p)
     p.add_argument("model", metavar="MODEL", help="run folder, model.json, or a bundled name (malaria)")
-    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("--format", choices=("onnx", "onnx-int8", "torchscript"), default="onnx",
+                   help="onnx-int8: 8-bit weights and activations, calibrated on --check-data cells")
     p.add_argument("--out", required=True, metavar="FILE", help="e.g. malaria.onnx (FILE.json describes it)")
     p.add_argument("--check-data", metavar="PATH", help="cells for the parity check (default: the model's "
                    "dataset if present, else random pixels)")

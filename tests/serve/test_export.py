@@ -81,3 +81,55 @@ def test_export_refuses_an_svm_and_unknown_formats(tmp_path, trained_run):
     (svm / "model.json").write_text(json.dumps({**meta, "kind": "svm"}))
     with pytest.raises(Exception, match="only a trained network can be exported"):
         export_model(svm, tmp_path / "svm.onnx")
+
+
+def test_int8_export_keeps_the_decisions_and_runs_in_predict(trained_run, learnable_cells, tmp_path):
+    import onnx
+
+    from cellscreen.data.images import load_prepared
+    from cellscreen.serve.export import export_model
+    from cellscreen.serve.runtime import load_predictor
+
+    out = tmp_path / "model.int8.onnx"
+    report = export_model(trained_run.run, out, fmt="onnx-int8", check_data=learnable_cells)
+    assert report.agreement >= 0.99 and report.checked_on.startswith("the other")
+    description = json.loads((tmp_path / "model.int8.onnx.json").read_text())
+    assert description["format"] == "onnx-int8" and "calibrated_on" in description["quantization"]
+    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+    paths = sorted(learnable_cells.rglob("*.png"))
+    images = np.stack([load_prepared(p, size=16) for p in paths])
+    int8, fp32 = load_predictor(out), load_predictor(trained_run.run, engine="onnx")
+    assert int8.classes == fp32.classes
+    got, expected = int8.predict(images), fp32.predict(images)
+    assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.99
+    assert np.abs(got - expected).max() < 0.1
+    # the head stays in float: a quantised softmax would give 0 or at least 1/255, nothing in between
+    assert ((got > 0) & (got < 1 / 510)).any()
+
+
+def test_int8_export_needs_real_cells_to_calibrate(tmp_path):
+    from cellscreen.engine.checkpoint import save_checkpoint
+    from cellscreen.errors import UserError
+    from cellscreen.models import create_model
+    from cellscreen.serve.export import export_model
+
+    save_checkpoint(tmp_path / "run", create_model("compact_cnn", num_classes=2, input_size=32).eval(),
+                    {"classes": ["a", "b"]})
+    with pytest.raises(UserError, match="calibrated on real cells"):
+        export_model(tmp_path / "run", tmp_path / "m.onnx", fmt="onnx-int8")
+    assert not list(tmp_path.glob("m.onnx*"))
+
+
+def test_int8_export_of_the_bundled_model_on_real_cells(real_data, tmp_path):
+    cells = real_data / "malaria-nih" / "cell_images"
+    out = tmp_path / "malaria.int8.onnx"
+    made = run("export", "malaria", "--format", "onnx-int8", "--out", str(out), "--check-data", str(cells))
+    assert made.returncode == 0, made.stderr
+    parity = json.loads((tmp_path / "malaria.int8.onnx.json").read_text())["parity"]
+    assert parity["class_agreement"] >= 0.99 and "256" in parity["checked_on"]
+    predicted = run("predict", str(out), str(cells / "Uninfected"), "--out", str(tmp_path / "p.csv"), "-q")
+    assert predicted.returncode == 0, predicted.stderr
+    rows = (tmp_path / "p.csv").read_text().splitlines()[1:]
+    assert len(rows) > 1000 and sum(",Uninfected," in r for r in rows) / len(rows) > 0.9
