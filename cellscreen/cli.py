@@ -524,8 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help="run folder, model.json, .onnx file, or a bundled name (malaria)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     p.add_argument("--out", required=True, metavar="FILE", help="results, .csv or .parquet")
-    p.add_argument("--engine", choices=("auto", "torch", "onnx", "ray"), default="auto",
-                   help="auto: onnxruntime for networks, PyTorch for SVMs and ensembles; ray: spread a network's "
+    p.add_argument("--engine", choices=("auto", "torch", "onnx", "int8", "ray"), default="auto",
+                   help="auto: onnxruntime for networks, PyTorch for SVMs and ensembles; int8: the model's 8-bit "
+                   "graph (model.int8.onnx, see export --format onnx-int8); ray: spread a network's "
                    "inference over a Ray cluster with Ray Data (pip install 'cellscreen[ray]')")
     p.add_argument("--ray-address", metavar="ADDRESS", help="with --engine ray: the cluster to run on, e.g. auto or "
                    "ray://head:10001 (default: $RAY_ADDRESS, else a local Ray instance); its workers read the "
@@ -562,7 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help="run folder, model.json, .onnx file, or a bundled name (malaria)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto")
+    p.add_argument("--engine", choices=("auto", "torch", "onnx", "int8"), default="auto")
     p.add_argument("--max-files", type=int, default=256, help="images per request")
     p.add_argument("--max-upload-mb", type=float, default=32.0, help="size of one request")
     p.add_argument("--max-pixels", type=int, default=16_000_000, help="pixels of one image")

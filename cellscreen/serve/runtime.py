@@ -7,7 +7,10 @@ exported ``.onnx`` file.  Every predictor takes prepared ``uint8`` pixels
 
 ``engine="onnx"`` on a checkpoint exports it once into the cache folder
 (keyed by the checkpoint's contents) and runs that file, keeping the PyTorch
-model for Grad-CAM.  ``engine="auto"`` picks onnxruntime for networks and
+model for Grad-CAM.  ``engine="int8"`` runs the checkpoint's 8-bit graph,
+``model.int8.onnx`` beside its ``model.json`` (``cellscreen export RUN
+--format onnx-int8 --out RUN/model.int8.onnx`` writes it; the bundled model
+has one), after checking that it was made from these weights.  ``engine="auto"`` picks onnxruntime for networks and
 PyTorch for SVM baselines and ensembles, which have no ONNX form here.
 """
 
@@ -25,7 +28,8 @@ from cellscreen.errors import UserError
 
 __all__ = ["ENGINES", "Predictor", "load_predictor", "describe_meta", "dihedral_views_nhwc"]
 
-ENGINES = ("auto", "torch", "onnx")
+ENGINES = ("auto", "torch", "onnx", "int8")
+INT8_NAME = "model.int8.onnx"  # a checkpoint's 8-bit graph, beside its model.json
 INPUT_NAME, OUTPUT_NAMES = "images", ("probabilities", "logits")  # of every exported graph
 
 
@@ -197,6 +201,31 @@ def network_onnx(model: str | Path) -> tuple[bytes, dict]:
     return blob, description
 
 
+def _int8_predictor(model: str | Path, threads: int | None) -> Predictor:
+    """The checkpoint's ``model.int8.onnx``, refused if it is missing or was made from other weights."""
+    from cellscreen.engine.paths import file_sha256, resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(model)
+    path = checkpoint.with_name(INT8_NAME)
+    export = f"cellscreen export {model} --format onnx-int8 --out {path}"
+    if not path.is_file():
+        raise UserError(f"{model} has no 8-bit graph ({path} is missing); make one with `{export}` "
+                        "(it calibrates on cells of the model's dataset, or pass --check-data)")
+    description = _onnx_description(path)
+    weights = checkpoint.with_suffix(".safetensors")
+    made_from = (description.get("source") or {}).get("weights_sha256")
+    if description.get("format") != "onnx-int8" or not weights.is_file() or made_from != file_sha256(weights):
+        raise UserError(f"{path} was not made from {weights.name} (it is stale or not an int8 export); "
+                        f"make it again with `{export} --overwrite`")
+
+    def load_torch():
+        from cellscreen.engine.checkpoint import load_checkpoint
+
+        return load_checkpoint(model).model
+
+    return OnnxPredictor(description, str(path), source=str(path), threads=threads, load_torch=load_torch)
+
+
 def load_predictor(model: str | Path, *, engine: str = "auto", threads: int | None = None) -> Predictor:
     """Load ``model`` (checkpoint, run folder, bundled name or ``.onnx`` file) on ``engine``."""
     if engine not in ENGINES:
@@ -211,6 +240,8 @@ def load_predictor(model: str | Path, *, engine: str = "auto", threads: int | No
 
     from cellscreen.engine.paths import resolve_checkpoint
 
+    if engine == "int8":
+        return _int8_predictor(model, threads)
     try:
         kind = json.loads(resolve_checkpoint(model).read_text()).get("kind", "network")
     except ValueError:

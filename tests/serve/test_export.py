@@ -133,3 +133,37 @@ def test_int8_export_of_the_bundled_model_on_real_cells(real_data, tmp_path):
     assert predicted.returncode == 0, predicted.stderr
     rows = (tmp_path / "p.csv").read_text().splitlines()[1:]
     assert len(rows) > 1000 and sum(",Uninfected," in r for r in rows) / len(rows) > 0.9
+
+
+def test_the_int8_engine_runs_a_runs_own_8bit_graph_and_refuses_a_stale_one(trained_run, learnable_cells, tmp_path):
+    import shutil
+
+    from cellscreen.engine.checkpoint import load_checkpoint, save_checkpoint
+    from cellscreen.errors import UserError
+    from cellscreen.models import create_model
+    from cellscreen.serve.export import export_model
+    from cellscreen.serve.runtime import load_predictor
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run.run, run_dir)
+    with pytest.raises(UserError, match="has no 8-bit graph.*--format onnx-int8"):
+        load_predictor(run_dir, engine="int8")
+    export_model(run_dir, run_dir / "model.int8.onnx", fmt="onnx-int8", check_data=learnable_cells)
+    predictor = load_predictor(run_dir, engine="int8")
+    assert predictor.engine == "onnx" and predictor.description["format"] == "onnx-int8"
+    assert predictor.predict(np.zeros((2, 16, 16, 3), np.uint8)).shape == (2, 2)
+
+    meta = json.loads((run_dir / "model.json").read_text())
+    retrained = create_model(meta["model"], num_classes=2, input_size=16).eval()
+    save_checkpoint(run_dir, retrained, {k: v for k, v in load_checkpoint(run_dir).meta.items()
+                                         if k != "weights_sha256"})
+    with pytest.raises(UserError, match="stale"):
+        load_predictor(run_dir, engine="int8")
+
+
+def test_the_bundled_model_has_a_current_8bit_graph():
+    from cellscreen.serve.runtime import load_predictor
+
+    predictor = load_predictor("malaria", engine="int8")
+    assert predictor.classes == ["Uninfected", "Parasitized"]
+    assert predictor.description["parity"]["class_agreement"] >= 0.99
