@@ -277,7 +277,8 @@ def cmd_evaluate(args) -> None:
 
     result = evaluate_checkpoint(args.model, dataset=args.dataset, out=args.out, data_dir=args.dir, data=args.data,
                                  split=args.split, subset=args.subset, fold=args.fold, group_regex=args.group_regex,
-                                 n_boot=args.bootstrap, tta=args.tta, workers=args.workers, progress=not args.quiet)
+                                 n_boot=args.bootstrap, tta=args.tta, workers=args.workers, progress=not args.quiet,
+                                 engine=args.engine)
     print(f"{result['metrics']['n']:,} cells from {result['n_groups']:,} {result['group_kind']}(s)")
     _print_metrics(result)
     print(f"written: {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.md'}")
@@ -517,6 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, help="with a k-fold --split: which fold")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: no intervals)")
     p.add_argument("--tta", action="store_true", help="average the 8 rotations/flips of each image")
+    p.add_argument("--engine", choices=("torch", "onnx", "int8"), default="torch",
+                   help="what computes the probabilities: PyTorch, or the ONNX / 8-bit graph predict would run")
     p.set_defaults(func=cmd_evaluate)
 
     p = commands.add_parser("predict", help="predict the class of image files or folders into a CSV or Parquet file")
@@ -641,7 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: $CELLSCREEN_KERAS_PYTHON)")
     q.add_argument("--reference-script", metavar="FILE", help="default: bench/keras_reference.py")
     q.add_argument("--predict-limit", type=int, help="predict only a spread of N test cells")
-    q.add_argument("--predict-engine", choices=("auto", "torch", "onnx"), default="auto",
+    q.add_argument("--predict-engine", choices=("auto", "torch", "onnx", "int8"), default="auto",
                    help="engine of `cellscreen predict` (default auto: onnxruntime)")
     q.add_argument("--default-recipe", action="store_true", help="also train cellscreen's default recipe until "
                    "it reaches the reference's final validation accuracy")

@@ -22,15 +22,21 @@ from cellscreen.evaluate.report import plot_reliability, plot_roc, write_report
 __all__ = ["evaluate_checkpoint", "evaluate_arrays", "report_on_subset"]
 
 
-def evaluate_arrays(checkpoint: Checkpoint, subset, *, n_boot: int = 1000, tta: bool = False) -> dict:
-    """Metrics, intervals and per-group rows for one loaded subset."""
+def evaluate_arrays(checkpoint: Checkpoint, subset, *, n_boot: int = 1000, tta: bool = False,
+                    predictor=None) -> dict:
+    """Metrics, intervals and per-group rows for one loaded subset.  ``predictor`` (from
+    ``load_predictor``: onnxruntime, the int8 graph) computes the probabilities instead of PyTorch."""
     classes, positive = checkpoint.classes, checkpoint.positive_class
     images = subset.images.permute(0, 2, 3, 1).numpy()
-    proba = predict_proba(checkpoint.model, images, tta=tta)
+    if predictor is None:
+        proba = predict_proba(checkpoint.model, images, tta=tta)
+    else:
+        proba = np.concatenate([predictor.predict(images[i:i + 256], tta=tta) for i in range(0, len(images), 256)]
+                               or [np.zeros((0, len(classes)), np.float32)])
     y_true = subset.targets.numpy()
     metrics = compute_metrics(y_true, proba, classes=classes, positive=positive)
     temperature = getattr(checkpoint.model, "temperature", 1.0)
-    if temperature != 1.0:  # the same cells without temperature scaling, for comparison
+    if temperature != 1.0 and predictor is None:  # the same cells without temperature scaling, for comparison
         raw = predict_proba(checkpoint.model, images, tta=tta, temperature=1.0)
         metrics.update(temperature=temperature, ece_uncalibrated=expected_calibration_error(y_true, raw),
                        brier_uncalibrated=brier_score(y_true, raw))
@@ -63,9 +69,16 @@ def report_on_subset(model: str | Path, subset, *, profile, root: Path, out: Pat
 def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Path, data_dir: str | None = None,
                         data: str | None = None, split: str | None = None, subset: str | None = None,
                         fold: int | None = None, group_regex: str | None = None, n_boot: int = 1000,
-                        tta: bool = False, workers: int | None = None, progress: bool = True) -> dict:
-    """Evaluate ``model`` on a dataset folder (optionally one subset of a split manifest)."""
+                        tta: bool = False, workers: int | None = None, progress: bool = True,
+                        engine: str = "torch") -> dict:
+    """Evaluate ``model`` on a dataset folder (optionally one subset of a split manifest), on ``engine``
+    (``torch``, or ``onnx``/``int8`` to measure what ``predict --engine`` gives)."""
     checkpoint = load_checkpoint(model)
+    predictor = None
+    if engine != "torch":
+        from cellscreen.serve.runtime import load_predictor
+
+        predictor = load_predictor(model, engine=engine)
     profile = get_profile(dataset or checkpoint.meta.get("dataset") or "folder", group_regex=group_regex)
     root = resolve_dataset_dir(profile, data_dir, data=data)
     index = scan_dataset(root, profile, workers=workers, progress=progress)
@@ -92,13 +105,16 @@ def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Pa
     cache = build_cache(root, records, CacheSpec(size=size, border_crop=checkpoint.border_crop), workers=workers,
                         progress=progress)
     loaded = load_subset(cache, rows, {r.path: r.sha256 for r in records}, checkpoint.classes)
-    result, proba = evaluate_arrays(checkpoint, loaded, n_boot=n_boot, tta=tta)
+    result, proba = evaluate_arrays(checkpoint, loaded, n_boot=n_boot, tta=tta, predictor=predictor)
     result.update(
         model=str(model), dataset=profile.name, root=str(root), subset=subset or (f"fold {fold}" if fold is not None else None),
         classes=checkpoint.classes, positive_class=checkpoint.positive_class, group_kind=profile.group_kind,
-        skipped=len(index.skipped) + len(cache.skipped), tta=tta,
+        skipped=len(index.skipped) + len(cache.skipped), tta=tta, engine=engine,
         notes=list(index.profile.notes and [index.profile.notes] or []),
     )
+    if engine != "torch":
+        result["notes"].append(f"probabilities from the {predictor.description.get('format', engine)} graph "
+                               f"on onnxruntime (--engine {engine})")
     if checkpoint.meta.get("split", {}).get("leaky"):
         result["notes"].append("LEAKY: the model was trained on a cell-level split")
     _write_outputs(Path(out), result, loaded, proba, checkpoint)

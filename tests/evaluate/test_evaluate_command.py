@@ -34,3 +34,24 @@ def test_evaluate_refuses_classes_the_model_does_not_know(trained_run, tmp_path)
     result = run("evaluate", str(trained_run.run), str(tmp_path / "cells"), "-d", "folder", "--out",
                  str(tmp_path / "e"), "-q")
     assert result.returncode == 2 and "does not know" in result.stderr
+
+
+def test_evaluate_on_the_onnx_and_int8_graphs(trained_run, learnable_cells, tmp_path):
+    import shutil
+
+    from cellscreen.serve.export import export_model
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run.run, run_dir)
+    export_model(run_dir, run_dir / "model.int8.onnx", fmt="onnx-int8", check_data=learnable_cells)
+    results = {}
+    for engine in ("torch", "onnx", "int8"):
+        out = tmp_path / engine
+        made = run("evaluate", str(run_dir), str(learnable_cells), "--out", str(out), "--bootstrap", "0",
+                   "--engine", engine, "-q")
+        assert made.returncode == 0, made.stderr
+        results[engine] = json.loads((out / "metrics.json").read_text())
+    torch_m, onnx_m, int8_m = (results[e]["metrics"] for e in ("torch", "onnx", "int8"))
+    assert results["int8"]["engine"] == "int8" and "onnx-int8 graph" in " ".join(results["int8"]["notes"])
+    assert abs(onnx_m["roc_auc"] - torch_m["roc_auc"]) < 1e-6 and onnx_m["accuracy"] == torch_m["accuracy"]
+    assert abs(int8_m["accuracy"] - torch_m["accuracy"]) <= 0.02 and int8_m["n"] == torch_m["n"]
