@@ -1,4 +1,4 @@
-"""Prediction throughput: PNG files to a results file, on PyTorch and on onnxruntime.
+"""Prediction throughput: PNG files to a results file, on PyTorch, onnxruntime and the 8-bit graph.
 
     python bench/predict_speed.py --cells 6000 [--model malaria] [--workers N]
 
@@ -6,8 +6,9 @@ Takes ``--cells`` NIH malaria cells (both classes, spread over the slides),
 loads the model once per engine, then times ``predict_files`` end to end:
 walking, reading and decoding the PNGs, cropping and resizing, the model,
 and writing the CSV.  Also times the model alone on already prepared pixels
-(batches of 256), which is where the two engines differ, and the decoding
-alone.  Prints one JSON line per measurement and a Markdown table.
+(batches of 256), which is where the engines differ, and the decoding
+alone, with libspng and with Pillow only.  ``--model``'s 8-bit graph
+(``model.int8.onnx``) is timed when it has one.  Prints one JSON line per measurement and a Markdown table.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def main() -> None:
 
     from cellscreen.data.sources import get_profile, resolve_dataset_dir
     from cellscreen.serve.predict import _prepare_task, list_inputs, predict_files
+    from cellscreen.errors import UserError
     from cellscreen.serve.runtime import load_predictor
 
     root = resolve_dataset_dir(get_profile("malaria-nih"), None, data=args.data)
@@ -39,13 +41,23 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         predictors = {engine: load_predictor(args.model, engine=engine) for engine in ("torch", "onnx")}
+        try:
+            predictors["int8"] = load_predictor(args.model, engine="int8")
+        except UserError as exc:
+            print(f"no int8 run: {exc}", flush=True)
         size, crop = predictors["onnx"].input_size, predictors["onnx"].border_crop
-        start = time.perf_counter()
-        images, _ = _prepare_task(files[:1000], size, crop)
-        decode = 1000 / (time.perf_counter() - start)
-        rows.append({"what": "decode + resize only, one process", "engine": "-", "cells": 1000,
-                     "cells_per_s": round(decode, 1)})
-        print(json.dumps(rows[-1]), flush=True)
+        from cellscreen.data import images as image_io
+
+        fast = image_io.pyspng
+        for decoder in ("libspng", "Pillow", "libspng", "Pillow"):  # alternated: a busy moment hurts both
+            image_io.pyspng = fast if decoder == "libspng" else None
+            start = time.perf_counter()
+            images, _ = _prepare_task(files[:1000], size, crop)
+            decode = 1000 / (time.perf_counter() - start)
+            rows.append({"what": f"decode ({decoder}) + resize only, one process", "engine": "-", "cells": 1000,
+                         "cells_per_s": round(decode, 1)})
+            print(json.dumps(rows[-1]), flush=True)
+        image_io.pyspng = fast
         for engine, predictor in predictors.items():
             predictor.predict(images[:256])  # warm-up
             start = time.perf_counter()

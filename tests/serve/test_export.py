@@ -129,10 +129,14 @@ def test_int8_export_of_the_bundled_model_on_real_cells(real_data, tmp_path):
     assert made.returncode == 0, made.stderr
     parity = json.loads((tmp_path / "malaria.int8.onnx.json").read_text())["parity"]
     assert parity["class_agreement"] >= 0.99 and "256" in parity["checked_on"]
-    predicted = run("predict", str(out), str(cells / "Uninfected"), "--out", str(tmp_path / "p.csv"), "-q")
+    some = tmp_path / "some"
+    some.mkdir()
+    for path in sorted((cells / "Uninfected").iterdir())[::20]:
+        (some / path.name).symlink_to(path)
+    predicted = run("predict", str(out), str(some), "--out", str(tmp_path / "p.csv"), "-q")
     assert predicted.returncode == 0, predicted.stderr
     rows = (tmp_path / "p.csv").read_text().splitlines()[1:]
-    assert len(rows) > 1000 and sum(",Uninfected," in r for r in rows) / len(rows) > 0.9
+    assert len(rows) > 200 and sum(",Uninfected," in r for r in rows) / len(rows) > 0.9
 
 
 def test_the_int8_engine_runs_a_runs_own_8bit_graph_and_refuses_a_stale_one(trained_run, learnable_cells, tmp_path):
