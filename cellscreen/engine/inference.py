@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ import torch
 from cellscreen.data.augment import dihedral_views
 from cellscreen.models import DataConfig
 
-__all__ = ["normalise", "logits_to_proba", "predict_logits", "predict_proba", "native_bf16", "resolve_precision"]
+__all__ = ["normalise", "logits_to_proba", "predict_logits", "predict_proba", "predict_proba_at", "native_bf16",
+           "resolve_precision"]
 
 
 def normalise(images: torch.Tensor, config: DataConfig,
@@ -69,7 +71,6 @@ def autocast(precision: str):
     return contextlib.nullcontext()
 
 
-@torch.inference_mode()
 def predict_proba(
     model: torch.nn.Module,
     images: np.ndarray,
@@ -85,20 +86,28 @@ def predict_proba(
     divided by the model's fitted ``temperature`` (1 if it has none) unless one
     is given.
     """
+    temperature = temperature if temperature is not None else getattr(model, "temperature", 1.0)
+    return predict_proba_at(model, images, [temperature], batch_size=batch_size, precision=precision, tta=tta)[0]
+
+
+@torch.inference_mode()
+def predict_proba_at(model: torch.nn.Module, images: np.ndarray, temperatures: Sequence[float], *,
+                     batch_size: int = 256, precision: str = "32", tta: bool = False) -> list[np.ndarray]:
+    """``predict_proba`` at each of ``temperatures``, from one pass of the model (one per view with ``tta``)."""
     model.eval()
     config = model.data_config
-    temperature = temperature if temperature is not None else getattr(model, "temperature", 1.0)
-    out = []
+    out: list[list[np.ndarray]] = [[] for _ in temperatures]
     for start in range(0, len(images), batch_size):
         batch = torch.from_numpy(np.array(images[start : start + batch_size])).permute(0, 3, 1, 2)
         x = normalise(batch, config, torch.channels_last)
         # rotated views have strides that send convolutions down a slow path: lay each out afresh
         views = [v.contiguous(memory_format=torch.channels_last) for v in dihedral_views(x)] if tta else [x]
         with autocast(precision):
-            proba = torch.stack([logits_to_proba(model(v), temperature) for v in views]).mean(0)
-        out.append(proba.float().numpy())
-    n_classes = out[0].shape[1] if out else 2
-    return np.concatenate(out) if out else np.zeros((0, n_classes), np.float32)
+            logits = [model(v) for v in views]
+        for k, temperature in enumerate(temperatures):
+            out[k].append(torch.stack([logits_to_proba(z, temperature) for z in logits]).mean(0).float().numpy())
+    n_classes = out[0][0].shape[1] if out[0] else 2
+    return [np.concatenate(parts) if parts else np.zeros((0, n_classes), np.float32) for parts in out]
 
 
 @torch.inference_mode()

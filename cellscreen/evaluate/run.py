@@ -13,7 +13,7 @@ from cellscreen.data.sources import get_profile, resolve_dataset_dir
 from cellscreen.data.splits import read_manifest
 from cellscreen.engine.checkpoint import Checkpoint, load_checkpoint
 from cellscreen.engine.data import load_subset
-from cellscreen.engine.inference import predict_proba
+from cellscreen.engine.inference import predict_proba_at
 from cellscreen.errors import UserError
 from cellscreen.evaluate.calibration import brier_score, expected_calibration_error, reliability_bins
 from cellscreen.evaluate.metrics import bootstrap_intervals, compute_metrics, per_group_results
@@ -28,16 +28,16 @@ def evaluate_arrays(checkpoint: Checkpoint, subset, *, n_boot: int = 1000, tta: 
     ``load_predictor``: onnxruntime, the int8 graph) computes the probabilities instead of PyTorch."""
     classes, positive = checkpoint.classes, checkpoint.positive_class
     images = subset.images.permute(0, 2, 3, 1).numpy()
-    if predictor is None:
-        proba = predict_proba(checkpoint.model, images, tta=tta)
+    temperature = getattr(checkpoint.model, "temperature", 1.0)
+    raw = None
+    if predictor is None:  # calibrated and, for comparison, uncalibrated: one pass of the model
+        proba, raw = predict_proba_at(checkpoint.model, images, [temperature, 1.0], tta=tta)
     else:
         proba = np.concatenate([predictor.predict(images[i:i + 256], tta=tta) for i in range(0, len(images), 256)]
                                or [np.zeros((0, len(classes)), np.float32)])
     y_true = subset.targets.numpy()
     metrics = compute_metrics(y_true, proba, classes=classes, positive=positive)
-    temperature = getattr(checkpoint.model, "temperature", 1.0)
-    if temperature != 1.0 and predictor is None:  # the same cells without temperature scaling, for comparison
-        raw = predict_proba(checkpoint.model, images, tta=tta, temperature=1.0)
+    if temperature != 1.0 and raw is not None:  # the same cells without temperature scaling
         metrics.update(temperature=temperature, ece_uncalibrated=expected_calibration_error(y_true, raw),
                        brier_uncalibrated=brier_score(y_true, raw))
     result = {

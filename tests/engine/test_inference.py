@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -37,3 +38,19 @@ def test_cpu_training_uses_the_fused_optimiser_step(optimizer):
                          ["schedule=none"])
     module = CellClassifier(build_model(config, num_classes=2, input_size=32), config)
     assert module.configure_optimizers().defaults["fused"] is True
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_probabilities_at_several_temperatures_match_one_at_a_time(tta):
+    from cellscreen.engine.inference import predict_proba, predict_proba_at
+    from cellscreen.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("compact_cnn", num_classes=3, input_size=16)
+    images = torch.randint(0, 256, (5, 16, 16, 3), dtype=torch.uint8).numpy()
+    both = predict_proba_at(model, images, [2.5, 1.0], batch_size=2, tta=tta)
+    for temperature, got in zip([2.5, 1.0], both):
+        np.testing.assert_allclose(got, predict_proba(model, images, temperature=temperature, tta=tta), atol=1e-6)
+    assert not np.allclose(both[0], both[1])
+    empty = predict_proba_at(model, images[:0], [1.0, 2.0])
+    assert [len(e) for e in empty] == [0, 0]
