@@ -213,8 +213,9 @@ def check_images(checkpoint: Checkpoint, data: str | Path | None = None, count: 
 
 
 def export_model(model: str | Path, out: str | Path, *, fmt: str = "onnx", check_data: str | Path | None = None,
-                 overwrite: bool = False, opset: int = 18) -> ExportReport:
-    """Write ``out`` (and ``out`` + ``.json``) after checking the export against PyTorch on real cells."""
+                 cells: tuple[np.ndarray, str] | None = None, overwrite: bool = False, opset: int = 18) -> ExportReport:
+    """Write ``out`` (and ``out`` + ``.json``) after checking the export against PyTorch on real cells:
+    those of ``check_data``, or ``cells`` (prepared uint8 ``(N, size, size, 3)`` pixels and what they are)."""
     if fmt not in FORMATS:
         raise UserError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     out = Path(out)
@@ -228,7 +229,10 @@ def export_model(model: str | Path, out: str | Path, *, fmt: str = "onnx", check
                         "(predict and serve run it as it is)")
     checkpoint = load_checkpoint(model)
     wrapped = _wrapped(checkpoint)
-    images, checked_on = check_images(checkpoint, check_data, count=512 if fmt == "onnx-int8" else 256)
+    if cells is not None:
+        images, checked_on = cells
+    else:
+        images, checked_on = check_images(checkpoint, check_data, count=512 if fmt == "onnx-int8" else 256)
     if fmt == "onnx-int8" and checked_on == RANDOM_CELLS:
         raise UserError("an int8 export is calibrated on real cells and none were found: pass --check-data "
                         "with a folder of cells like the ones it will see")
