@@ -10,8 +10,9 @@ exported ``.onnx`` file.  Every predictor takes prepared ``uint8`` pixels
 model for Grad-CAM.  ``engine="int8"`` runs the checkpoint's 8-bit graph,
 ``model.int8.onnx`` beside its ``model.json`` (``cellscreen export RUN
 --format onnx-int8 --out RUN/model.int8.onnx`` writes it; the bundled model
-has one), after checking that it was made from these weights.  ``engine="auto"`` picks onnxruntime for networks and
-PyTorch for SVM baselines and ensembles, which have no ONNX form here.
+has one), after checking that it was made from these weights.
+``engine="auto"`` picks onnxruntime for networks and PyTorch for SVM
+baselines and ensembles, which have no ONNX form here.
 """
 
 from __future__ import annotations
