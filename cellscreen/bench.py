@@ -243,7 +243,7 @@ def train_throughput(model: str, *, size: int | None = None, batch_size: int | N
     config = load_config(preset, {"model": model, "input_size": size, "batch_size": batch_size,
                                   "precision": precision, "channels_last": channels_last},
                          [*settings, "schedule=none"])
-    config.precision = resolve_precision(config.precision)
+    config.precision = resolve_precision(config.precision, "cpu")  # the step below runs on the CPU
     size = config.input_size or get_data_config(config.model).input_size
     torch.manual_seed(seed)
     net = build_model(config, num_classes=2, input_size=size)

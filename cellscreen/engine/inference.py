@@ -45,10 +45,11 @@ def logits_to_proba(logits: torch.Tensor, temperature: float = 1.0) -> torch.Ten
     return torch.softmax(logits, dim=1)
 
 
-def native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
-    """Whether this machine computes bfloat16 in hardware: a CUDA GPU that supports it, or a CPU with
-    AVX512-BF16 or AMX-BF16 units.  Elsewhere PyTorch emulates bf16 on the CPU, several times slower than fp32."""
-    if torch.cuda.is_available():
+def native_bf16(cpuinfo: str | Path = "/proc/cpuinfo", device: str = "auto") -> bool:
+    """Whether ``device`` computes bfloat16 in hardware: a CUDA GPU that supports it, or a CPU with
+    AVX512-BF16 or AMX-BF16 units.  Elsewhere PyTorch emulates bf16 on the CPU, several times slower than fp32.
+    ``auto`` means the GPU if there is one (what Lightning's ``accelerator="auto"`` trains on), else the CPU."""
+    if device in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
     try:
         with open(cpuinfo) as lines:
@@ -58,10 +59,11 @@ def native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_precision(precision: str) -> str:
-    """``auto`` -> ``bf16-mixed`` where bf16 runs in hardware, else ``32``; other values unchanged."""
+def resolve_precision(precision: str, device: str = "auto") -> str:
+    """``auto`` -> ``bf16-mixed`` where bf16 runs in hardware on ``device`` (``auto``, ``cpu``, ``gpu``),
+    else ``32``; other values unchanged."""
     if precision == "auto":
-        return "bf16-mixed" if native_bf16() else "32"
+        return "bf16-mixed" if native_bf16(device=device) else "32"
     return precision
 
 

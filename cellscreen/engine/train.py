@@ -200,7 +200,7 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     level = lightning_log.level
     if not progress:  # quiet: no "GPU available" banners either
         lightning_log.setLevel(logging.WARNING)
-    precision = resolve_precision(config.precision)
+    precision = resolve_precision(config.precision, accelerator)  # the device that trains, not just any
     trainer = L.Trainer(
         max_epochs=config.epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
         strategy=strategy, precision=precision, plugins=[_AtomicCheckpointIO()],

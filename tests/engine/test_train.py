@@ -238,8 +238,12 @@ def test_precision_auto_follows_the_hardware(monkeypatch, tmp_path):
     monkeypatch.setattr(inference.torch.cuda, "is_available", lambda: False)
     assert not inference.native_bf16(avx2) and inference.native_bf16(amx)
     assert not inference.native_bf16(tmp_path / "missing")  # no /proc/cpuinfo: fp32
-    monkeypatch.setattr(inference, "native_bf16", lambda: True)
+    # a bf16 GPU beside a CPU without bf16 units: it counts only when the GPU trains
+    monkeypatch.setattr(inference.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(inference.torch.cuda, "is_bf16_supported", lambda: True)
+    assert inference.native_bf16(avx2) and inference.native_bf16(avx2, device="gpu")
+    assert not inference.native_bf16(avx2, device="cpu") and inference.native_bf16(amx, device="cpu")
+    monkeypatch.setattr(inference, "native_bf16", lambda device="auto": device != "cpu")
     assert inference.resolve_precision("auto") == "bf16-mixed"
-    monkeypatch.setattr(inference, "native_bf16", lambda: False)
-    assert inference.resolve_precision("auto") == "32"
-    assert inference.resolve_precision("bf16-mixed") == "bf16-mixed"  # an explicit choice stays
+    assert inference.resolve_precision("auto", "cpu") == "32"
+    assert inference.resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"  # an explicit choice stays
