@@ -536,7 +536,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "inputs by absolute path, so they must be on storage every node mounts at the same path")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--tta", action="store_true", help="average the 8 rotations/flips of each image")
-    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core); with "
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core); an "
+                   "onnxruntime model also runs in them, one thread each (0: everything in this process); with "
                    "--engine ray: inference actors (default: one per CPU of the cluster)")
     p.add_argument("--shard", metavar="i/N", help="only this shard of the inputs (merge with `cellscreen merge`)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run into the same --out")

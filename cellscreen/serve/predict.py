@@ -100,6 +100,31 @@ def _prepare_task(paths: list[Path], size: int, crop: int) -> tuple[np.ndarray, 
     return stacked, reasons
 
 
+_worker_predictor = None  # a worker process's own copy of the ONNX model (see _predict_stream)
+
+
+def _start_worker(spec: tuple) -> None:
+    global _worker_predictor
+    from cellscreen.serve.runtime import OnnxPredictor
+
+    _worker_predictor = OnnxPredictor(*spec, threads=1)
+
+
+def _predict_task(paths: list[Path], size: int, crop: int, batch_size: int,
+                  tta: bool) -> tuple[np.ndarray, list[str | None]]:
+    """Decode a few files and run the worker's model on them: their probabilities (readable ones) and a
+    reason per file (None: ok)."""
+    pixels, reasons = _prepare_task(paths, size, crop)
+    return _predict_batches(_worker_predictor, pixels, batch_size, tta), reasons
+
+
+def _predict_batches(predictor, images: np.ndarray, batch_size: int, tta: bool) -> np.ndarray:
+    if not len(images):
+        return np.zeros((0, len(predictor.classes)), np.float32)
+    return np.concatenate([predictor.predict(images[i:i + batch_size], tta=tta)
+                           for i in range(0, len(images), batch_size)])
+
+
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """``"i/N"`` (0 <= i < N) -> ``(i, N)``."""
     if text is None:
@@ -235,14 +260,25 @@ def predict_files(model, inputs: list[str | Path], out: str | Path, *, batch_siz
 
 def _predict_stream(predictor, selected, size: int, crop: int, batch_size: int, tta: bool,
                     workers: int | None) -> Iterator[list[list[str]]]:
-    """Rows in input order, about ``_CHUNK`` at a time; workers decode ahead while the model runs."""
+    """Rows in input order, about ``_CHUNK`` at a time.
+
+    An ONNX model runs inside the worker processes, one thread each, right after they decode: every core
+    then does both, and nothing waits for one process to run the model on everyone's images.  A PyTorch
+    model runs here, while the workers decode ahead.
+    """
     workers = default_workers() if workers is None else workers
-    pool = ProcessPoolExecutor(max_workers=workers) if workers > 0 else None
+    spec = getattr(predictor, "worker_spec", None)
+    in_workers = workers > 0 and spec is not None
+    pool = (ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(spec(),)) if in_workers
+            else ProcessPoolExecutor(max_workers=workers) if workers > 0 else None)
     pending: collections.deque[tuple[list[tuple[Path, str | None]], Future | tuple]] = collections.deque()
 
     def submit(items):
         paths = [path for path, reason in items if reason is None]
-        job = pool.submit(_prepare_task, paths, size, crop) if pool else _prepare_task(paths, size, crop)
+        if in_workers:
+            job = pool.submit(_predict_task, paths, size, crop, batch_size, tta)
+        else:
+            job = pool.submit(_prepare_task, paths, size, crop) if pool else _prepare_task(paths, size, crop)
         pending.append((items, job))
 
     def tasks():
@@ -255,11 +291,14 @@ def _predict_stream(predictor, selected, size: int, crop: int, batch_size: int, 
         if items:
             yield items
 
+    # Keep two chunks decoding ahead: while the model runs on one chunk, the workers fill the next, so
+    # neither waits for the other.  (With less, the workers ran dry during every model call.)
+    ahead = max(2, 4 * workers, 2 * _CHUNK // _TASK)
     try:
         source = tasks()
-        for items in source:  # keep a few tasks ahead of the model per worker
+        for items in source:
             submit(items)
-            if len(pending) >= max(2, 4 * workers):
+            if len(pending) >= ahead:
                 break
         chunk: list[tuple[list, np.ndarray, list]] = []
         while pending:
@@ -270,18 +309,21 @@ def _predict_stream(predictor, selected, size: int, crop: int, batch_size: int, 
             if nxt is not None:
                 submit(nxt)
             if sum(len(c[0]) for c in chunk) >= _CHUNK or not pending:
-                yield _rows(predictor, chunk, batch_size, tta)
+                yield _rows(predictor, chunk, batch_size, tta, predicted=in_workers)
                 chunk = []
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
 
 
-def _rows(predictor, chunk, batch_size: int, tta: bool) -> list[list[str]]:
-    stacked = [pixels for _, pixels, _ in chunk if len(pixels)]
-    images = np.concatenate(stacked) if stacked else np.zeros((0, 1, 1, 3), np.uint8)
-    proba = np.concatenate([predictor.predict(images[i:i + batch_size], tta=tta)
-                            for i in range(0, len(images), batch_size)]) if len(images) else None
+def _rows(predictor, chunk, batch_size: int, tta: bool, predicted: bool = False) -> list[list[str]]:
+    """The rows of a chunk of tasks, each ``(items, pixels or probabilities if predicted, reasons)``."""
+    stacked = [values for _, values, _ in chunk if len(values)]
+    if predicted:
+        proba = np.concatenate(stacked) if stacked else None
+    else:
+        images = np.concatenate(stacked) if stacked else np.zeros((0, 1, 1, 3), np.uint8)
+        proba = _predict_batches(predictor, images, batch_size, tta)
     rows, k = [], 0
     for items, _, reasons in chunk:
         decoded = iter(reasons)

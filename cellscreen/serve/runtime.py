@@ -109,8 +109,13 @@ class OnnxPredictor(Predictor):
     def __init__(self, description: dict, model: bytes | str, torch_model=None, source: str = "",
                  threads: int | None = None, load_torch: Callable[[], object] | None = None):
         super().__init__(description, torch_model, source, load_torch)
+        self._model = model
         self._session = onnx_session(model, threads)
         self._input, self._output = INPUT_NAME, OUTPUT_NAMES[0]
+
+    def worker_spec(self) -> tuple[dict, bytes | str, str]:
+        """What a worker process needs to load its own copy: ``OnnxPredictor(*spec, threads=1)``."""
+        return self.description, self._model, self.source
 
     def _predict(self, images: np.ndarray) -> np.ndarray:
         return self._session.run([self._output], {self._input: images})[0]

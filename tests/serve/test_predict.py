@@ -153,3 +153,24 @@ def test_parquet_output_has_typed_columns(trained_run, learnable_cells, tmp_path
     table = pq.read_table(out)
     assert table.num_rows == 120 and str(table.schema.field("p_Uninfected").type) == "float"
     assert json.loads((tmp_path / "preds.parquet.json").read_text())["predicted"] == 120
+
+
+def test_an_onnx_model_runs_in_the_workers_with_the_same_rows(trained_run, learnable_cells, tmp_path):
+    """With workers, each loads its own copy of an ONNX model; the main process only writes rows."""
+    from cellscreen.serve import predict as module
+    from cellscreen.serve.runtime import load_predictor
+
+    bad = write_all(tmp_path / "odd")
+    inputs = [str(learnable_cells / "Parasitized"), str(tmp_path / "odd")]
+    here = tmp_path / "here.csv"
+    module.predict_files(trained_run.run, inputs, here, engine="onnx", workers=0, progress=False)
+    predictor = load_predictor(trained_run.run, engine="onnx")
+
+    def not_here(images, tta=False):
+        raise AssertionError("the main process ran the model")
+
+    predictor.predict = not_here
+    there = tmp_path / "there.csv"
+    counts = module.predict_files(predictor, inputs, there, workers=2, progress=False)
+    assert counts["skipped"] == sum(expected is not None for _, expected in bad.values())
+    assert _rows(there) == _rows(here)
