@@ -152,6 +152,9 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
         _check_run_folder(out, resume, overwrite)
     if resume:  # the run's own settings win: a resumed run is the same run
         config = load_config(str(out / "config.yaml"))
+    # "auto" is settled once, by the device that trains, and written into the run's config.yaml: a run
+    # resumed on other hardware goes on in the precision it started in.
+    config = dataclasses.replace(config, precision=resolve_precision(config.precision, accelerator))
     start = time.perf_counter()
     L.seed_everything(config.seed, workers=True, verbose=False)
     source = None
@@ -200,7 +203,7 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     level = lightning_log.level
     if not progress:  # quiet: no "GPU available" banners either
         lightning_log.setLevel(logging.WARNING)
-    precision = resolve_precision(config.precision, accelerator)  # the device that trains, not just any
+    precision = config.precision
     trainer = L.Trainer(
         max_epochs=config.epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
         strategy=strategy, precision=precision, plugins=[_AtomicCheckpointIO()],

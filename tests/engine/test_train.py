@@ -247,3 +247,12 @@ def test_precision_auto_follows_the_hardware(monkeypatch, tmp_path):
     assert inference.resolve_precision("auto") == "bf16-mixed"
     assert inference.resolve_precision("auto", "cpu") == "32"
     assert inference.resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"  # an explicit choice stays
+
+
+def test_a_run_records_the_precision_auto_chose(trained_run):
+    """config.yaml holds the precision "auto" settled on, so --resume on other hardware keeps it."""
+    from cellscreen.config import load_config
+
+    recorded = load_config(str(trained_run.run / "config.yaml")).precision
+    assert recorded in ("32", "bf16-mixed")
+    assert json.loads((trained_run.run / "model.json").read_text())["train"]["precision"] == recorded
