@@ -48,18 +48,31 @@ FORMATS = {"onnx": ".onnx", "onnx-int8": ".onnx", "torchscript": ".pt"}
 
 
 class ExportedModel(nn.Module):
-    """uint8 NHWC pixels -> (probabilities, logits): the checkpoint's model with its preprocessing folded in."""
+    """uint8 NHWC pixels -> (probabilities, logits): the checkpoint's model with its preprocessing folded in.
 
-    def __init__(self, model: nn.Module, mean, std, temperature: float = 1.0, single_logit: bool = False):
+    ``normalise_as_conv`` writes the normalisation as a 1x1 convolution per channel (weight ``1/std``,
+    bias ``-mean/std``) instead of a subtraction and a division.  The int8 export uses it: onnxruntime then
+    runs it as one 8-bit operation fused with the input's quantisation, where the float subtraction and
+    division over every pixel took about a quarter of the 8-bit graph's time.
+    """
+
+    def __init__(self, model: nn.Module, mean, std, temperature: float = 1.0, single_logit: bool = False,
+                 normalise_as_conv: bool = False):
         super().__init__()
         self.model = model
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
         self.temperature = float(temperature)
         self.single_logit = single_logit
+        self.normalise_as_conv = normalise_as_conv
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = (images.permute(0, 3, 1, 2).float() - self.mean) / self.std
+        x = images.permute(0, 3, 1, 2).float()
+        if self.normalise_as_conv:
+            x = nn.functional.conv2d(x, (1 / self.std).view(-1, 1, 1, 1), (-self.mean / self.std).view(-1),
+                                     groups=x.shape[1])
+        else:
+            x = (x - self.mean) / self.std
         logits = self.model(x)
         scaled = logits.float() / self.temperature
         if self.single_logit:  # one sigmoid output: P(class 1)
@@ -78,14 +91,14 @@ class ExportReport:
     agreement: float | None = None  # onnx-int8: share of check cells with PyTorch's class
 
 
-def _wrapped(checkpoint: Checkpoint) -> ExportedModel:
+def _wrapped(checkpoint: Checkpoint, normalise_as_conv: bool = False) -> ExportedModel:
     if checkpoint.meta.get("kind", "network") != "network":
         raise UserError(f"only a trained network can be exported; this checkpoint is a {checkpoint.meta['kind']} "
                         "(predict and serve run it as it is)")
     config = checkpoint.data_config
     return ExportedModel(checkpoint.model.float().eval(), config.mean, config.std,
                          getattr(checkpoint.model, "temperature", 1.0),
-                         bool(getattr(checkpoint.model, "single_logit", False))).eval()
+                         bool(getattr(checkpoint.model, "single_logit", False)), normalise_as_conv).eval()
 
 
 def describe(checkpoint: Checkpoint, fmt: str) -> dict:
@@ -104,11 +117,12 @@ def _weights_digest(checkpoint: Checkpoint) -> str:
     return digest.hexdigest()
 
 
-def onnx_bytes(checkpoint: Checkpoint, *, opset: int = 18) -> bytes:
-    """The checkpoint as a serialised single-file ONNX model with a dynamic batch size."""
+def onnx_bytes(checkpoint: Checkpoint, *, opset: int = 18, normalise_as_conv: bool = False) -> bytes:
+    """The checkpoint as a serialised single-file ONNX model with a dynamic batch size (``normalise_as_conv``:
+    see ``ExportedModel``)."""
     import onnx
 
-    wrapped = _wrapped(checkpoint)
+    wrapped = _wrapped(checkpoint, normalise_as_conv)
     size = checkpoint.data_config.input_size
     example = torch.zeros((2, size, size, 3), dtype=torch.uint8)
     with warnings.catch_warnings(), open(os.devnull, "w") as devnull:
@@ -242,7 +256,7 @@ def export_model(model: str | Path, out: str | Path, *, fmt: str = "onnx", check
     info = describe(checkpoint, fmt)
     agreement = None
     if fmt.startswith("onnx"):
-        blob = onnx_bytes(checkpoint, opset=opset)
+        blob = onnx_bytes(checkpoint, opset=opset, normalise_as_conv=fmt == "onnx-int8")
         if fmt == "onnx-int8":  # calibrate on every other cell, check on the rest
             info["quantization"] = {"method": "onnxruntime static, QDQ, per-channel int8 weights, uint8 activations",
                                     "calibrated_on": f"{len(images[0::2])} of the {checked_on}"}
