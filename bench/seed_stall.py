@@ -5,7 +5,8 @@
 A plain PyTorch loop (no Lightning) over the first ``--steps`` batches of 16 of the seed preset's
 training cells (``--limit`` of them, 128 px, cached), Adam, bf16 autocast.  Prints the mean loss of
 every 50 steps for each variant: as registered (rescale 1/255, Glorot init, dropout), other learning
-rates, without dropout, with PyTorch's default init, and with standardised input.
+rates, without dropout, with PyTorch's default init, in fp32 (as Keras trains; also with Keras's Adam
+epsilon), and with standardised input.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from cellscreen.engine.train import build_model
 
 
 def _losses(config, images, targets, *, steps: int, lr: float = 1e-3, seed: int = 0, dropout: bool = True,
-            torch_init: bool = False, shift: float = 0.0, scale: float = 1.0) -> list[float]:
+            torch_init: bool = False, shift: float = 0.0, scale: float = 1.0, bf16: bool = True,
+            eps: float = 1e-8) -> list[float]:
     torch.manual_seed(seed)
     net = build_model(config, num_classes=2, input_size=images.shape[-1])
     for layer in net.modules():
@@ -31,7 +33,7 @@ def _losses(config, images, targets, *, steps: int, lr: float = 1e-3, seed: int 
             layer.p = 0.0
         if torch_init and isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
             layer.reset_parameters()
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr, eps=eps)
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
     losses = []
     net.train()
@@ -39,7 +41,7 @@ def _losses(config, images, targets, *, steps: int, lr: float = 1e-3, seed: int 
         start = (step * 16) % len(images)
         batch = order[start:start + 16]
         x = (images[batch].float() / 255 - shift) / scale
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logit = net(x).float().squeeze(1)
         loss = F.binary_cross_entropy_with_logits(logit, targets[batch].float())
         optimizer.zero_grad()
@@ -56,6 +58,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=4000)
     parser.add_argument("--steps", type=int, default=250)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", nargs="+", help="run only the variants whose names start with these")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
@@ -72,9 +75,13 @@ def main() -> None:
         "lr 1e-4": {"lr": 1e-4},
         "no dropout": {"dropout": False},
         "PyTorch default init": {"torch_init": True},
+        "fp32 (no autocast)": {"bf16": False},
+        "fp32, Keras's Adam epsilon (1e-7)": {"bf16": False, "eps": 1e-7},
         f"standardised input ((x - {mean:.2f}) / {std:.2f})": {"shift": mean, "scale": std},
     }
     for name, kwargs in variants.items():
+        if args.only and not any(name.startswith(prefix) for prefix in args.only):
+            continue
         print(json.dumps({"variant": name, "steps": args.steps,
                           "mean_loss_per_50_steps": _losses(config, images, targets, steps=args.steps, **kwargs)}),
               flush=True)
