@@ -1,0 +1,73 @@
+"""The cross-validation's most confident mistakes: how many, and what they look like.
+
+    python bench/confident_errors.py --predictions 'runs/cv/c6sj/fold*/test/predictions.csv' \\
+        --root ../shared/data/malaria-nih/cell_images --montage docs/img/cv
+
+Reads the held-out predictions of every fold (``cellscreen evaluate``'s ``predictions.csv``: path,
+label, predicted, one probability per class), counts the mistakes whose wrong class got at least
+``--threshold``, and writes, per true class, a montage of the ``--show`` most confident ones
+(``MONTAGE-<label>.png``, read left to right, top to bottom).  Looking at them tells whether a model is
+wrong or the label is: a cell filed as parasitized that shows no parasite at all cannot be learnt from.
+Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+from pathlib import Path
+
+from PIL import Image
+
+TILE = 100
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--predictions", required=True, help="a glob of predictions.csv files")
+    parser.add_argument("--root", required=True, help="the folder the paths in them are relative to")
+    parser.add_argument("--threshold", type=float, default=0.9)
+    parser.add_argument("--show", type=int, default=48)
+    parser.add_argument("--montage", help="write MONTAGE-<label>.png for each label")
+    args = parser.parse_args()
+    files = sorted(glob.glob(args.predictions))
+    if not files:
+        raise SystemExit(f"no files match {args.predictions}")
+    rows = [row for name in files for row in csv.DictReader(open(name, newline=""))]
+    labels = sorted({row["label"] for row in rows})
+    result = {"files": files, "cells": len(rows), "threshold": args.threshold, "by_label": {}}
+    wrong_total = confident_total = 0
+    for label in labels:
+        mistakes = [row for row in rows if row["label"] == label and row["predicted"] != label]
+        for row in mistakes:
+            row["_p"] = float(row[f"p_{row['predicted']}"])
+        mistakes.sort(key=lambda row: -row["_p"])
+        confident = [row for row in mistakes if row["_p"] >= args.threshold]
+        wrong_total += len(mistakes)
+        confident_total += len(confident)
+        result["by_label"][label] = {"cells": sum(row["label"] == label for row in rows), "mistakes": len(mistakes),
+                                     "confident_mistakes": len(confident),
+                                     "most_confident": [row["path"] for row in mistakes[:args.show]]}
+        if args.montage:
+            shown = mistakes[:args.show]
+            columns = 8
+            sheet = Image.new("RGB", (columns * TILE, -(-len(shown) // columns) * TILE))
+            for k, row in enumerate(shown):
+                with Image.open(Path(args.root) / row["path"]) as image:
+                    image = image.convert("RGB")
+                    image.thumbnail((TILE - 4, TILE - 4))
+                    sheet.paste(image, ((k % columns) * TILE + (TILE - image.width) // 2,
+                                        (k // columns) * TILE + (TILE - image.height) // 2))
+            out = Path(f"{args.montage}-{label}.png")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            sheet.save(out, optimize=True)
+            result["by_label"][label]["montage"] = str(out)
+    result.update(mistakes=wrong_total, accuracy=round(1 - wrong_total / len(rows), 4),
+                  confident_mistakes=confident_total, confident_share=round(confident_total / len(rows), 4))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
