@@ -29,7 +29,7 @@ from cellscreen.engine.calibration import fit_temperature
 from cellscreen.engine.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
 from cellscreen.engine.curves import plot_learning_curves
 from cellscreen.engine.data import PreparedData, manifest_copy, prepare_data
-from cellscreen.engine.inference import predict_logits, resolve_precision
+from cellscreen.engine.inference import INFERENCE_BATCH, predict_logits, resolve_precision
 from cellscreen.engine.module import CellClassifier
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
@@ -186,7 +186,7 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     batch_size = max(1, config.batch_size // world)
     train_loader = DataLoader(TensorDataset(train_set.images, train_set.targets), batch_size=batch_size,
                               shuffle=True, generator=generator, drop_last=len(train_set) > config.batch_size)
-    val_loader = DataLoader(TensorDataset(val_set.images, val_set.targets), batch_size=256)
+    val_loader = DataLoader(TensorDataset(val_set.images, val_set.targets), batch_size=INFERENCE_BATCH)
 
     mode = "min" if config.monitor == "val_loss" else "max"
     best = L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch}",
