@@ -5,7 +5,8 @@
 Runs the seed malaria CNN (128 px) and the default model (``compact_cnn6``, 64 px) in eval mode through
 cellscreen's training module (uint8 in, normalised and laid out channels-last inside) on 1,024 synthetic
 cells, in bf16 autocast (what validation uses on a CPU with bf16 units) and in fp32 (what evaluation
-uses), at each of ``--batch-sizes``, alternating over ``--rounds`` rounds.  Prints the best cells/s of each.
+uses), at each of ``--batch-sizes``, alternating over ``--rounds`` rounds; then the ``--onnx`` model (the
+bundled one) on onnxruntime, fp32 and int8, one thread.  Prints the best cells/s of each.
 Large batches make activations that do not fit in the CPU's caches: at 128 px the seed CNN's first map is
 0.5 MB per cell.
 """
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 128, 64, 32, 16])
     parser.add_argument("--cells", type=int, default=1024)
+    parser.add_argument("--onnx", default="malaria", help="also time this model on onnxruntime ('' to skip)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
@@ -58,6 +60,26 @@ def main() -> None:
                     best[key] = max(best.get(key, 0.0), round(rate))
         result["cells_per_s_best"][f"{preset} ({size} px)"] = best
         print(json.dumps({preset: best}), flush=True)
+    if args.onnx:  # the bundled model on onnxruntime, one thread (as in each prediction worker)
+        import numpy as np
+
+        from cellscreen.serve.runtime import load_predictor
+
+        for engine in ("int8", "onnx"):
+            predictor = load_predictor(args.onnx, engine=engine, threads=1)
+            size = predictor.input_size
+            pixels = np.random.default_rng(0).integers(0, 256, (args.cells, size, size, 3), dtype=np.uint8)
+            best = {}
+            for _ in range(args.rounds):
+                for batch in args.batch_sizes:
+                    predictor.predict(pixels[:batch])
+                    start = time.perf_counter()
+                    for i in range(0, args.cells, batch):
+                        predictor.predict(pixels[i:i + batch])
+                    key = f"batch {batch}"
+                    best[key] = max(best.get(key, 0.0), round(args.cells / (time.perf_counter() - start)))
+            result["cells_per_s_best"][f"{args.onnx} on onnxruntime, {engine}, 1 thread"] = best
+            print(json.dumps({engine: best}), flush=True)
     print(json.dumps(result))
 
 
