@@ -33,8 +33,7 @@ def evaluate_arrays(checkpoint: Checkpoint, subset, *, n_boot: int = 1000, tta: 
     if predictor is None:  # calibrated and, for comparison, uncalibrated: one pass of the model
         proba, raw = predict_proba_at(checkpoint.model, images, [temperature, 1.0], tta=tta)
     else:
-        proba = np.concatenate([predictor.predict(images[i:i + 256], tta=tta) for i in range(0, len(images), 256)]
-                               or [np.zeros((0, len(classes)), np.float32)])
+        proba = predictor.predict_batched(images, tta=tta)
     y_true = subset.targets.numpy()
     metrics = compute_metrics(y_true, proba, classes=classes, positive=positive)
     if temperature != 1.0 and raw is not None:  # the same cells without temperature scaling

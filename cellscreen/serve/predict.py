@@ -115,14 +115,7 @@ def _predict_task(paths: list[Path], size: int, crop: int, batch_size: int,
     """Decode a few files and run the worker's model on them: their probabilities (readable ones) and a
     reason per file (None: ok)."""
     pixels, reasons = _prepare_task(paths, size, crop)
-    return _predict_batches(_worker_predictor, pixels, batch_size, tta), reasons
-
-
-def _predict_batches(predictor, images: np.ndarray, batch_size: int, tta: bool) -> np.ndarray:
-    if not len(images):
-        return np.zeros((0, len(predictor.classes)), np.float32)
-    return np.concatenate([predictor.predict(images[i:i + batch_size], tta=tta)
-                           for i in range(0, len(images), batch_size)])
+    return _worker_predictor.predict_batched(pixels, batch_size, tta=tta), reasons
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -323,7 +316,7 @@ def _rows(predictor, chunk, batch_size: int, tta: bool, predicted: bool = False)
         proba = np.concatenate(stacked) if stacked else None
     else:
         images = np.concatenate(stacked) if stacked else np.zeros((0, 1, 1, 3), np.uint8)
-        proba = _predict_batches(predictor, images, batch_size, tta)
+        proba = predictor.predict_batched(images, batch_size, tta=tta)
     rows, k = [], 0
     for items, _, reasons in chunk:
         decoded = iter(reasons)

@@ -92,6 +92,13 @@ class Predictor:
             return self._predict(images)
         return np.mean([self._predict(view) for view in dihedral_views_nhwc(images)], axis=0)
 
+    def predict_batched(self, images: np.ndarray, batch_size: int = 256, *, tta: bool = False) -> np.ndarray:
+        """``predict`` over ``batch_size`` images at a time, so memory stays bounded for any ``N``."""
+        if len(images) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        return np.concatenate([self.predict(images[i:i + batch_size], tta=tta)
+                               for i in range(0, len(images), batch_size)])
+
     def info(self) -> dict:
         """What ``GET /v1/model`` and the web page show."""
         d = self.description
@@ -113,9 +120,11 @@ class OnnxPredictor(Predictor):
         self._session = onnx_session(model, threads)
         self._input, self._output = INPUT_NAME, OUTPUT_NAMES[0]
 
-    def worker_spec(self) -> tuple[dict, bytes | str, str]:
-        """What a worker process needs to load its own copy: ``OnnxPredictor(*spec, threads=1)``."""
-        return self.description, self._model, self.source
+    def worker_spec(self) -> tuple[dict, bytes, str]:
+        """What a worker process needs to load its own copy, ``OnnxPredictor(*spec, threads=1)``: the graph's
+        bytes, so every worker runs the file this process loaded even if it changes on disk meanwhile."""
+        model = self._model if isinstance(self._model, bytes) else Path(self._model).read_bytes()
+        return self.description, model, self.source
 
     def _predict(self, images: np.ndarray) -> np.ndarray:
         return self._session.run([self._output], {self._input: images})[0]

@@ -174,3 +174,15 @@ def test_an_onnx_model_runs_in_the_workers_with_the_same_rows(trained_run, learn
     counts = module.predict_files(predictor, inputs, there, workers=2, progress=False)
     assert counts["skipped"] == sum(expected is not None for _, expected in bad.values())
     assert _rows(there) == _rows(here)
+
+
+def test_workers_get_the_graph_the_main_process_loaded():
+    """An 8-bit graph loaded from a file reaches the workers as its bytes, not as a path to read again."""
+    from pathlib import Path
+
+    from cellscreen.serve.runtime import load_predictor
+
+    predictor = load_predictor("malaria", engine="int8")
+    description, graph, _ = predictor.worker_spec()
+    assert isinstance(graph, bytes) and graph == Path(predictor.source).read_bytes()
+    assert description["format"] == "onnx-int8"
