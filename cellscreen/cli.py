@@ -15,6 +15,7 @@ from pathlib import Path
 from cellscreen import __version__
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
+from cellscreen.memory import keep_freed_memory
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -667,6 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()  # every command allocates and frees large arrays: reuse them (cellscreen.memory)
     try:
         args.func(args)
     except UserError as exc:

@@ -55,3 +55,19 @@ def test_cheap_dropout_drops_at_the_rate_and_keeps_the_mean(p):
     assert not torch.equal(layer(x), y)  # and the next call draws a new one
     assert torch.equal(layer.eval()(x), x)
     assert layer.train()(x[:1, :1, :1, :3]).shape == (1, 1, 1, 3)  # sizes that are not a multiple of 4
+
+
+def test_cheap_dropout_mask_follows_the_memory_layout():
+    from cellscreen.models.layers import Dropout
+
+    layer = Dropout(0.3).train()
+    x = torch.ones(4, 8, 16, 16)
+    torch.manual_seed(2)
+    y = layer(x)
+    torch.manual_seed(2)
+    y_last = layer(x.contiguous(memory_format=torch.channels_last))
+    assert y_last.is_contiguous(memory_format=torch.channels_last)
+    # the same words land on the same places in memory, whatever the layout
+    assert torch.equal(y_last.permute(0, 2, 3, 1).flatten(), y.flatten())
+    sliced = layer(torch.ones(4, 16, 16, 16)[:, ::2])  # neither layout: the mask is laid out as the shape
+    assert sliced.shape == (4, 8, 16, 16) and 0.2 < float((sliced == 0).float().mean()) < 0.4
