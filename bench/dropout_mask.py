@@ -5,7 +5,9 @@
 Draws the words one training step of the seed malaria CNN needs (batch 16 at 128 px: its four dropout
 layers see 1,048,576, 524,288, 262,144 and 1,024 values, a word per four) both ways, alternating over
 ``--rounds`` rounds, and prints the best ms per step of each.  Then checks the numpy way's words: that
-``torch.manual_seed`` repeats them and that their 16-bit quarters are uniform.
+``torch.manual_seed`` repeats them and that their 16-bit quarters are uniform.  Last, the mask's memory
+layout: the four layers' bf16 channels-last inputs (as training under autocast sees them) multiplied by
+a mask laid out as the input (what ``Dropout`` does) and by one in the default contiguous layout.
 """
 
 from __future__ import annotations
@@ -41,6 +43,19 @@ def main() -> None:
                 for count in counts:
                     draw(count)
             best[name] = min(best[name], (time.perf_counter() - start) / 20 * 1000)
+    inputs = [torch.rand(16, n // (16 * side * side), side, side).to(torch.bfloat16) for n, side in
+              zip(VALUES[:3], (64, 32, 16))]
+    inputs = [x.contiguous(memory_format=torch.channels_last) for x in inputs] + [torch.rand(16, 64).to(torch.bfloat16)]
+    masks = {"mask laid out as its input": [torch.rand_like(x) for x in inputs],  # empty_like keeps the layout
+             "contiguous mask": [torch.rand(x.shape).to(torch.bfloat16) for x in inputs]}
+    layout_best = {name: float("inf") for name in masks}
+    for _ in range(args.rounds):
+        for name, scales in masks.items():
+            start = time.perf_counter()
+            for _ in range(20):
+                for x, scale in zip(inputs, scales):
+                    x * scale
+            layout_best[name] = min(layout_best[name], (time.perf_counter() - start) / 20 * 1000)
     torch.manual_seed(3)
     a = random_words(counts[0])
     torch.manual_seed(3)
@@ -49,7 +64,8 @@ def main() -> None:
     print(json.dumps({"words_per_step": counts, "ms_per_step_best": {k: round(v, 3) for k, v in best.items()},
                       "manual_seed_repeats": bool(torch.equal(a, b)),
                       "int16_mean": round(float(quarters.mean()), 1), "int16_std": round(float(quarters.std()), 1),
-                      "uniform_int16_std": round(65536 / 12 ** 0.5, 1)}))
+                      "uniform_int16_std": round(65536 / 12 ** 0.5, 1),
+                      "multiply_ms_per_step_best": {k: round(v, 3) for k, v in layout_best.items()}}))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 from cellscreen import __version__
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
-from cellscreen.memory import keep_freed_memory
+from cellscreen.cpu import tune_process
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -668,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    keep_freed_memory()  # every command allocates and frees large arrays: reuse them (cellscreen.memory)
+    tune_process()  # first, before PyTorch starts its threads (cellscreen/cpu.py)
     try:
         args.func(args)
     except UserError as exc:

@@ -25,6 +25,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, TensorDataset
 
 from cellscreen.config import TrainConfig, load_config
+from cellscreen.cpu import tune_process
 from cellscreen.engine.calibration import fit_temperature
 from cellscreen.engine.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
 from cellscreen.engine.curves import plot_learning_curves
@@ -33,7 +34,6 @@ from cellscreen.engine.inference import INFERENCE_BATCH, predict_logits, resolve
 from cellscreen.engine.module import CellClassifier
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
-from cellscreen.memory import keep_freed_memory
 from cellscreen.models import create_model, get_data_config, load_pretrained
 from cellscreen.models.transfer import replace_head, set_trainable
 
@@ -142,7 +142,7 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     same call runs under torchrun or SLURM on many GPUs and nodes.  Only the first process writes the
     checkpoint, curves and reports.
     """
-    keep_freed_memory()  # a third of a small CNN's CPU step went to fresh pages for freed feature maps
+    tune_process()  # freed memory kept, denormals flushed: each had cost a third of a small CNN's CPU step
     out = Path(out)
     devices = int(devices) if str(devices).isdigit() else devices
     distributed = strategy not in ("auto", "single_device") or devices != 1 or num_nodes > 1

@@ -10,7 +10,7 @@ try:
 except AttributeError:
     GLIBC = False
 
-ASK = "from cellscreen.memory import keep_freed_memory; print(keep_freed_memory(), keep_freed_memory())"
+ASK = "from cellscreen.cpu import keep_freed_memory; print(keep_freed_memory(), keep_freed_memory())"
 
 
 def _ask(env_value: str | None, monkeypatch) -> str:
@@ -34,7 +34,7 @@ def test_kept_memory_spares_the_kernel_its_page_faults():
     # system and are faulted in again on the next step
     probe = ("import resource, sys, torch\n"
              "from torch import nn\n"
-             "from cellscreen.memory import keep_freed_memory\n"
+             "from cellscreen.cpu import keep_freed_memory\n"
              "if sys.argv[1] == '1': keep_freed_memory()\n"
              "torch.set_num_threads(1)\n"
              "net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.MaxPool2d(2), nn.ReLU(), nn.Conv2d(16, 8, 3, padding=1))\n"
@@ -50,3 +50,21 @@ def test_kept_memory_spares_the_kernel_its_page_faults():
         faults[kept] = int(out.stdout.split()[-1])
     assert faults["0"] > 30 * 100, faults  # measured: about 800 page faults per step
     assert faults["1"] < 300, faults  # measured: none
+
+
+DENORMALS = ("import sys, torch\n"
+             "from cellscreen.cpu import tune_process\n"
+             "print(tune_process()['flush_denormals'])\n"
+             "torch.set_num_threads(2)\n"
+             "tiny = torch.full((1 << 20,), 1e-30) * 1e-10  # 1e-40: a denormal float32; split over both threads\n"
+             "print(int((tiny != 0).sum()))\n")
+
+
+@pytest.mark.parametrize("flush", ["1", "0"])
+def test_denormals_are_flushed_in_every_thread_unless_asked_not_to(flush, monkeypatch):
+    monkeypatch.setenv("CELLSCREEN_FLUSH_DENORMALS", flush)
+    out = subprocess.run([sys.executable, "-c", DENORMALS], capture_output=True, text=True, check=True).stdout.split()
+    if flush == "1":
+        assert out == ["True", "0"]  # every value flushed, in PyTorch's worker thread as well
+    else:
+        assert out == ["False", str(1 << 20)]
