@@ -49,7 +49,7 @@ def test_kept_memory_spares_the_kernel_its_page_faults():
         out = subprocess.run([sys.executable, "-c", probe, kept], capture_output=True, text=True, check=True)
         faults[kept] = int(out.stdout.split()[-1])
     assert faults["0"] > 30 * 100, faults  # measured: about 800 page faults per step
-    assert faults["1"] < 300, faults  # measured: none
+    assert faults["1"] * 10 < faults["0"], faults  # measured: none
 
 
 DENORMALS = ("import sys, torch\n"
