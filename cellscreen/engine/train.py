@@ -142,7 +142,7 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     same call runs under torchrun or SLURM on many GPUs and nodes.  Only the first process writes the
     checkpoint, curves and reports.
     """
-    tune_process()  # freed memory kept, denormals flushed: each had cost a third of a small CNN's CPU step
+    tune_process()  # freed memory kept, denormals flushed (cellscreen/cpu.py): a quarter of a small CNN's CPU step
     out = Path(out)
     devices = int(devices) if str(devices).isdigit() else devices
     distributed = strategy not in ("auto", "single_device") or devices != 1 or num_nodes > 1
