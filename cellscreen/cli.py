@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 from cellscreen import __version__
+from cellscreen.cpu import tune_process
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
-from cellscreen.cpu import tune_process
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
