@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from cellscreen import __version__
-from cellscreen.cpu import tune_process
+from cellscreen.cpu import keep_freed_memory
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
 
@@ -668,7 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    tune_process()  # first, before PyTorch starts its threads (cellscreen/cpu.py)
+    # every command frees and allocates large arrays (cellscreen/cpu.py); denormals are flushed by train(),
+    # since importing PyTorch here would add a second to the start of commands that do not need it
+    keep_freed_memory()
     try:
         args.func(args)
     except UserError as exc:

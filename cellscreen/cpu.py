@@ -21,8 +21,11 @@ after six epochs 29% of the seed malaria CNN's optimiser state was denormal, and
 a step took 5.5-6.6 ms instead of 2.5 ms (``bench/cpu_settings.py``).  ``flush_denormals`` sets
 the CPU to read and write them as zero (``torch.set_flush_denormal``), which moves each such value by less
 than 1.2e-38.  The setting belongs to a thread and is copied to the threads it starts, so it reaches
-PyTorch's worker threads only if made before they exist: ``cellscreen``'s commands make it first
-thing.
+PyTorch's worker threads only if made before they exist.  ``train()`` makes both settings first thing
+(in a ``cellscreen`` command, PyTorch has run nothing before it); every ``cellscreen`` command keeps
+freed memory from its start.  Denormals are not flushed at a command's start because that would mean
+importing PyTorch, which adds about a second to commands that do not need it (``predict`` on
+onnxruntime).
 
 Set ``CELLSCREEN_KEEP_FREED_MEMORY=0`` or ``CELLSCREEN_FLUSH_DENORMALS=0`` to leave either as it is.
 Freed memory is only kept with glibc (not on macOS, musl or Windows); denormals are flushed wherever
