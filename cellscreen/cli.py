@@ -669,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # every command frees and allocates large arrays (cellscreen/cpu.py); denormals are flushed by train(),
-    # since importing PyTorch here would add a second to the start of commands that do not need it
+    # since importing PyTorch here would add about two seconds to commands that do not need it
     keep_freed_memory()
     try:
         args.func(args)
