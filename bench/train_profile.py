@@ -50,7 +50,8 @@ def main() -> None:
                            weights_only=False)["optimizer_states"][0]["state"]
     values = [t for s in state.values() for t in s.values() if t.is_floating_point() and t.numel() > 1]
     tiny = torch.finfo(torch.float32).tiny
-    denormal = sum(int(((t != 0) & (t.abs() < tiny)).sum()) for t in values) / sum(t.numel() for t in values)
+    denormal = (sum(int(((t != 0) & (t.abs() < tiny)).sum()) for t in values) / sum(t.numel() for t in values)
+                if values else None)  # plain SGD keeps no state
     profiler = profilers[0]
     print(profiler.summary())
     seconds = {action: sum(times) for action, times in profiler.recorded_durations.items()}
@@ -67,7 +68,7 @@ def main() -> None:
                                             - ms("[Strategy]SingleDeviceStrategy.backward"), 1),
                       "validation_s_per_epoch": round(seconds["[Strategy]SingleDeviceStrategy.validation_step"]
                                                       / args.epochs, 2),
-                      "denormal_share_of_optimiser_state": round(denormal, 4)}))
+                      "denormal_share_of_optimiser_state": denormal if denormal is None else round(denormal, 4)}))
 
 
 if __name__ == "__main__":

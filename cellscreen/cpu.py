@@ -4,7 +4,7 @@
 to 32 MiB) with its own ``mmap`` and returns it with ``munmap`` when freed.  A CPU training step
 allocates and frees feature maps of a few MiB dozens of times, so every step asks the kernel for fresh
 pages and takes a page fault on each first touch: on the seed malaria CNN (batch 16, 128 px) that was a
-quarter of the step, most of it kernel time (``bench/cpu_settings.py``).  PyTorch's CPU tuning guide
+quarter of the step, much of it kernel time (``bench/cpu_settings.py``).  PyTorch's CPU tuning guide
 suggests swapping in jemalloc or tcmalloc for the same reason; ``keep_freed_memory`` does it with
 glibc's own settings, so nothing needs installing:
 
@@ -69,9 +69,11 @@ def flush_denormals() -> bool:
     """Have this thread, and the threads it starts from now on, treat denormal floats as zero (see the
     module's text); True if the CPU supports it."""
     if "denormals" not in _done:
-        import torch
+        _done["denormals"] = False
+        if _wanted("CELLSCREEN_FLUSH_DENORMALS"):  # checked first: turned off, PyTorch is not even imported
+            import torch
 
-        _done["denormals"] = _wanted("CELLSCREEN_FLUSH_DENORMALS") and torch.set_flush_denormal(True)
+            _done["denormals"] = torch.set_flush_denormal(True)
     return _done["denormals"]
 
 
