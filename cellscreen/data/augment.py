@@ -27,7 +27,9 @@ def augment_batch(images: torch.Tensor, *, rotate_flip: bool = True, color_jitte
 
     Dihedral symmetries are applied to uint8 pixels (exact); colour jitter
     (brightness and contrast factors in ``1 +- color_jitter``, per image) works
-    on floats in 0..1 and the result is returned as float.  torchvision's
+    on floats in 0..1 and the result is returned as float.  Without colour or
+    stain jitter uint8 pixels stay uint8, so that normalisation can lay them out
+    while still one byte per value (``normalise``).  torchvision's
     ColorJitter draws one set of factors per call, hence this batched version.
     Stain jitter imitates slides stained darker, lighter or with another tint:
     a gain in ``1 +- stain_jitter`` per colour channel and a saturation factor
@@ -42,6 +44,8 @@ def augment_batch(images: torch.Tensor, *, rotate_flip: bool = True, color_jitte
                 images[chosen] = torch.rot90(images[chosen], k, dims=(-2, -1))
         mirrored = torch.rand(images.shape[0]) < 0.5
         images[mirrored] = torch.flip(images[mirrored], dims=(-1,))
+    if color_jitter <= 0 and stain_jitter <= 0:
+        return images
     images = images.float() / 255.0 if images.dtype == torch.uint8 else images
     if color_jitter > 0:
         n = images.shape[0]

@@ -1,0 +1,89 @@
+"""The seed malaria CNN's training step with the earlier input path and dropout mask, and as it is now.
+
+    python bench/input_path_ab.py --rounds 24
+
+Batch 16 at 128 px, bf16 autocast, 2 threads, through cellscreen's training module, after
+``cellscreen.cpu.tune_process()`` as in training.  "before": ``augment_batch`` turned every batch into
+floats (``x / 255``) even with no colour or stain jitter to apply, so normalisation got floats and
+copied them into channels-last, and autocast copied them again into bf16; dropout converted its bool
+mask to the input's dtype.  "now": a batch with no jitter stays uint8 until normalisation, and the mask
+converts as uint8.  The two alternate over ``--rounds`` rounds of 6 steps, so a busy moment hurts both;
+prints the median and best ms per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import warnings
+
+import torch
+
+from cellscreen.config import load_config
+from cellscreen.cpu import tune_process
+from cellscreen.data.augment import augment_batch
+from cellscreen.engine import module as training_module
+from cellscreen.engine.module import CellClassifier
+from cellscreen.engine.train import build_model
+from cellscreen.models import layers
+from cellscreen.models.layers import random_words
+
+
+def _earlier_augment(images, **kwargs):
+    images = augment_batch(images, **kwargs)
+    return images.float() / 255.0 if images.dtype == torch.uint8 else images
+
+
+def _earlier_dropout(self, x):
+    if not self.training or self.p == 0:
+        return x
+    n = x.numel()
+    words = random_words((n + 3) // 4).view(torch.int16)[:n]
+    keep = words.as_strided(x.shape, x.stride()) >= round(self.p * 65536) - 32768
+    return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=24)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    tune_process()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", message=r".*self\.log\(\)")  # no Trainer to log to
+    config = load_config("seed_malaria_cnn", {"input_size": 128, "batch_size": 16}, ["schedule=none"])
+    images = torch.randint(0, 256, (16, 3, 128, 128), dtype=torch.uint8)
+    targets = torch.randint(0, 2, (16,))
+    torch.manual_seed(0)
+    module = CellClassifier(build_model(config, num_classes=2, input_size=128), config).train()
+    optimizer = module.configure_optimizers()
+    ways = {"before": (_earlier_augment, _earlier_dropout), "now": (augment_batch, layers.Dropout.forward)}
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = module.training_step((images, targets), 0)
+        loss.backward()
+        optimizer.step()
+
+    steps = {name: [] for name in ways}
+    try:
+        for _ in range(args.rounds):
+            for name, (augment, dropout) in ways.items():
+                training_module.augment_batch, layers.Dropout.forward = augment, dropout
+                step()
+                start = time.perf_counter()
+                for _ in range(6):
+                    step()
+                steps[name].append(1000 * (time.perf_counter() - start) / 6)
+    finally:
+        training_module.augment_batch, layers.Dropout.forward = ways["now"]
+    print(json.dumps({"rounds": args.rounds, "threads": args.threads, "batch_size": 16, "size": 128,
+                      "step_ms_median": {k: round(statistics.median(v), 1) for k, v in steps.items()},
+                      "step_ms_best": {k: round(min(v), 1) for k, v in steps.items()}}))
+
+
+if __name__ == "__main__":
+    main()
