@@ -12,6 +12,8 @@ can ship inside the package.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -23,20 +25,39 @@ def _conv_bn_relu(in_chans: int, out_chans: int) -> nn.Sequential:
                          nn.ReLU(inplace=True))
 
 
+def _pools_before_norm(stage: nn.Module) -> bool:
+    return (isinstance(stage, nn.Sequential) and len(stage) == 4 and isinstance(stage[1], nn.MaxPool2d)
+            and isinstance(stage[2], nn.BatchNorm2d))
+
+
 class CompactCNN(nn.Module):
     """One 3x3 conv + batch norm + ReLU per stage, ``widths`` channels, with 2x2
     max-pooling between stages, then global average pooling, dropout and a
     linear classifier.  Pooling rounds up, so a small input never pools to
-    nothing."""
+    nothing.
+
+    ``pool_before_norm`` moves each pooling from after a stage's ReLU to just
+    after its conv.  Max-pooling commutes with ReLU, and with batch norm's
+    per-channel scale where that scale is positive, so the network computes
+    nearly the same function; but batch norm and ReLU, whose training passes
+    are bound by memory speed on a CPU, then see a quarter of the values.
+    """
 
     def __init__(self, *, num_classes: int, in_chans: int = 3, widths: tuple[int, ...] = (32, 64, 128, 256),
-                 dropout: float = 0.2):
+                 dropout: float = 0.2, pool_before_norm: bool = False):
         super().__init__()
         layers, channels = [], in_chans
         for stage, width in enumerate(widths):
-            if stage:
-                layers.append(nn.MaxPool2d(2, ceil_mode=True))
-            layers.append(_conv_bn_relu(channels, width))
+            last = stage == len(widths) - 1
+            if pool_before_norm:
+                # conv, then the pooling, then batch norm and ReLU on a quarter of the values
+                conv = nn.Conv2d(channels, width, 3, padding=1, bias=False)
+                pool = [] if last else [nn.MaxPool2d(2, ceil_mode=True)]
+                layers.append(nn.Sequential(conv, *pool, nn.BatchNorm2d(width), nn.ReLU(inplace=True)))
+            else:
+                if stage:
+                    layers.append(nn.MaxPool2d(2, ceil_mode=True))
+                layers.append(_conv_bn_relu(channels, width))
             channels = width
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
@@ -44,6 +65,23 @@ class CompactCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+    def for_inference(self) -> nn.Module:
+        """An eval-mode copy that gives the same outputs in the form inference runtimes fuse best.
+
+        In a ``pool_before_norm`` stage whose batch norm scales every channel by a non-negative factor,
+        batch norm is a non-decreasing map per channel, so it commutes with max-pooling, and so does
+        ReLU: the copy runs conv, batch norm, ReLU, then the pooling, which onnxruntime runs as one
+        fused conv followed by a pooling.  A stage with a negative scale stays as it is.  Without
+        ``pool_before_norm`` this is the model itself.
+        """
+        if not any(_pools_before_norm(stage) for stage in self.features):
+            return self
+        model = copy.deepcopy(self).eval()
+        for stage in model.features:
+            if _pools_before_norm(stage) and bool((stage[2].weight >= 0).all()):  # the scale's sign is the weight's
+                stage[1], stage[2], stage[3] = stage[2], stage[3], stage[1]  # conv, norm, ReLU, pool
+        return model
 
 
 @register_model("compact_cnn", data_config=DataConfig(input_size=48), classifier="head",
@@ -56,3 +94,10 @@ def compact_cnn(*, num_classes: int, in_chans: int = 3, input_size: int = 48) ->
                 description="cellscreen's default CNN: conv 32-64-128-192-256-256 + BN, max-pool, global pool")
 def compact_cnn6(*, num_classes: int, in_chans: int = 3, input_size: int = 64) -> nn.Module:
     return CompactCNN(num_classes=num_classes, in_chans=in_chans, widths=(32, 64, 128, 192, 256, 256))
+
+
+@register_model("compact_cnn6p", data_config=DataConfig(input_size=64), classifier="head",
+                description="compact_cnn6 with each pooling before its batch norm: the same convs, a faster CPU step")
+def compact_cnn6p(*, num_classes: int, in_chans: int = 3, input_size: int = 64) -> nn.Module:
+    return CompactCNN(num_classes=num_classes, in_chans=in_chans, widths=(32, 64, 128, 192, 256, 256),
+                      pool_before_norm=True)

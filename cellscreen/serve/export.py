@@ -96,7 +96,10 @@ def _wrapped(checkpoint: Checkpoint, normalise_as_conv: bool = False) -> Exporte
         raise UserError(f"only a trained network can be exported; this checkpoint is a {checkpoint.meta['kind']} "
                         "(predict and serve run it as it is)")
     config = checkpoint.data_config
-    return ExportedModel(checkpoint.model.float().eval(), config.mean, config.std,
+    model = checkpoint.model.float().eval()
+    if hasattr(model, "for_inference"):  # e.g. compact_cnn6p: the same outputs, in a form onnxruntime fuses
+        model = model.for_inference()
+    return ExportedModel(model, config.mean, config.std,
                          getattr(checkpoint.model, "temperature", 1.0),
                          bool(getattr(checkpoint.model, "single_logit", False)), normalise_as_conv).eval()
 

@@ -47,7 +47,10 @@ def test_cheap_dropout_drops_at_the_rate_and_keeps_the_mean(p):
     y = layer(x)
     dropped = float((y == 0).float().mean())
     assert abs(dropped - p) < 0.005  # 1M values: the binomial spread is about 0.0005
-    torch.testing.assert_close(y[y != 0], torch.full_like(y[y != 0], 1 / (1 - p)))
+    q, bits = layer.rate()
+    assert bits == 8 and abs(q - p) <= 0.01 * p  # these rates take 8-bit draws
+    torch.testing.assert_close(y[y != 0], torch.full_like(y[y != 0], 1 / (1 - q)))
+    assert abs(float(y.mean()) - 1) < 0.005  # the mean is kept
     y.sum().backward()
     assert torch.equal(x.grad, y.detach())  # the gradient passes where the value was kept, scaled alike
     torch.manual_seed(1)
@@ -55,6 +58,18 @@ def test_cheap_dropout_drops_at_the_rate_and_keeps_the_mean(p):
     assert not torch.equal(layer(x), y)  # and the next call draws a new one
     assert torch.equal(layer.eval()(x), x)
     assert layer.train()(x[:1, :1, :1, :3]).shape == (1, 1, 1, 3)  # sizes that are not a multiple of 4
+
+
+@pytest.mark.parametrize("p, bits", [(0.1, 16), (0.05, 16), (0.001, 16), (0.25, 8), (0.7, 8)])
+def test_cheap_dropout_takes_16_bit_draws_where_8_bits_would_move_the_rate(p, bits):
+    from cellscreen.models.layers import Dropout
+
+    layer = Dropout(p).train()
+    q, got = layer.rate()
+    assert got == bits and abs(q - p) <= 0.01 * p
+    torch.manual_seed(3)
+    y = layer(torch.ones(256, 64, 64))
+    assert abs(float((y == 0).float().mean()) - p) < 0.05 * p + 1e-4  # 1M values; small rates too
 
 
 def test_cheap_dropout_mask_follows_the_memory_layout():
