@@ -32,7 +32,7 @@ class TrainConfig:
     train_limit: int | None = None  # train on at most this many training cells (a class-stratified sample)
     split_seed: int = 0
     # model
-    model: str = "compact_cnn6"
+    model: str = "compact_cnn6p"
     input_size: int | None = None  # None: the model's own
     pretrained: str | None = None  # weights file, http(s) URL or "imagenet" (torchvision/timm cache)
     init_from: str | None = None  # a cellscreen run or checkpoint to start from (its model and input size)
