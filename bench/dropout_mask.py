@@ -3,11 +3,14 @@
     python bench/dropout_mask.py --rounds 5
 
 Draws the words one training step of the seed malaria CNN needs (batch 16 at 128 px: its four dropout
-layers see 1,048,576, 524,288, 262,144 and 1,024 values, a word per four) both ways, alternating over
+layers see 1,048,576, 524,288, 262,144 and 1,024 values, a word per eight: their rates take 8-bit draws)
+both ways, alternating over
 ``--rounds`` rounds, and prints the best ms per step of each.  Then checks the numpy way's words: that
-``torch.manual_seed`` repeats them and that their 16-bit quarters are uniform.  Last, the mask's memory
+``torch.manual_seed`` repeats them and that their 16-bit quarters and 8-bit eighths are uniform.  Last, the mask's memory
 layout: the four layers' bf16 channels-last inputs (as training under autocast sees them) multiplied by
-a mask laid out as the input (what ``Dropout`` does) and by one in the default contiguous layout.
+a mask laid out as the input (what ``Dropout`` does) and by one in the default contiguous layout.  And
+the mask's conversion from bool to the input's dtype, directly and with the bytes read as uint8 (what
+``Dropout`` does).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    counts = [(n + 3) // 4 for n in VALUES]
+    counts = [(n + 7) // 8 for n in VALUES]
     ways = {"torch.randint": _torch_words, "random_words (numpy SFC64 above 16,384 words)": random_words}
     best = {name: float("inf") for name in ways}
     for _ in range(args.rounds):
@@ -56,6 +59,17 @@ def main() -> None:
                 for x, scale in zip(inputs, scales):
                     x * scale
             layout_best[name] = min(layout_best[name], (time.perf_counter() - start) / 20 * 1000)
+    # the mask's conversion to the input's dtype: bool as it is, and the same bytes read as uint8
+    keeps = [torch.rand_like(x) >= 0.3 for x in inputs]
+    conversions = {"bool": lambda keep, x: keep.to(x.dtype), "uint8 view": lambda keep, x: keep.view(torch.uint8).to(x.dtype)}
+    conversion_best = {name: float("inf") for name in conversions}
+    for _ in range(args.rounds):
+        for name, convert in conversions.items():
+            start = time.perf_counter()
+            for _ in range(20):
+                for x, keep in zip(inputs, keeps):
+                    convert(keep, x)
+            conversion_best[name] = min(conversion_best[name], (time.perf_counter() - start) / 20 * 1000)
     torch.manual_seed(3)
     a = random_words(counts[0])
     torch.manual_seed(3)
@@ -65,7 +79,10 @@ def main() -> None:
                       "manual_seed_repeats": bool(torch.equal(a, b)),
                       "int16_mean": round(float(quarters.mean()), 1), "int16_std": round(float(quarters.std()), 1),
                       "uniform_int16_std": round(65536 / 12 ** 0.5, 1),
-                      "multiply_ms_per_step_best": {k: round(v, 3) for k, v in layout_best.items()}}))
+                      "int8_mean": round(float(a.view(torch.int8).float().mean()), 2),
+                      "int8_std": round(float(a.view(torch.int8).float().std()), 2), "uniform_int8_std": round(256 / 12 ** 0.5, 2),
+                      "multiply_ms_per_step_best": {k: round(v, 3) for k, v in layout_best.items()},
+                      "mask_conversion_ms_per_step_best": {k: round(v, 3) for k, v in conversion_best.items()}}))
 
 
 if __name__ == "__main__":
