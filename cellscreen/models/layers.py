@@ -45,7 +45,7 @@ class Dropout(nn.Dropout):
         for bits in (8, 16):
             steps = 1 << bits
             q = round(self.p * steps) / steps
-            if abs(q - self.p) <= 0.01 * self.p or bits == 16:
+            if (abs(q - self.p) <= 0.01 * self.p and q < 1) or bits == 16:
                 return q, bits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,6 +54,8 @@ class Dropout(nn.Dropout):
         if x.device.type != "cpu" or self.p >= 1:
             return super().forward(x)
         q, bits = self.rate()
+        if q >= 1:  # p within 1/131072 of 1: PyTorch's own mask
+            return super().forward(x)
         per_word = 64 // bits
         n = x.numel()
         words = random_words((n + per_word - 1) // per_word).view(torch.int8 if bits == 8 else torch.int16)[:n]

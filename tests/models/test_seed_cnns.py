@@ -60,7 +60,7 @@ def test_cheap_dropout_drops_at_the_rate_and_keeps_the_mean(p):
     assert layer.train()(x[:1, :1, :1, :3]).shape == (1, 1, 1, 3)  # sizes that are not a multiple of 4
 
 
-@pytest.mark.parametrize("p, bits", [(0.1, 16), (0.05, 16), (0.001, 16), (0.25, 8), (0.7, 8)])
+@pytest.mark.parametrize("p, bits", [(0.1, 16), (0.05, 16), (0.001, 16), (0.25, 8), (0.7, 8), (0.999, 16)])
 def test_cheap_dropout_takes_16_bit_draws_where_8_bits_would_move_the_rate(p, bits):
     from cellscreen.models.layers import Dropout
 
@@ -70,6 +70,16 @@ def test_cheap_dropout_takes_16_bit_draws_where_8_bits_would_move_the_rate(p, bi
     torch.manual_seed(3)
     y = layer(torch.ones(256, 64, 64))
     assert abs(float((y == 0).float().mean()) - p) < 0.05 * p + 1e-4  # 1M values; small rates too
+    assert torch.isfinite(y).all()
+
+
+def test_cheap_dropout_next_to_one_falls_back_to_pytorch():
+    from cellscreen.models.layers import Dropout
+
+    layer = Dropout(1 - 1e-7).train()
+    assert layer.rate()[0] == 1
+    y = layer(torch.ones(1000))
+    assert torch.isfinite(y).all() and float((y == 0).float().mean()) > 0.99
 
 
 def test_cheap_dropout_mask_follows_the_memory_layout():
