@@ -3,14 +3,13 @@
     python bench/dropout_mask.py --rounds 5
 
 Draws the words one training step of the seed malaria CNN needs (batch 16 at 128 px: its four dropout
-layers see 1,048,576, 524,288, 262,144 and 1,024 values, a word per eight: their rates take 8-bit draws)
-both ways, alternating over
-``--rounds`` rounds, and prints the best ms per step of each.  Then checks the numpy way's words: that
-``torch.manual_seed`` repeats them and that their 16-bit quarters and 8-bit eighths are uniform.  Last, the mask's memory
-layout: the four layers' bf16 channels-last inputs (as training under autocast sees them) multiplied by
-a mask laid out as the input (what ``Dropout`` does) and by one in the default contiguous layout.  And
-the mask's conversion from bool to the input's dtype, directly and with the bytes read as uint8 (what
-``Dropout`` does).
+layers see 1,048,576, 524,288, 262,144 and 1,024 values, a word per eight, since their rates take 8-bit
+draws) both ways, alternating over ``--rounds`` rounds, and prints the best ms per step of each.  Then
+checks the numpy way's words: that ``torch.manual_seed`` repeats them and that their 16-bit quarters and
+8-bit eighths are uniform.  Then the mask's memory layout: the four layers' bf16 channels-last inputs
+(as training under autocast sees them) multiplied by a mask laid out as the input (what ``Dropout``
+does) and by one in the default contiguous layout.  Last, the mask's conversion from bool to the
+input's dtype, directly and with the bytes read as uint8 (what ``Dropout`` does).
 """
 
 from __future__ import annotations
@@ -61,7 +60,8 @@ def main() -> None:
             layout_best[name] = min(layout_best[name], (time.perf_counter() - start) / 20 * 1000)
     # the mask's conversion to the input's dtype: bool as it is, and the same bytes read as uint8
     keeps = [torch.rand_like(x) >= 0.3 for x in inputs]
-    conversions = {"bool": lambda keep, x: keep.to(x.dtype), "uint8 view": lambda keep, x: keep.view(torch.uint8).to(x.dtype)}
+    conversions = {"bool": lambda keep, x: keep.to(x.dtype),
+                   "uint8 view": lambda keep, x: keep.view(torch.uint8).to(x.dtype)}
     conversion_best = {name: float("inf") for name in conversions}
     for _ in range(args.rounds):
         for name, convert in conversions.items():
@@ -80,7 +80,8 @@ def main() -> None:
                       "int16_mean": round(float(quarters.mean()), 1), "int16_std": round(float(quarters.std()), 1),
                       "uniform_int16_std": round(65536 / 12 ** 0.5, 1),
                       "int8_mean": round(float(a.view(torch.int8).float().mean()), 2),
-                      "int8_std": round(float(a.view(torch.int8).float().std()), 2), "uniform_int8_std": round(256 / 12 ** 0.5, 2),
+                      "int8_std": round(float(a.view(torch.int8).float().std()), 2),
+                      "uniform_int8_std": round(256 / 12 ** 0.5, 2),
                       "multiply_ms_per_step_best": {k: round(v, 3) for k, v in layout_best.items()},
                       "mask_conversion_ms_per_step_best": {k: round(v, 3) for k, v in conversion_best.items()}}))
 

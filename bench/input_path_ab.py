@@ -8,8 +8,8 @@ floats (``x / 255``) even with no colour or stain jitter to apply, so normalisat
 copied them into channels-last, and autocast copied them again into bf16; dropout converted its bool
 mask to the input's dtype, and drew 16 bits per value.  "now": a batch with no jitter stays uint8 until
 normalisation, and the mask converts as uint8 and takes 8 bits per value (the seed CNN's rates 0.2, 0.3
-and 0.5 are multiples of 1/256 within 1%).  The two alternate over ``--rounds`` rounds of 6 steps, so a busy moment hurts both;
-prints the median and best ms per step.
+and 0.5 are multiples of 1/256 within 1%).  The two alternate over ``--rounds`` rounds of 6 steps, so a
+busy moment hurts both; prints the median and best ms per step.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ def test_inference_form_gives_the_same_outputs_and_leaves_a_negative_scale_alone
     fast = model.for_inference()
     assert fast is not model and not fast.training
     orders = [_order(stage) for stage in fast.features]
-    assert orders[2] == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]  # reordering it would not be exact: kept as it is
+    assert orders[2] == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]  # reordering would not be exact: kept
     assert orders[0] == orders[1] == orders[3] == orders[4] == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"]
     assert _order(model.features[0]) == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]  # the original is untouched
     x = torch.randn(4, 3, 45, 45)  # odd sizes: the rounded-up pooling windows at the edges too
