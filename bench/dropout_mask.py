@@ -29,6 +29,18 @@ def _torch_words(count: int) -> torch.Tensor:
     return torch.randint(-2**63, 2**63 - 1, (count,), dtype=torch.int64)
 
 
+def _best_ms(ways: dict, run, rounds: int) -> dict[str, float]:
+    """The best ms over ``rounds`` rounds of 20 calls of ``run(way)`` for each of ``ways``, alternated."""
+    best = {name: float("inf") for name in ways}
+    for _ in range(rounds):
+        for name, way in ways.items():
+            start = time.perf_counter()
+            for _ in range(20):
+                run(way)
+            best[name] = min(best[name], (time.perf_counter() - start) / 20 * 1000)
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -37,39 +49,19 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     counts = [(n + 7) // 8 for n in VALUES]
     ways = {"torch.randint": _torch_words, "random_words (numpy SFC64 above 16,384 words)": random_words}
-    best = {name: float("inf") for name in ways}
-    for _ in range(args.rounds):
-        for name, draw in ways.items():
-            start = time.perf_counter()
-            for _ in range(20):
-                for count in counts:
-                    draw(count)
-            best[name] = min(best[name], (time.perf_counter() - start) / 20 * 1000)
+    best = _best_ms(ways, lambda draw: [draw(count) for count in counts], args.rounds)
     inputs = [torch.rand(16, n // (16 * side * side), side, side).to(torch.bfloat16) for n, side in
               zip(VALUES[:3], (64, 32, 16))]
     inputs = [x.contiguous(memory_format=torch.channels_last) for x in inputs] + [torch.rand(16, 64).to(torch.bfloat16)]
     masks = {"mask laid out as its input": [torch.rand_like(x) for x in inputs],  # empty_like keeps the layout
              "contiguous mask": [torch.rand(x.shape).to(torch.bfloat16) for x in inputs]}
-    layout_best = {name: float("inf") for name in masks}
-    for _ in range(args.rounds):
-        for name, scales in masks.items():
-            start = time.perf_counter()
-            for _ in range(20):
-                for x, scale in zip(inputs, scales):
-                    x * scale
-            layout_best[name] = min(layout_best[name], (time.perf_counter() - start) / 20 * 1000)
+    layout_best = _best_ms(masks, lambda scales: [x * scale for x, scale in zip(inputs, scales)], args.rounds)
     # the mask's conversion to the input's dtype: bool as it is, and the same bytes read as uint8
     keeps = [torch.rand_like(x) >= 0.3 for x in inputs]
     conversions = {"bool": lambda keep, x: keep.to(x.dtype),
                    "uint8 view": lambda keep, x: keep.view(torch.uint8).to(x.dtype)}
-    conversion_best = {name: float("inf") for name in conversions}
-    for _ in range(args.rounds):
-        for name, convert in conversions.items():
-            start = time.perf_counter()
-            for _ in range(20):
-                for x, keep in zip(inputs, keeps):
-                    convert(keep, x)
-            conversion_best[name] = min(conversion_best[name], (time.perf_counter() - start) / 20 * 1000)
+    conversion_best = _best_ms(conversions, lambda convert: [convert(keep, x) for x, keep in zip(inputs, keeps)],
+                               args.rounds)
     torch.manual_seed(3)
     a = random_words(counts[0])
     torch.manual_seed(3)

@@ -18,18 +18,16 @@ import argparse
 import json
 import statistics
 import time
-import warnings
 
 import torch
 
 from cellscreen.config import load_config
-from cellscreen.cpu import tune_process
 from cellscreen.data.augment import augment_batch
-from cellscreen.engine import module as training_module
-from cellscreen.engine.module import CellClassifier
-from cellscreen.engine.train import build_model
+from cellscreen.engine import module as module_code
 from cellscreen.models import layers
 from cellscreen.models.layers import random_words
+
+from _training import set_up, train_step, training_module  # this folder's shared set-up
 
 
 def _earlier_augment(images, **kwargs):
@@ -51,36 +49,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=24)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    tune_process()
-    torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore", message=r".*self\.log\(\)")  # no Trainer to log to
+    set_up(args.threads)
     config = load_config("seed_malaria_cnn", {"input_size": 128, "batch_size": 16}, ["schedule=none"])
     images = torch.randint(0, 256, (16, 3, 128, 128), dtype=torch.uint8)
     targets = torch.randint(0, 2, (16,))
-    torch.manual_seed(0)
-    module = CellClassifier(build_model(config, num_classes=2, input_size=128), config).train()
-    optimizer = module.configure_optimizers()
+    module, optimizer = training_module(config, 128)
     ways = {"before": (_earlier_augment, _earlier_dropout), "now": (augment_batch, layers.Dropout.forward)}
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = module.training_step((images, targets), 0)
-        loss.backward()
-        optimizer.step()
-
     steps = {name: [] for name in ways}
     try:
         for _ in range(args.rounds):
             for name, (augment, dropout) in ways.items():
-                training_module.augment_batch, layers.Dropout.forward = augment, dropout
-                step()
+                module_code.augment_batch, layers.Dropout.forward = augment, dropout
+                train_step(module, optimizer, images, targets)  # warm-up
                 start = time.perf_counter()
                 for _ in range(6):
-                    step()
+                    train_step(module, optimizer, images, targets)
                 steps[name].append(1000 * (time.perf_counter() - start) / 6)
     finally:
-        training_module.augment_batch, layers.Dropout.forward = ways["now"]
+        module_code.augment_batch, layers.Dropout.forward = ways["now"]
     print(json.dumps({"rounds": args.rounds, "threads": args.threads, "batch_size": 16, "size": 128,
                       "step_ms_median": {k: round(statistics.median(v), 1) for k, v in steps.items()},
                       "step_ms_best": {k: round(min(v), 1) for k, v in steps.items()}}))

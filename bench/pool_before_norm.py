@@ -14,24 +14,14 @@ import argparse
 import json
 import statistics
 import time
-import warnings
 
 import torch
 
 from cellscreen.config import load_config
-from cellscreen.cpu import tune_process
-from cellscreen.engine.module import CellClassifier
-from cellscreen.engine.train import build_model
+
+from _training import set_up, train_step, training_module  # this folder's shared set-up
 
 MODELS = ("compact_cnn6", "compact_cnn6p")
-
-
-def _step(module, optimizer, images, targets) -> None:
-    optimizer.zero_grad(set_to_none=True)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = module.training_step((images, targets), 0)
-    loss.backward()
-    optimizer.step()
 
 
 def main() -> None:
@@ -39,23 +29,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    tune_process()
-    torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore", message=r".*self\.log\(\)")  # no Trainer to log to
+    set_up(args.threads)
     images = torch.randint(0, 256, (64, 3, 64, 64), dtype=torch.uint8)
     targets = torch.randint(0, 2, (64,))
     steps = {}
     for name in MODELS:
-        config = load_config("default", {"model": name}, ["schedule=none"])
-        torch.manual_seed(0)
-        module = CellClassifier(build_model(config, num_classes=2, input_size=64), config).train()
-        steps[name] = (module, module.configure_optimizers(), [])
+        steps[name] = (*training_module(load_config("default", {"model": name}, ["schedule=none"]), 64), [])
     for _ in range(args.rounds):
         for module, optimizer, times in steps.values():
-            _step(module, optimizer, images, targets)  # warm-up
+            train_step(module, optimizer, images, targets)  # warm-up
             start = time.perf_counter()
             for _ in range(4):
-                _step(module, optimizer, images, targets)
+                train_step(module, optimizer, images, targets)
             times.append(1000 * (time.perf_counter() - start) / 4)
     print(json.dumps({"rounds": args.rounds, "threads": args.threads, "batch_size": 64, "size": 64,
                       "step_ms_median": {k: round(statistics.median(v[2]), 1) for k, v in steps.items()},

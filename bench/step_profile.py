@@ -15,15 +15,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-import warnings
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 from cellscreen.config import load_config
-from cellscreen.cpu import tune_process
-from cellscreen.engine.module import CellClassifier
-from cellscreen.engine.train import build_model
+from cellscreen.models import get_data_config
+
+from _training import set_up, train_step, training_module  # this folder's shared set-up
 
 
 def main() -> None:
@@ -35,34 +34,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rows", type=int, default=25)
     args = parser.parse_args()
-    tune_process()
-    torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore", message=r".*self\.log\(\)")  # no Trainer to log to
+    set_up(args.threads)
     config = load_config(args.preset, {}, ["schedule=none", *args.set])
-    size = config.input_size or 64
-    torch.manual_seed(0)
-    module = CellClassifier(build_model(config, num_classes=2, input_size=size), config).train()
-    optimizer = module.configure_optimizers()
-    images = torch.randint(0, 256, (config.batch_size, 3, size, size), dtype=torch.uint8)
-    targets = torch.randint(0, 2, (config.batch_size,))
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = module.training_step((images, targets), 0)
-        loss.backward()
-        optimizer.step()
-
+    size = config.input_size or get_data_config(config.model).input_size  # as train() picks it
+    module, optimizer = training_module(config, size)
+    batch = (torch.randint(0, 256, (config.batch_size, 3, size, size), dtype=torch.uint8),
+             torch.randint(0, 2, (config.batch_size,)))
     for _ in range(args.warmup):
-        step()
+        train_step(module, optimizer, *batch)
     times = []
     for _ in range(args.steps):
         start = time.perf_counter()
-        step()
+        train_step(module, optimizer, *batch)
         times.append(1000 * (time.perf_counter() - start))
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(args.steps):
-            step()
+            train_step(module, optimizer, *batch)
     print(f"{config.model} at {size} px, batch {config.batch_size}: {statistics.median(times):.1f} ms per step "
           f"(median of {args.steps}, without the profiler)")
     events = sorted(prof.key_averages(group_by_input_shape=True), key=lambda e: -e.self_cpu_time_total)
