@@ -81,7 +81,10 @@ class CompactCNN(nn.Module):
             return self
         model = copy.deepcopy(self).eval()
         for stage in model.features:
-            if _pools_before_norm(stage) and bool((stage[2].weight >= 0).all()):  # the scale's sign is the weight's
+            norm = stage[2] if _pools_before_norm(stage) else None
+            # the scale is weight / sqrt(var + eps): its sign is the weight's (without a weight, positive);
+            # a NaN weight compares false and leaves the stage as it is
+            if norm is not None and (norm.weight is None or bool((norm.weight >= 0).all())):
                 stage[1], stage[2], stage[3] = stage[2], stage[3], stage[1]  # conv, norm, ReLU, pool
         return model
 

@@ -65,6 +65,6 @@ class Dropout(nn.Dropout):
         dense = x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last))
         keep = (words.as_strided(x.shape, x.stride()) if dense else words.view(x.shape)) >= threshold
         # bool -> float conversion is not vectorised on the CPU; the same bytes read as uint8 convert about
-        # 6x faster (1M values: 0.67 -> 0.10 ms)
+        # 6x faster (the seed CNN's four masks: 1.61 -> 0.25 ms, bench/dropout_mask.py)
         scale = keep.view(torch.uint8).to(x.dtype).mul_(1.0 / (1.0 - q))  # one multiply forward and one backward
         return x * scale

@@ -81,3 +81,19 @@ def test_export_runs_the_reordered_form(tmp_path):
     made_by = {out: node.op_type for node in graph.node for out in node.output}
     pools = [node for node in graph.node if node.op_type == "MaxPool"]
     assert len(pools) == 5 and all(made_by[node.input[0]] == "Relu" for node in pools)
+
+
+def test_inference_form_of_a_norm_without_weights_and_of_a_nan_weight():
+    model = _with_statistics(create_model("compact_cnn6p", num_classes=2))
+    plain = nn.BatchNorm2d(64, affine=False).eval()  # scales by 1 / sqrt(var + eps): always positive
+    plain.running_mean.copy_(torch.randn(64) * 0.1)
+    plain.running_var.copy_(torch.rand(64) + 0.5)
+    model.features[1][2] = plain
+    with torch.no_grad():
+        model.features[3][2].weight[0] = float("nan")  # a damaged weight: no claim about its sign
+    fast = model.for_inference()
+    assert _order(fast.features[1])[-1] == "MaxPool2d"
+    assert _order(fast.features[3]) == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(fast.features[1](fast.features[0](x)), model.features[1](model.features[0](x)))
