@@ -41,7 +41,8 @@ def main() -> None:
 
     checkpoint = load_checkpoint(args.run)
     config = load_config(str(Path(args.run) / "config.yaml"))
-    data = prepare_data(config, data=None, input_size=checkpoint.data_config.input_size, progress=False)
+    data = prepare_data(config, data=None, input_size=checkpoint.data_config.input_size,
+                        interpolation=checkpoint.data_config.interpolation, progress=False)
     test = data.subsets["test"]
     score = predict_proba(checkpoint.model, test.images.permute(0, 2, 3, 1).numpy())[:, 1]
     truth = test.targets.numpy()

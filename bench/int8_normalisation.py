@@ -1,9 +1,11 @@
-"""The exported graph's input normalisation written two ways, in fp32 and int8: speed and agreement.
+"""The exported graph's input normalisation written three ways, in fp32 and int8: speed and agreement.
 
     CELLSCREEN_DATA=../shared/data python bench/int8_normalisation.py --model malaria
 
 "sub_div" is ``(x - mean) / std`` (what the fp32 export keeps); "conv" is the same as a 1x1 convolution per
-channel (what the int8 export uses).  Both int8 graphs are calibrated on the same 256 real cells.  Each
+channel (what the int8 export used before); "fold" divides the first convolution's weights by ``std`` and
+subtracts the mean as a whole map (what the int8 export uses).  All int8 graphs are calibrated on the same
+256 real cells.  Each
 graph runs on one thread over the same batches, the variants alternating over ``--rounds``; prints the best
 ms per cell of each and how far each variant's probabilities are from "sub_div" of the same precision;
 with ``--profile``, also onnxruntime's profile of each int8 graph (percent of node time per operator type).
@@ -35,8 +37,8 @@ def main() -> None:
     calibration, check = cells[0::2], cells[1::2]
     description = export.describe(checkpoint, "onnx-int8")
     sessions, blobs = {}, {}
-    for variant in ("sub_div", "conv"):
-        blob = export.onnx_bytes(checkpoint, normalise_as_conv=variant == "conv")
+    for variant in export.NORMALISATIONS:
+        blob = export.onnx_bytes(checkpoint, normalise=variant)
         blobs[variant] = export.quantize_int8(blob, calibration, description)
         sessions[(variant, "fp32")] = onnx_session(blob, 1)
         sessions[(variant, "int8")] = onnx_session(blobs[variant], 1)
@@ -52,7 +54,7 @@ def main() -> None:
     proba = {key: session.run(None, {INPUT_NAME: check})[0] for key, session in sessions.items()}
     shares = {}
     if args.profile:  # onnxruntime's own profiler: the share of each operator type in each int8 graph
-        for variant in ("sub_div", "conv"):
+        for variant in export.NORMALISATIONS:
             shares[f"{variant} int8"] = _operator_shares(blobs[variant], batch)
     result = {"model": args.model, "cells": where, "threads": 1, "batch": len(batch), "ms_per_cell": {}}
     for (variant, precision), ms in best.items():

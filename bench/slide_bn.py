@@ -48,7 +48,8 @@ def main() -> None:
         run = f"{args.cv}/fold{fold}"
         checkpoint = load_checkpoint(run)
         data = prepare_data(load_config(f"{run}/config.yaml"), data=None,
-                            input_size=checkpoint.data_config.input_size, progress=False)
+                            input_size=checkpoint.data_config.input_size,
+                            interpolation=checkpoint.data_config.interpolation, progress=False)
         test = data.subsets["test"]
         targets = test.targets.numpy()
         pixels = test.images.permute(0, 2, 3, 1).numpy()

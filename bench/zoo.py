@@ -135,7 +135,8 @@ def _test_images(run: Path, checkpoint):
     from cellscreen.engine.data import prepare_data
 
     config = load_config(str(run / "config.yaml"))
-    data = prepare_data(config, data=None, input_size=checkpoint.data_config.input_size, progress=False)
+    data = prepare_data(config, data=None, input_size=checkpoint.data_config.input_size,
+                        interpolation=checkpoint.data_config.interpolation, progress=False)
     return data.subsets["test"].images[:1024].permute(0, 2, 3, 1).numpy()
 
 

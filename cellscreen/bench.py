@@ -187,15 +187,17 @@ def _copy_spread(root: Path, limit: int, into: Path) -> int:
 
 
 def cache_build(dataset: str = "malaria-nih", *, data: str | None = None, size: int = 128, limit: int | None = None,
-                workers: int | None = None) -> dict:
+                workers: int | None = None, interpolation: str | None = None) -> dict:
     """Index the dataset folder (read, hash, full decode) and build its cache at ``size`` into a fresh
     temporary folder, as ``bench/cache_build.py`` does.  With ``limit``, a spread of that many files is
     first copied into a temporary folder (not timed) and only those are indexed and cached."""
     from cellscreen.data.cache import CacheSpec, build_cache
+    from cellscreen.data.images import DEFAULT_INTERPOLATION
     from cellscreen.data.index import scan_dataset
     from cellscreen.data.parallel import default_workers
     from cellscreen.data.sources import get_profile, resolve_dataset_dir
 
+    interpolation = interpolation or DEFAULT_INTERPOLATION
     profile = get_profile(dataset)
     root = resolve_dataset_dir(profile, data)
     workers = default_workers() if workers is None else workers
@@ -209,12 +211,13 @@ def cache_build(dataset: str = "malaria-nih", *, data: str | None = None, size: 
         index_seconds = time.perf_counter() - start
         if not index.records:
             raise UserError(f"no readable images in {root}")
-        cache = build_cache(source, index.records, CacheSpec(size=size, border_crop=profile.border_crop),
-                            cache_dir=Path(tmp) / "cache", workers=workers, progress=False)
+        spec = CacheSpec(size=size, border_crop=profile.border_crop, interpolation=interpolation)
+        cache = build_cache(source, index.records, spec, cache_dir=Path(tmp) / "cache", workers=workers,
+                            progress=False)
     files, images = len(index.records), len(cache.row_of)
     total = index_seconds + cache.seconds
     return record("cache", dataset=dataset, folder=str(root), limit=limit, files=files, images=images, size=size,
-                  workers=workers, index_seconds=_round(index_seconds), index_images_per_s=_round(files / index_seconds, 1),
+                  interpolation=interpolation, workers=workers, index_seconds=_round(index_seconds), index_images_per_s=_round(files / index_seconds, 1),
                   cache_seconds=_round(cache.seconds), cache_images_per_s=_round(images / cache.seconds, 1),
                   seconds=_round(total), images_per_s=_round(files / total, 1))
 

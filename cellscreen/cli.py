@@ -23,6 +23,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
+def _interpolation_arg(parser: argparse.ArgumentParser) -> None:
+    from cellscreen.data.images import DEFAULT_INTERPOLATION, INTERPOLATIONS
+
+    parser.add_argument("--interpolation", choices=list(INTERPOLATIONS), default=DEFAULT_INTERPOLATION,
+                        help="how images are shrunk: the resize new models train on (default) or the exact bicubic "
+                        "of checkpoints from before it")
+
+
 def _dataset_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", nargs="?", metavar="DIR", help="dataset folder (default: found under the data root)")
     parser.add_argument("--dataset", "-d", default=None,
@@ -145,7 +153,7 @@ def cmd_cache(args) -> None:
     cache = build_cache(
         index.root,
         records,
-        CacheSpec(size=args.size, border_crop=crop),
+        CacheSpec(size=args.size, border_crop=crop, interpolation=args.interpolation),
         cache_dir=args.cache_dir,
         workers=args.workers,
         progress=not args.quiet,
@@ -227,7 +235,7 @@ def cmd_explain(args) -> None:
     size, crop = checkpoint.data_config.input_size, checkpoint.border_crop
     images, names = [], set()
     for path, reason in list_inputs(args.images):
-        picture = reason or prepare_image(path, size, crop)
+        picture = reason or prepare_image(path, size, crop, checkpoint.data_config.interpolation)
         if isinstance(picture, str):
             print(f"skipped {path}: {picture}")
             continue
@@ -338,7 +346,7 @@ def cmd_bench(args) -> None:
                                  conv_channels=args.conv_channels, conv_size=args.conv_size)]
     elif what == "cache":
         records = [bench.cache_build(args.dataset, data=args.data, size=args.size, limit=args.limit,
-                                     workers=args.workers)]
+                                     workers=args.workers, interpolation=args.interpolation)]
     elif what == "train":
         records = [bench.train_throughput(args.model, size=args.size, batch_size=args.batch_size,
                                           precision=args.precision, channels_last=args.channels_last,
@@ -419,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     _dataset_args(p)
     p.add_argument("--size", type=int, default=128, help="side of the cached square images in pixels")
     p.add_argument("--crop", type=int, default=None, help="border crop in pixels (default: the dataset's)")
+    _interpolation_arg(p)
     p.add_argument("--manifest", metavar="CSV", help="cache only the files of this split manifest")
     p.add_argument("--cache-dir", metavar="DIR", help="cache folder (default: $CELLSCREEN_CACHE, else ~/.cache/cellscreen/cache)")
     p.set_defaults(func=cmd_cache)
@@ -589,6 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--data", metavar="DIR", help="dataset folder or data root (default: $CELLSCREEN_DATA, else "
                    "~/.cache/cellscreen/data)")
     q.add_argument("--size", type=int, default=128, help="cached image side (default 128)")
+    _interpolation_arg(q)
     q.add_argument("--limit", type=int, help="only a spread of N files, copied to a temporary folder first")
     q.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
     q = bench_commands.add_parser("train", help="training-step images/s on synthetic batches")

@@ -34,6 +34,7 @@ class TrainConfig:
     # model
     model: str = "compact_cnn6p"
     input_size: int | None = None  # None: the model's own
+    interpolation: str | None = None  # bicubic | reduce-bicubic (cellscreen.data.images); None: the model's own
     pretrained: str | None = None  # weights file, http(s) URL or "imagenet" (torchvision/timm cache)
     init_from: str | None = None  # a cellscreen run or checkpoint to start from (its model and input size)
     new_head: bool = False  # replace the classifier: global average pooling, dropout, [dense,] dense
@@ -74,6 +75,11 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        if self.interpolation is not None:
+            from cellscreen.data.images import INTERPOLATIONS
+
+            if self.interpolation not in INTERPOLATIONS:
+                raise UserError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, not {self.interpolation!r}")
         from cellscreen.models.transfer import parse_trainable
 
         trainable = parse_trainable(self.trainable)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from cellscreen import __version__
-from cellscreen.data.images import ImageReadError, load_prepared
+from cellscreen.data.images import DEFAULT_INTERPOLATION, ImageReadError, check_interpolation, load_prepared
 from cellscreen.data.index import ImageRecord, Skipped
 from cellscreen.data.parallel import parallel_map
 from cellscreen.data.sources import default_cache_dir
@@ -44,10 +44,15 @@ class CacheSpec:
 
     size: int
     border_crop: int = 0
+    interpolation: str = DEFAULT_INTERPOLATION  # one of images.INTERPOLATIONS
 
     def __post_init__(self):
         if self.size < 8 or self.size > 2048:
             raise UserError(f"image size must be between 8 and 2048 pixels, got {self.size}")
+        try:
+            check_interpolation(self.interpolation)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
 
 
 def cache_key(digests: Sequence[str], spec: CacheSpec) -> str:
@@ -86,7 +91,7 @@ def _preprocess_into(item: tuple[int, str], data_path: str, spec: CacheSpec) -> 
     if it cannot be read."""
     i, path = item
     try:
-        array = load_prepared(path, size=spec.size, crop=spec.border_crop)
+        array = load_prepared(path, size=spec.size, crop=spec.border_crop, interpolation=spec.interpolation)
     except ImageReadError as exc:
         return str(exc)
     images = _open_arrays.get(data_path)

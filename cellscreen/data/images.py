@@ -37,6 +37,9 @@ __all__ = [
     "load_rgb",
     "probe_image",
     "border_crop",
+    "INTERPOLATIONS",
+    "DEFAULT_INTERPOLATION",
+    "check_interpolation",
     "resize_square",
     "prepare_bytes",
     "load_prepared",
@@ -53,6 +56,13 @@ MAX_FILE_BYTES = 512 * 2**20
 # Padding to a square first would allocate side x side pixels: a 1 x 100,000 strip would ask for 30 GB.
 # Images longer than this are shrunk (keeping their aspect ratio) before they are padded.
 _MAX_PAD_SIDE = 4096
+# How a cell is shrunk to a model's input size, by the name a checkpoint records (``data_config.interpolation``),
+# as Pillow's ``reducing_gap``.  "bicubic" filters the whole image at once.  "reduce-bicubic" first averages
+# blocks of whole pixels (2x2 for a 133 px malaria cell going to 64 px), then filters what is left; it takes
+# about 40% of the time (bench/resize_methods.py) and stays within a grey level or so of "bicubic" on average.
+# Without any shrinking by a factor of 2 or more, the two give the same pixels.
+INTERPOLATIONS = {"bicubic": None, "reduce-bicubic": 1.0}
+DEFAULT_INTERPOLATION = "reduce-bicubic"  # what new models train on
 
 
 class ImageReadError(Exception):
@@ -257,15 +267,25 @@ def border_crop(array: np.ndarray, pixels: int) -> np.ndarray:
     return array[pixels : height - pixels, pixels : width - pixels]
 
 
-def resize_square(array: np.ndarray, size: int) -> np.ndarray:
+def check_interpolation(name: str) -> str:
+    """``name`` if it is one of ``INTERPOLATIONS``, else a ``ValueError`` that lists them."""
+    if name not in INTERPOLATIONS:
+        raise ValueError(f"unknown interpolation {name!r}; this version of cellscreen knows "
+                         f"{', '.join(INTERPOLATIONS)} (a checkpoint from a newer version needs that version)")
+    return name
+
+
+def resize_square(array: np.ndarray, size: int, interpolation: str = DEFAULT_INTERPOLATION) -> np.ndarray:
     """Pad to a square with black (the background of cell crops), centred, then
-    resize to ``size`` x ``size`` with antialiasing.  Padding keeps a cell's
-    shape: an oval cell stays oval instead of being stretched round."""
+    resize to ``size`` x ``size`` with antialiasing, by one of ``INTERPOLATIONS``.
+    Padding keeps a cell's shape: an oval cell stays oval instead of being
+    stretched round."""
+    gap = INTERPOLATIONS[check_interpolation(interpolation)]
     height, width = array.shape[:2]
     if max(height, width) > _MAX_PAD_SIDE:
         scale = size / max(height, width)
         width, height = max(1, round(width * scale)), max(1, round(height * scale))
-        image = Image.fromarray(array).resize((width, height), Image.Resampling.BICUBIC, reducing_gap=None)
+        image = Image.fromarray(array).resize((width, height), Image.Resampling.BICUBIC, reducing_gap=gap)
         array = np.asarray(image, dtype=np.uint8)
     if height != width:
         side = max(height, width)
@@ -275,16 +295,17 @@ def resize_square(array: np.ndarray, size: int) -> np.ndarray:
         array = padded
     if array.shape[0] == size:
         return array
-    image = Image.fromarray(array).resize((size, size), Image.Resampling.BICUBIC, reducing_gap=None)
+    image = Image.fromarray(array).resize((size, size), Image.Resampling.BICUBIC, reducing_gap=gap)
     return np.asarray(image, dtype=np.uint8)
 
 
-def prepare_bytes(data: bytes, *, size: int, crop: int = 0, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def prepare_bytes(data: bytes, *, size: int, crop: int = 0, interpolation: str = DEFAULT_INTERPOLATION,
+                  max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode, border-crop and pad-resize an encoded image to ``size`` x ``size`` RGB uint8:
     the deterministic preprocessing the cache stores and prediction and the service apply."""
-    return resize_square(border_crop(decode_image(data, max_pixels=max_pixels)[0], crop), size)
+    return resize_square(border_crop(decode_image(data, max_pixels=max_pixels)[0], crop), size, interpolation)
 
 
-def load_prepared(path: str | Path, *, size: int, crop: int = 0) -> np.ndarray:
+def load_prepared(path: str | Path, *, size: int, crop: int = 0, interpolation: str = DEFAULT_INTERPOLATION) -> np.ndarray:
     """``prepare_bytes`` of one file."""
-    return prepare_bytes(read_file(path), size=size, crop=crop)
+    return prepare_bytes(read_file(path), size=size, crop=crop, interpolation=interpolation)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from cellscreen.data.cache import CacheSpec, ImageCache, build_cache
+from cellscreen.data.images import DEFAULT_INTERPOLATION
 from cellscreen.data.index import DatasetIndex, scan_dataset
 from cellscreen.data.sources import DatasetProfile, get_profile, resolve_dataset_dir
 from cellscreen.data.splits import SplitManifest, group_folds, make_split, read_manifest
@@ -96,8 +97,8 @@ def load_subset(cache: ImageCache, rows: list[dict], sha256_of: dict[str, str], 
     )
 
 
-def prepare_data(config, *, data: str | None, input_size: int, workers: int | None = None,
-                 progress: bool = True) -> PreparedData:
+def prepare_data(config, *, data: str | None, input_size: int, interpolation: str = DEFAULT_INTERPOLATION,
+                 workers: int | None = None, progress: bool = True) -> PreparedData:
     profile = get_profile(config.dataset, group_regex=config.group_regex)
     root = resolve_dataset_dir(profile, data)
     index = scan_dataset(root, profile, workers=workers, progress=progress)
@@ -124,8 +125,8 @@ def prepare_data(config, *, data: str | None, input_size: int, workers: int | No
     missing = len(wanted) - len(records)
     if missing:
         print(f"warning: {missing} file(s) of the split are missing or unreadable and are left out")
-    cache = build_cache(root, records, CacheSpec(size=input_size, border_crop=index.profile.border_crop),
-                        workers=workers, progress=progress)
+    spec = CacheSpec(size=input_size, border_crop=index.profile.border_crop, interpolation=interpolation)
+    cache = build_cache(root, records, spec, workers=workers, progress=progress)
     sha256_of = {r.path: r.sha256 for r in records}
     subsets = {name: load_subset(cache, rows, sha256_of, classes) for name, rows in parts.items()}
     for name in ("train", "val"):

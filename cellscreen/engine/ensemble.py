@@ -82,6 +82,8 @@ def make_ensemble(runs: list[str | Path], out: str | Path, *, overwrite: bool = 
     for folder, checkpoint in loaded[1:]:
         for what, value, expected in (("classes", checkpoint.classes, first.classes),
                                       ("border crop", checkpoint.border_crop, first.border_crop),
+                                      ("interpolation", checkpoint.data_config.interpolation,
+                                       first.data_config.interpolation),
                                       ("positive class", checkpoint.positive_class, first.positive_class)):
             if value != expected:
                 raise UserError(f"{folder} has {what} {value}, but {loaded[0][0]} has {expected}: "
@@ -99,7 +101,8 @@ def make_ensemble(runs: list[str | Path], out: str | Path, *, overwrite: bool = 
     meta = {
         "format": FORMAT, "kind": "ensemble", "model": "ensemble",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "data_config": DataConfig(input_size=size, mean=(0.0,) * channels, std=(1.0,) * channels).to_dict(),
+        "data_config": DataConfig(input_size=size, mean=(0.0,) * channels, std=(1.0,) * channels,
+                                  interpolation=first.data_config.interpolation).to_dict(),
         "single_logit": False, "classes": first.classes, "positive_class": first.positive_class,
         "dataset": first.meta.get("dataset"), "border_crop": first.border_crop,
         "split": first.meta.get("split") if len(splits) == 1 else {"sha256": None, "note": "members differ"},

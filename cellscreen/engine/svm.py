@@ -91,8 +91,12 @@ def train_svm(config: TrainConfig, *, features: str, out: str | Path, data: str 
     start = time.perf_counter()
     backbone = None if features == "handcrafted" else _backbone(features, config)
     input_size = backbone.data_config.input_size if backbone is not None else (config.input_size or 64)
-    config = dataclasses.replace(config, model="svm", input_size=input_size)
-    prepared = prepare_data(config, data=data, input_size=input_size, workers=workers, progress=progress)
+    # the backbone's resize (it was trained on it), else the one asked for, else the usual one
+    interpolation = (backbone.data_config.interpolation if backbone is not None
+                     else config.interpolation or DataConfig.interpolation)
+    config = dataclasses.replace(config, model="svm", input_size=input_size, interpolation=interpolation)
+    prepared = prepare_data(config, data=data, input_size=input_size, interpolation=interpolation, workers=workers,
+                            progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "config.yaml", config.to_yaml())
     split_sha = manifest_copy(prepared.manifest, out)
@@ -120,7 +124,7 @@ def train_svm(config: TrainConfig, *, features: str, out: str | Path, data: str 
     if backbone is not None:
         save_checkpoint(out / "backbone", backbone, {"classes": [f"unit{i}" for i in range(2)], "role": "features"})
     classes = prepared.classes
-    unit = DataConfig(input_size=input_size, mean=(0.0,) * 3, std=(1.0,) * 3)
+    unit = DataConfig(input_size=input_size, mean=(0.0,) * 3, std=(1.0,) * 3, interpolation=interpolation)
     meta = {
         "format": FORMAT, "kind": "svm", "model": "svm", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "data_config": unit.to_dict(), "single_logit": False, "classes": classes,

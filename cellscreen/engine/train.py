@@ -154,6 +154,8 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
         _check_run_folder(out, resume, overwrite)
     if resume:  # the run's own settings win: a resumed run is the same run
         config = load_config(str(out / "config.yaml"))
+        if config.interpolation is None:  # started before the resize was recorded: it was "bicubic"
+            config = dataclasses.replace(config, interpolation="bicubic")
     # "auto" is settled once, by the device that trains, and written into the run's config.yaml: a run
     # resumed on other hardware goes on in the precision it started in.
     config = dataclasses.replace(config, precision=resolve_precision(config.precision, accelerator))
@@ -164,7 +166,12 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
         source = load_checkpoint(config.init_from)
         config = dataclasses.replace(config, model=source.meta["model"], input_size=source.data_config.input_size)
     input_size = config.input_size or get_data_config(config.model).input_size
-    prepared = prepare_data(config, data=data, input_size=input_size, workers=workers, progress=progress)
+    # settled once, like the precision: the model's own resize unless the config names one (a source checkpoint's
+    # when fine-tuning, since its weights learnt on those pixels)
+    own = source.data_config if source is not None else get_data_config(config.model)
+    config = dataclasses.replace(config, interpolation=config.interpolation or own.interpolation)
+    prepared = prepare_data(config, data=data, input_size=input_size, interpolation=config.interpolation,
+                            workers=workers, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     if first:
         atomic_write(out / "config.yaml", config.to_yaml())
@@ -174,6 +181,7 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
 
     classes = prepared.classes
     model = build_model(config, num_classes=len(classes), input_size=input_size, source=source)
+    model.data_config = dataclasses.replace(model.data_config, interpolation=config.interpolation)
     train_set, val_set = prepared.subsets["train"], prepared.subsets["val"]
     weights = None
     if config.class_weighting:

@@ -100,9 +100,9 @@ def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Pa
         raise UserError(f"no images to evaluate in {root}")
     wanted_paths = {r["path"] for r in rows}
     records = [r for r in index.records if r.path in wanted_paths]
-    size = checkpoint.data_config.input_size
-    cache = build_cache(root, records, CacheSpec(size=size, border_crop=checkpoint.border_crop), workers=workers,
-                        progress=progress)
+    config = checkpoint.data_config
+    spec = CacheSpec(size=config.input_size, border_crop=checkpoint.border_crop, interpolation=config.interpolation)
+    cache = build_cache(root, records, spec, workers=workers, progress=progress)
     loaded = load_subset(cache, rows, {r.path: r.sha256 for r in records}, checkpoint.classes)
     result, proba = evaluate_arrays(checkpoint, loaded, n_boot=n_boot, tta=tta, predictor=predictor)
     result.update(

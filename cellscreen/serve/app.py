@@ -182,7 +182,8 @@ async def _read_form(request: Request, limits: Limits):
 
 
 def _prepare(data: bytes, predictor: Predictor, limits: Limits) -> np.ndarray:
-    return prepare_bytes(data, size=predictor.input_size, crop=predictor.border_crop, max_pixels=limits.max_pixels)
+    return prepare_bytes(data, size=predictor.input_size, crop=predictor.border_crop,
+                         interpolation=predictor.interpolation, max_pixels=limits.max_pixels)
 
 
 def _status_of(reason: str) -> int:

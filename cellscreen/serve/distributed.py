@@ -59,7 +59,7 @@ class _InferenceActor:
 
             model = ray.get(model)
         self.predictor = OnnxPredictor(description, model, threads=1)  # one core per actor
-        self.size, self.crop = self.predictor.input_size, self.predictor.border_crop
+        self.prepare = (self.predictor.input_size, self.predictor.border_crop, self.predictor.interpolation)
         self.classes = len(self.predictor.classes)
         self.tta, self.batch_size = tta, batch_size
         self.host = socket.gethostname()
@@ -68,7 +68,7 @@ class _InferenceActor:
         from cellscreen.serve.predict import _prepare_task
 
         paths = [str(p) for p in batch["file"]]
-        pixels, reasons = _prepare_task([Path(p) for p in paths], self.size, self.crop)
+        pixels, reasons = _prepare_task([Path(p) for p in paths], *self.prepare)
         proba = np.full((len(paths), self.classes), np.nan, np.float32)
         if len(pixels):
             ok = np.array([r is None for r in reasons])
@@ -94,7 +94,7 @@ class RayEngine:
     engine = "ray"
 
     def __init__(self, model, *, address: str | None = None):
-        from cellscreen.serve.runtime import Predictor
+        from cellscreen.serve.runtime import Predictor, interpolation_of
 
         _import_ray()
         if isinstance(model, Predictor):  # each actor loads the model itself, from where it came
@@ -107,6 +107,7 @@ class RayEngine:
         self.positive_class = self.description.get("positive_class")
         self.input_size = int(self.description["data_config"]["input_size"])
         self.border_crop = int(self.description.get("border_crop", 0))
+        self.interpolation = interpolation_of(self.description)
         self.address = address or os.environ.get("RAY_ADDRESS") or None
 
     @contextlib.contextmanager

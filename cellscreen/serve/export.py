@@ -22,6 +22,7 @@ get the class the PyTorch model gives, or nothing is written.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import hashlib
 import io
@@ -38,8 +39,8 @@ from cellscreen.engine.checkpoint import Checkpoint, load_checkpoint, resolve_ch
 from cellscreen.errors import UserError
 from cellscreen.serve.runtime import INPUT_NAME, OUTPUT_NAMES, onnx_session
 
-__all__ = ["PARITY_TOLERANCE", "ExportReport", "ExportedModel", "export_model", "onnx_bytes", "describe",
-           "check_images"]
+__all__ = ["PARITY_TOLERANCE", "NORMALISATIONS", "ExportReport", "ExportedModel", "export_model", "fold_std",
+           "onnx_bytes", "describe", "check_images"]
 
 PARITY_TOLERANCE = 1e-4
 RANDOM_CELLS = "64 random-pixel images (no cells found)"
@@ -47,30 +48,50 @@ INT8_MIN_AGREEMENT = 0.99  # share of check cells whose class the int8 model mus
 FORMATS = {"onnx": ".onnx", "onnx-int8": ".onnx", "torchscript": ".pt"}
 
 
+NORMALISATIONS = ("sub_div", "conv", "fold")  # how the graph normalises its input (ExportedModel)
+
+
 class ExportedModel(nn.Module):
     """uint8 NHWC pixels -> (probabilities, logits): the checkpoint's model with its preprocessing folded in.
 
-    ``normalise_as_conv`` writes the normalisation as a 1x1 convolution per channel (weight ``1/std``,
-    bias ``-mean/std``) instead of a subtraction and a division.  The int8 export uses it: onnxruntime then
-    runs it as one 8-bit operation fused with the input's quantisation, where the float subtraction and
-    division over every pixel took about a quarter of the 8-bit graph's time.
+    ``normalise`` says how the graph normalises its input; all three give the same outputs in exact
+    arithmetic:
+
+    - ``"sub_div"``: ``(x - mean) / std``, what the fp32 export keeps;
+    - ``"conv"``: the same as a 1x1 convolution per channel (weight ``1/std``, bias ``-mean/std``), which
+      onnxruntime quantises and runs in 8 bits, where the float subtraction and division over every pixel
+      took about a quarter of the 8-bit graph's time;
+    - ``"fold"``: ``model`` is given with its first convolution's weights already divided by ``std``
+      (``fold_std``), so only ``x - mean`` is left here.  That convolution pads with zeros, and a zero of
+      ``x - mean`` is a zero of the normalised input, so the padding agrees too.  The mean is subtracted as
+      a whole ``size`` x ``size`` map, not one value per channel: onnxruntime moves the subtraction into
+      channels-last order, where broadcasting three values over every pixel ran about 20 times slower.
+      The int8 export uses it: the 8-bit graph then has no normalisation left to run.
     """
 
     def __init__(self, model: nn.Module, mean, std, temperature: float = 1.0, single_logit: bool = False,
-                 normalise_as_conv: bool = False):
+                 normalise: str = "sub_div", size: int | None = None):
         super().__init__()
+        if normalise not in NORMALISATIONS:
+            raise ValueError(f"normalise must be one of {NORMALISATIONS}, not {normalise!r}")
         self.model = model
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
+        if normalise == "fold":
+            if size is None:
+                raise ValueError("normalise='fold' needs the input size")
+            self.mean = self.mean.expand(1, -1, size, size).contiguous()
         self.temperature = float(temperature)
         self.single_logit = single_logit
-        self.normalise_as_conv = normalise_as_conv
+        self.normalise = normalise
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = images.permute(0, 3, 1, 2).float()
-        if self.normalise_as_conv:
+        if self.normalise == "conv":
             x = nn.functional.conv2d(x, (1 / self.std).view(-1, 1, 1, 1), (-self.mean / self.std).view(-1),
                                      groups=x.shape[1])
+        elif self.normalise == "fold":
+            x = x - self.mean
         else:
             x = (x - self.mean) / self.std
         logits = self.model(x)
@@ -79,6 +100,31 @@ class ExportedModel(nn.Module):
             p = torch.sigmoid(scaled)
             return torch.cat([1 - p, p], dim=1), logits
         return torch.softmax(scaled, dim=1), logits
+
+
+def fold_std(model: nn.Module, std, size: int) -> nn.Module | None:
+    """A copy of ``model`` that takes ``x - mean`` instead of ``(x - mean) / std`` (``std`` per channel, in
+    pixel units), its first convolution's weights divided by ``std``; None where that would not be the same
+    model.
+
+    It is only the same model when that convolution is the first thing done to the input, pads with zeros
+    and sees every input channel.  The first ``Conv2d`` in module order usually is, but nothing in a
+    module's structure guarantees it, so the copy is checked against the model on random pixels.
+    """
+    std = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    channels = std.shape[1]
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if first is None or first.in_channels != channels or first.groups != 1 or first.padding_mode != "zeros":
+        return None
+    folded = copy.deepcopy(model).eval()
+    conv = next(m for m in folded.modules() if isinstance(m, nn.Conv2d))
+    with torch.no_grad():
+        conv.weight.div_(std.to(conv.weight.dtype))
+        centred = torch.randn(4, channels, size, size, generator=torch.Generator().manual_seed(0)) * std
+        expected, got = model.eval()(centred / std), folded(centred)
+    if not torch.allclose(got, expected, rtol=1e-3, atol=1e-3 * float(expected.abs().max()) + 1e-6):
+        return None
+    return folded
 
 
 @dataclasses.dataclass
@@ -91,7 +137,9 @@ class ExportReport:
     agreement: float | None = None  # onnx-int8: share of check cells with PyTorch's class
 
 
-def _wrapped(checkpoint: Checkpoint, normalise_as_conv: bool = False) -> ExportedModel:
+def _wrapped(checkpoint: Checkpoint, normalise: str = "sub_div") -> ExportedModel:
+    """The checkpoint's model as ``ExportedModel``; ``"fold"`` falls back to ``"conv"`` for a model whose
+    first convolution cannot take the division (``fold_std``)."""
     if checkpoint.meta.get("kind", "network") != "network":
         raise UserError(f"only a trained network can be exported; this checkpoint is a {checkpoint.meta['kind']} "
                         "(predict and serve run it as it is)")
@@ -99,9 +147,12 @@ def _wrapped(checkpoint: Checkpoint, normalise_as_conv: bool = False) -> Exporte
     model = checkpoint.model.float().eval()
     if hasattr(model, "for_inference"):  # e.g. compact_cnn6p: the same outputs, in a form onnxruntime fuses
         model = model.for_inference()
+    if normalise == "fold":
+        folded = fold_std(model, [v * 255 for v in config.std], config.input_size)
+        model, normalise = (folded, "fold") if folded is not None else (model, "conv")
     return ExportedModel(model, config.mean, config.std,
                          getattr(checkpoint.model, "temperature", 1.0),
-                         bool(getattr(checkpoint.model, "single_logit", False)), normalise_as_conv).eval()
+                         bool(getattr(checkpoint.model, "single_logit", False)), normalise, config.input_size).eval()
 
 
 def describe(checkpoint: Checkpoint, fmt: str) -> dict:
@@ -120,12 +171,12 @@ def _weights_digest(checkpoint: Checkpoint) -> str:
     return digest.hexdigest()
 
 
-def onnx_bytes(checkpoint: Checkpoint, *, opset: int = 18, normalise_as_conv: bool = False) -> bytes:
-    """The checkpoint as a serialised single-file ONNX model with a dynamic batch size (``normalise_as_conv``:
+def onnx_bytes(checkpoint: Checkpoint, *, opset: int = 18, normalise: str = "sub_div") -> bytes:
+    """The checkpoint as a serialised single-file ONNX model with a dynamic batch size (``normalise``:
     see ``ExportedModel``)."""
     import onnx
 
-    wrapped = _wrapped(checkpoint, normalise_as_conv)
+    wrapped = _wrapped(checkpoint, normalise)
     size = checkpoint.data_config.input_size
     example = torch.zeros((2, size, size, 3), dtype=torch.uint8)
     with warnings.catch_warnings(), open(os.devnull, "w") as devnull:
@@ -203,7 +254,7 @@ def check_images(checkpoint: Checkpoint, data: str | Path | None = None, count: 
     the data root, else random pixels (and the description says so)."""
     from cellscreen.serve.predict import list_inputs, prepare_image
 
-    size, crop = checkpoint.data_config.input_size, checkpoint.border_crop
+    size, crop, interpolation = checkpoint.data_config.input_size, checkpoint.border_crop, checkpoint.data_config.interpolation
     sources = [data] if data else []
     if not sources and checkpoint.meta.get("dataset"):
         from cellscreen.data.sources import get_profile, resolve_dataset_dir
@@ -217,7 +268,7 @@ def check_images(checkpoint: Checkpoint, data: str | Path | None = None, count: 
         files = [path for path, reason in list_inputs([source]) if reason is None]
         step = max(1, len(files) // count)  # spread over the classes, which are separate folders
         for path in files[::step][:count]:
-            prepared = prepare_image(path, size, crop)
+            prepared = prepare_image(path, size, crop, interpolation)
             if not isinstance(prepared, str):
                 images.append(prepared)
         where = f"{len(images)} cells from {source}"
@@ -259,7 +310,7 @@ def export_model(model: str | Path, out: str | Path, *, fmt: str = "onnx", check
     info = describe(checkpoint, fmt)
     agreement = None
     if fmt.startswith("onnx"):
-        blob = onnx_bytes(checkpoint, opset=opset, normalise_as_conv=fmt == "onnx-int8")
+        blob = onnx_bytes(checkpoint, opset=opset, normalise="fold" if fmt == "onnx-int8" else "sub_div")
         if fmt == "onnx-int8":  # calibrate on every other cell, check on the rest
             info["quantization"] = {"method": "onnxruntime static, QDQ, per-channel int8 weights, uint8 activations",
                                     "calibrated_on": f"{len(images[0::2])} of the {checked_on}"}

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from cellscreen.data.images import IGNORED_NAMES, IMAGE_SUFFIXES, ImageReadError, load_prepared
+from cellscreen.data.images import (DEFAULT_INTERPOLATION, IGNORED_NAMES, IMAGE_SUFFIXES, ImageReadError,
+                                    load_prepared)
 from cellscreen.data.index import printable_path, valid_utf8_name, walk_tree
 from cellscreen.data.parallel import default_workers
 from cellscreen.errors import UserError
@@ -78,19 +79,21 @@ def _shown(path: Path) -> str:
     return printable_path(str(path))
 
 
-def prepare_image(path: Path, size: int, crop: int) -> np.ndarray | str:
+def prepare_image(path: Path, size: int, crop: int,
+                  interpolation: str = DEFAULT_INTERPOLATION) -> np.ndarray | str:
     """The model-ready pixels of one file, or the reason it cannot be used."""
     try:
-        return load_prepared(path, size=size, crop=crop)
+        return load_prepared(path, size=size, crop=crop, interpolation=interpolation)
     except ImageReadError as exc:
         return str(exc)
 
 
-def _prepare_task(paths: list[Path], size: int, crop: int) -> tuple[np.ndarray, list[str | None]]:
+def _prepare_task(paths: list[Path], size: int, crop: int,
+                  interpolation: str = DEFAULT_INTERPOLATION) -> tuple[np.ndarray, list[str | None]]:
     """Decode a few files in a worker: their stacked pixels (readable ones) and a reason per file (None: ok)."""
     pixels, reasons = [], []
     for path in paths:
-        prepared = prepare_image(path, size, crop)
+        prepared = prepare_image(path, size, crop, interpolation)
         if isinstance(prepared, str):
             reasons.append(prepared)
         else:
@@ -110,11 +113,11 @@ def _start_worker(spec: tuple) -> None:
     _worker_predictor = OnnxPredictor(*spec, threads=1)
 
 
-def _predict_task(paths: list[Path], size: int, crop: int, batch_size: int,
+def _predict_task(paths: list[Path], size: int, crop: int, interpolation: str, batch_size: int,
                   tta: bool) -> tuple[np.ndarray, list[str | None]]:
     """Decode a few files and run the worker's model on them: their probabilities (readable ones) and a
     reason per file (None: ok)."""
-    pixels, reasons = _prepare_task(paths, size, crop)
+    pixels, reasons = _prepare_task(paths, size, crop, interpolation)
     return _worker_predictor.predict_batched(pixels, batch_size, tta=tta), reasons
 
 
@@ -265,13 +268,14 @@ def _predict_stream(predictor, selected, size: int, crop: int, batch_size: int, 
     pool = (ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(spec(),)) if in_workers
             else ProcessPoolExecutor(max_workers=workers) if workers > 0 else None)
     pending: collections.deque[tuple[list[tuple[Path, str | None]], Future | tuple]] = collections.deque()
+    prepare = (size, crop, predictor.interpolation)
 
     def submit(items):
         paths = [path for path, reason in items if reason is None]
         if in_workers:
-            job = pool.submit(_predict_task, paths, size, crop, batch_size, tta)
+            job = pool.submit(_predict_task, paths, *prepare, batch_size, tta)
         else:
-            job = pool.submit(_prepare_task, paths, size, crop) if pool else _prepare_task(paths, size, crop)
+            job = pool.submit(_prepare_task, paths, *prepare) if pool else _prepare_task(paths, *prepare)
         pending.append((items, job))
 
     def tasks():

@@ -47,6 +47,16 @@ def onnx_session(model: bytes | str, threads: int | None = None):
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
+def interpolation_of(description: dict) -> str:
+    """How a described model's cells are resized (a model described before the choice existed: "bicubic")."""
+    from cellscreen.data.images import check_interpolation
+
+    try:
+        return check_interpolation(description["data_config"].get("interpolation", "bicubic"))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
 def dihedral_views_nhwc(images: np.ndarray) -> list[np.ndarray]:
     """The 8 rotations/flips of ``(N, H, W, C)`` images, in the order of ``augment.dihedral_views``."""
     views = [np.ascontiguousarray(np.rot90(images, k, axes=(1, 2))) for k in range(4)]
@@ -67,6 +77,7 @@ class Predictor:
         self.positive_class: str | None = description.get("positive_class")
         self.input_size = int(description["data_config"]["input_size"])
         self.border_crop = int(description.get("border_crop", 0))
+        self.interpolation = interpolation_of(description)
         self._torch_model, self._load_torch = torch_model, load_torch
         self.source = source
 
@@ -104,7 +115,7 @@ class Predictor:
         d = self.description
         return {"model": d.get("model"), "engine": self.engine, "source": self.source, "classes": self.classes,
                 "positive_class": self.positive_class, "dataset": d.get("dataset"), "input_size": self.input_size,
-                "border_crop": self.border_crop, "metric": d.get("source", d).get("metric"), "split": d.get("source", d).get("split"),
+                "border_crop": self.border_crop, "interpolation": self.interpolation, "metric": d.get("source", d).get("metric"), "split": d.get("source", d).get("split"),
                 "temperature": d.get("temperature", 1.0), "cellscreen": d.get("cellscreen"),
                 "gradcam": (self._torch_model is not None or self._load_torch is not None)
                 and d.get("kind", "network") == "network"}

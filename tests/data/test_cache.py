@@ -35,10 +35,14 @@ def test_changed_file_or_parameter_rebuilds(malaria_like, tmp_path):
     base = build_cache(malaria_like, index.records, CacheSpec(size=16), cache_dir=tmp_path, progress=False)
     other_size = build_cache(malaria_like, index.records, CacheSpec(size=20), cache_dir=tmp_path, progress=False)
     cropped = build_cache(malaria_like, index.records, CacheSpec(size=16, border_crop=2), cache_dir=tmp_path, progress=False)
+    exact = build_cache(malaria_like, index.records, CacheSpec(size=16, interpolation="bicubic"), cache_dir=tmp_path,
+                        progress=False)
+    record = index.records[0]
+    assert np.array_equal(exact.get(record.sha256), resize_square(load_rgb(malaria_like / record.path), 16, "bicubic"))
     write_cell(malaria_like / index.records[0].path, seed=4242)  # the lab re-exported one cell
     changed = build_cache(malaria_like, scan(malaria_like).records, CacheSpec(size=16), cache_dir=tmp_path, progress=False)
-    folders = {base.folder, other_size.folder, cropped.folder, changed.folder}
-    assert len(folders) == 4 and other_size.built and cropped.built and changed.built
+    folders = {base.folder, other_size.folder, cropped.folder, exact.folder, changed.folder}
+    assert len(folders) == 5 and other_size.built and cropped.built and exact.built and changed.built
 
 
 def test_interrupted_build_resumes_where_it_stopped(malaria_like, tmp_path, monkeypatch):
@@ -107,6 +111,8 @@ def test_odd_formats_cache_like_any_other(tmp_path):
 def test_size_out_of_range_is_a_user_error():
     with pytest.raises(UserError):
         CacheSpec(size=4)
+    with pytest.raises(UserError, match="unknown interpolation 'nearest'"):
+        CacheSpec(size=16, interpolation="nearest")
 
 
 def test_augmentation_draws_each_image_its_own_symmetry():

@@ -67,6 +67,21 @@ def test_border_crop_and_square_resize():
     assert square[10, 0].tolist() == [0, 0, 0] and square[10, 10].tolist() == [200, 200, 200]  # padded, not stretched
 
 
+def test_reduce_bicubic_differs_from_bicubic_only_when_shrinking_twofold():
+    from cellscreen.data.images import INTERPOLATIONS
+
+    rng = np.random.default_rng(0)
+    smooth = np.repeat(np.repeat(rng.integers(0, 256, (17, 17, 3), dtype=np.uint8), 8, 0), 8, 1)  # 136 px
+    near = smooth[:30, :30]  # 30 -> 20 px: less than a twofold shrink, no block averaging
+    assert np.array_equal(resize_square(near, 20, "reduce-bicubic"), resize_square(near, 20, "bicubic"))
+    exact, reduced = resize_square(smooth, 64, "bicubic"), resize_square(smooth, 64, "reduce-bicubic")
+    difference = np.abs(exact.astype(int) - reduced.astype(int))
+    assert difference.max() > 0 and difference.mean() < 3  # other pixels, but close ones
+    assert set(INTERPOLATIONS) == {"bicubic", "reduce-bicubic"}
+    with pytest.raises(ValueError, match="bicubic, reduce-bicubic"):
+        resize_square(smooth, 64, "lanczos")
+
+
 @pytest.mark.parametrize("name", ["gray.png", "cmyk.jpg", "cell.bmp", "cell.tiff", "palette.png"])
 def test_damaged_bytes_never_escape_as_other_errors(bad_files, tmp_path, name):
     original = bad_files[name][0].read_bytes()

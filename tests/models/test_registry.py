@@ -48,6 +48,16 @@ def test_unknown_and_duplicate_names():
         register_model("compact_cnn", data_config=DataConfig(input_size=8))(lambda **kw: nn.Identity())
 
 
+def test_the_resize_is_recorded_and_old_records_mean_bicubic():
+    config = create_model("compact_cnn", num_classes=2).data_config
+    assert config.interpolation == "reduce-bicubic"
+    assert DataConfig.from_dict(config.to_dict()) == config
+    legacy = {k: v for k, v in config.to_dict().items() if k != "interpolation"}  # written before the choice
+    assert DataConfig.from_dict(legacy).interpolation == "bicubic"
+    with pytest.raises(UserError, match="unknown interpolation 'area'"):
+        DataConfig.from_dict({**legacy, "interpolation": "area"})
+
+
 def test_flops_grow_with_input_size():
     model = create_model("compact_cnn", num_classes=2)
     assert count_flops(model, 96) > 3 * count_flops(model, 48) > 0

@@ -95,8 +95,10 @@ def test_int8_export_keeps_the_decisions_and_runs_in_predict(trained_run, learna
     assert report.agreement >= 0.99 and report.checked_on.startswith("the other")
     description = json.loads((tmp_path / "model.int8.onnx.json").read_text())
     assert description["format"] == "onnx-int8" and "calibrated_on" in description["quantization"]
-    ops = {node.op_type for node in onnx.load(str(out)).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    nodes = onnx.load(str(out)).graph.node
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in nodes}
+    # the normalisation is folded into the first convolution: the model's six and no 1x1 one before them
+    assert sum(node.op_type == "Conv" for node in nodes) == 6
 
     paths = sorted(learnable_cells.rglob("*.png"))
     images = np.stack([load_prepared(p, size=16) for p in paths])
@@ -107,6 +109,28 @@ def test_int8_export_keeps_the_decisions_and_runs_in_predict(trained_run, learna
     assert np.abs(got - expected).max() < 0.1
     # the head stays in float: a quantised softmax would give 0 or at least 1/255, nothing in between
     assert ((got > 0) & (got < 1 / 510)).any()
+
+
+def test_folding_the_normalisation_keeps_the_outputs_or_declines():
+    import torch
+    from torch import nn
+
+    from cellscreen.models import create_model
+    from cellscreen.serve.export import ExportedModel, fold_std
+
+    torch.manual_seed(0)
+    model = create_model("compact_cnn6p", num_classes=2, input_size=32).eval()
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    folded = fold_std(model, [v * 255 for v in std], 32)
+    images = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        expected = ExportedModel(model, mean, std)(images)[1]
+        got = ExportedModel(folded, mean, std, normalise="fold", size=32)(images)[1]
+    assert torch.allclose(got, expected, atol=1e-4) and not torch.equal(folded.features[0][0].weight,
+                                                                        model.features[0][0].weight)
+    # a first convolution that is not the first thing done to the input cannot take the division
+    shifted = nn.Sequential(nn.Tanh(), model)
+    assert fold_std(shifted, [v * 255 for v in std], 32) is None
 
 
 def test_int8_export_needs_real_cells_to_calibrate(tmp_path):

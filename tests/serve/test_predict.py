@@ -186,3 +186,48 @@ def test_workers_get_the_graph_the_main_process_loaded():
     description, graph, _ = predictor.worker_spec()
     assert isinstance(graph, bytes) and graph == Path(predictor.source).read_bytes()
     assert description["format"] == "onnx-int8"
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_cells_are_resized_as_the_checkpoint_was_trained(trained_run, learnable_cells, tmp_path, engine):
+    """A new checkpoint records "reduce-bicubic"; one from before the choice existed is resized by exact bicubic."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from cellscreen.data.images import load_prepared
+    from cellscreen.engine.checkpoint import load_checkpoint
+    from cellscreen.engine.inference import predict_proba
+    from cellscreen.serve.predict import predict_files
+
+    cells = tmp_path / "cells"
+    cells.mkdir()
+    # blends of a parasitized and an uninfected cell (so some probabilities are far from 0 and 1), at 80 px with
+    # a one-pixel checkerboard: a fivefold shrink, where the two resizes give other pixels
+    ends = [np.asarray(Image.open(next((learnable_cells / label).iterdir())).convert("RGB"), np.float32)
+            for label in ("Parasitized", "Uninfected")]
+    checker = (np.indices((80, 80)).sum(0) % 2 * 40 - 20)[..., None]
+    for n, alpha in enumerate(np.linspace(0, 1, 9)):
+        blend = np.kron(alpha * ends[0] + (1 - alpha) * ends[1], np.ones((4, 4, 1))) + checker
+        Image.fromarray(np.clip(blend, 0, 255).astype(np.uint8)).save(cells / f"c{n}.png")
+    meta = json.loads((trained_run.run / "model.json").read_text())
+    assert meta["data_config"]["interpolation"] == "reduce-bicubic"
+    old = tmp_path / "old"
+    old.mkdir()
+    shutil.copy2(trained_run.run / "model.safetensors", old)
+    del meta["data_config"]["interpolation"]
+    (old / "model.json").write_text(json.dumps(meta))
+    got = {}
+    for folder, interpolation in ((trained_run.run, "reduce-bicubic"), (old, "bicubic")):
+        out = tmp_path / f"{interpolation}.csv"
+        predict_files(folder, [cells], out, engine=engine, workers=1, progress=False)
+        with out.open() as handle:
+            got[interpolation] = np.array([[float(r["p_Parasitized"]), float(r["p_Uninfected"])]
+                                           for r in csv.DictReader(handle)])
+        checkpoint = load_checkpoint(folder)
+        images = np.stack([load_prepared(p, size=16, interpolation=interpolation) for p in sorted(cells.iterdir())])
+        expected = predict_proba(checkpoint.model, images)[:, [checkpoint.classes.index(c)
+                                                                for c in ("Parasitized", "Uninfected")]]
+        assert np.abs(got[interpolation] - expected).max() < 1e-4, interpolation
+    assert np.abs(got["bicubic"] - got["reduce-bicubic"]).max() > 1e-4  # the two resizes did differ here
