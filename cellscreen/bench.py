@@ -217,7 +217,8 @@ def cache_build(dataset: str = "malaria-nih", *, data: str | None = None, size: 
     files, images = len(index.records), len(cache.row_of)
     total = index_seconds + cache.seconds
     return record("cache", dataset=dataset, folder=str(root), limit=limit, files=files, images=images, size=size,
-                  interpolation=interpolation, workers=workers, index_seconds=_round(index_seconds), index_images_per_s=_round(files / index_seconds, 1),
+                  interpolation=interpolation, workers=workers,
+                  index_seconds=_round(index_seconds), index_images_per_s=_round(files / index_seconds, 1),
                   cache_seconds=_round(cache.seconds), cache_images_per_s=_round(images / cache.seconds, 1),
                   seconds=_round(total), images_per_s=_round(files / total, 1))
 

@@ -60,7 +60,8 @@ def _speed_and_size(run_dir: Path, root: Path, paths: list[str]) -> dict:
 
     checkpoint = load_checkpoint(run_dir)
     config = checkpoint.data_config
-    images = np.stack([load_prepared(root / p, size=config.input_size, crop=checkpoint.border_crop,
+    size = config.input_size
+    images = np.stack([load_prepared(root / p, size=size, crop=checkpoint.border_crop,
                                      interpolation=config.interpolation) for p in paths[:512]])
     predict_proba(checkpoint.model, images[:64])
     start = time.perf_counter()

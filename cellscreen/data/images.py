@@ -306,6 +306,7 @@ def prepare_bytes(data: bytes, *, size: int, crop: int = 0, interpolation: str =
     return resize_square(border_crop(decode_image(data, max_pixels=max_pixels)[0], crop), size, interpolation)
 
 
-def load_prepared(path: str | Path, *, size: int, crop: int = 0, interpolation: str = DEFAULT_INTERPOLATION) -> np.ndarray:
+def load_prepared(path: str | Path, *, size: int, crop: int = 0,
+                  interpolation: str = DEFAULT_INTERPOLATION) -> np.ndarray:
     """``prepare_bytes`` of one file."""
     return prepare_bytes(read_file(path), size=size, crop=crop, interpolation=interpolation)

@@ -254,7 +254,8 @@ def check_images(checkpoint: Checkpoint, data: str | Path | None = None, count: 
     the data root, else random pixels (and the description says so)."""
     from cellscreen.serve.predict import list_inputs, prepare_image
 
-    size, crop, interpolation = checkpoint.data_config.input_size, checkpoint.border_crop, checkpoint.data_config.interpolation
+    config, crop = checkpoint.data_config, checkpoint.border_crop
+    size, interpolation = config.input_size, config.interpolation
     sources = [data] if data else []
     if not sources and checkpoint.meta.get("dataset"):
         from cellscreen.data.sources import get_profile, resolve_dataset_dir

@@ -115,7 +115,8 @@ class Predictor:
         d = self.description
         return {"model": d.get("model"), "engine": self.engine, "source": self.source, "classes": self.classes,
                 "positive_class": self.positive_class, "dataset": d.get("dataset"), "input_size": self.input_size,
-                "border_crop": self.border_crop, "interpolation": self.interpolation, "metric": d.get("source", d).get("metric"), "split": d.get("source", d).get("split"),
+                "border_crop": self.border_crop, "interpolation": self.interpolation,
+                "metric": d.get("source", d).get("metric"), "split": d.get("source", d).get("split"),
                 "temperature": d.get("temperature", 1.0), "cellscreen": d.get("cellscreen"),
                 "gradcam": (self._torch_model is not None or self._load_torch is not None)
                 and d.get("kind", "network") == "network"}
