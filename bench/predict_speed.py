@@ -45,14 +45,14 @@ def main() -> None:
             predictors["int8"] = load_predictor(args.model, engine="int8")
         except UserError as exc:
             print(f"no int8 run: {exc}", flush=True)
-        size, crop = predictors["onnx"].input_size, predictors["onnx"].border_crop
+        prepare = (predictors["onnx"].input_size, predictors["onnx"].border_crop, predictors["onnx"].interpolation)
         from cellscreen.data import images as image_io
 
         fast = image_io.pyspng
         for decoder in ("libspng", "Pillow", "libspng", "Pillow"):  # alternated: a busy moment hurts both
             image_io.pyspng = fast if decoder == "libspng" else None
             start = time.perf_counter()
-            images, _ = _prepare_task(files[:1000], size, crop)
+            images, _ = _prepare_task(files[:1000], *prepare)
             decode = 1000 / (time.perf_counter() - start)
             rows.append({"what": f"decode ({decoder}) + resize only, one process", "engine": "-", "cells": 1000,
                          "cells_per_s": round(decode, 1)})

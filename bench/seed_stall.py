@@ -64,7 +64,8 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     config = load_config("seed_malaria_cnn", {"dataset": "malaria-nih", "split": args.split, "fold": args.fold,
                                               "train_limit": args.limit})
-    train = prepare_data(config, data=None, input_size=128, progress=False).subsets["train"]
+    train = prepare_data(config, data=None, input_size=128, interpolation="reduce-bicubic",
+                         progress=False).subsets["train"]
     images, targets = train.images, train.targets
     mean = float((images[:500].float() / 255).mean())
     std = float((images[:500].float() / 255).std())

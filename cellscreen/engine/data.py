@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from cellscreen.data.cache import CacheSpec, ImageCache, build_cache
-from cellscreen.data.images import DEFAULT_INTERPOLATION
 from cellscreen.data.index import DatasetIndex, scan_dataset
 from cellscreen.data.sources import DatasetProfile, get_profile, resolve_dataset_dir
 from cellscreen.data.splits import SplitManifest, group_folds, make_split, read_manifest
@@ -97,8 +96,10 @@ def load_subset(cache: ImageCache, rows: list[dict], sha256_of: dict[str, str], 
     )
 
 
-def prepare_data(config, *, data: str | None, input_size: int, interpolation: str = DEFAULT_INTERPOLATION,
-                 workers: int | None = None, progress: bool = True) -> PreparedData:
+def prepare_data(config, *, data: str | None, input_size: int, interpolation: str, workers: int | None = None,
+                 progress: bool = True) -> PreparedData:
+    """The run's split, its cache at ``input_size`` resized by ``interpolation`` (the model's: see
+    ``images.INTERPOLATIONS``) and its subsets."""
     profile = get_profile(config.dataset, group_regex=config.group_regex)
     root = resolve_dataset_dir(profile, data)
     index = scan_dataset(root, profile, workers=workers, progress=progress)

@@ -49,6 +49,9 @@ FORMATS = {"onnx": ".onnx", "onnx-int8": ".onnx", "torchscript": ".pt"}
 
 
 NORMALISATIONS = ("sub_div", "conv", "fold")  # how the graph normalises its input (ExportedModel)
+_NORMALISATION_WORDS = {"sub_div": "subtract the mean, divide by the standard deviation",
+                        "conv": "a 1x1 convolution per channel",
+                        "fold": "the mean subtracted, the division folded into the first convolution"}
 
 
 class ExportedModel(nn.Module):
@@ -109,19 +112,20 @@ def fold_std(model: nn.Module, std, size: int) -> nn.Module | None:
 
     It is only the same model when that convolution is the first thing done to the input, pads with zeros
     and sees every input channel.  The first ``Conv2d`` in module order usually is, but nothing in a
-    module's structure guarantees it, so the copy is checked against the model on random pixels.
+    module's structure guarantees it, so the copy is checked against the model on random inputs.
     """
     std = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
     channels = std.shape[1]
     first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     if first is None or first.in_channels != channels or first.groups != 1 or first.padding_mode != "zeros":
         return None
-    folded = copy.deepcopy(model).eval()
+    reference = copy.deepcopy(model).eval()  # the caller's model keeps its mode
+    folded = copy.deepcopy(reference)
     conv = next(m for m in folded.modules() if isinstance(m, nn.Conv2d))
     with torch.no_grad():
         conv.weight.div_(std.to(conv.weight.dtype))
         centred = torch.randn(4, channels, size, size, generator=torch.Generator().manual_seed(0)) * std
-        expected, got = model.eval()(centred / std), folded(centred)
+        expected, got = reference(centred / std), folded(centred)
     if not torch.allclose(got, expected, rtol=1e-3, atol=1e-3 * float(expected.abs().max()) + 1e-6):
         return None
     return folded
@@ -171,12 +175,13 @@ def _weights_digest(checkpoint: Checkpoint) -> str:
     return digest.hexdigest()
 
 
-def onnx_bytes(checkpoint: Checkpoint, *, opset: int = 18, normalise: str = "sub_div") -> bytes:
+def onnx_bytes(checkpoint: Checkpoint, *, opset: int = 18, normalise: str = "sub_div",
+               wrapped: ExportedModel | None = None) -> bytes:
     """The checkpoint as a serialised single-file ONNX model with a dynamic batch size (``normalise``:
-    see ``ExportedModel``)."""
+    see ``ExportedModel``; ``wrapped``: the checkpoint's ``ExportedModel`` if already made)."""
     import onnx
 
-    wrapped = _wrapped(checkpoint, normalise)
+    wrapped = wrapped if wrapped is not None else _wrapped(checkpoint, normalise)
     size = checkpoint.data_config.input_size
     example = torch.zeros((2, size, size, 3), dtype=torch.uint8)
     with warnings.catch_warnings(), open(os.devnull, "w") as devnull:
@@ -311,9 +316,11 @@ def export_model(model: str | Path, out: str | Path, *, fmt: str = "onnx", check
     info = describe(checkpoint, fmt)
     agreement = None
     if fmt.startswith("onnx"):
-        blob = onnx_bytes(checkpoint, opset=opset, normalise="fold" if fmt == "onnx-int8" else "sub_div")
+        graph = _wrapped(checkpoint, "fold") if fmt == "onnx-int8" else wrapped
+        blob = onnx_bytes(checkpoint, opset=opset, wrapped=graph)
         if fmt == "onnx-int8":  # calibrate on every other cell, check on the rest
             info["quantization"] = {"method": "onnxruntime static, QDQ, per-channel int8 weights, uint8 activations",
+                                    "normalisation": _NORMALISATION_WORDS[graph.normalise],
                                     "calibrated_on": f"{len(images[0::2])} of the {checked_on}"}
             blob = quantize_int8(blob, images[0::2], info)
             images, expected = images[1::2], expected[1::2]

@@ -33,8 +33,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from cellscreen.data.images import (DEFAULT_INTERPOLATION, IGNORED_NAMES, IMAGE_SUFFIXES, ImageReadError,
-                                    load_prepared)
+from cellscreen.data.images import IGNORED_NAMES, IMAGE_SUFFIXES, ImageReadError, load_prepared
 from cellscreen.data.index import printable_path, valid_utf8_name, walk_tree
 from cellscreen.data.parallel import default_workers
 from cellscreen.errors import UserError
@@ -79,8 +78,7 @@ def _shown(path: Path) -> str:
     return printable_path(str(path))
 
 
-def prepare_image(path: Path, size: int, crop: int,
-                  interpolation: str = DEFAULT_INTERPOLATION) -> np.ndarray | str:
+def prepare_image(path: Path, size: int, crop: int, interpolation: str) -> np.ndarray | str:
     """The model-ready pixels of one file, or the reason it cannot be used."""
     try:
         return load_prepared(path, size=size, crop=crop, interpolation=interpolation)
@@ -89,7 +87,7 @@ def prepare_image(path: Path, size: int, crop: int,
 
 
 def _prepare_task(paths: list[Path], size: int, crop: int,
-                  interpolation: str = DEFAULT_INTERPOLATION) -> tuple[np.ndarray, list[str | None]]:
+                  interpolation: str) -> tuple[np.ndarray, list[str | None]]:
     """Decode a few files in a worker: their stacked pixels (readable ones) and a reason per file (None: ok)."""
     pixels, reasons = [], []
     for path in paths:
@@ -206,14 +204,15 @@ def predict_files(model, inputs: list[str | Path], out: str | Path, *, batch_siz
     classes, size, crop = predictor.classes, predictor.input_size, predictor.border_crop
     header = _header(classes)
     settings = {"model": predictor.source, "model_name": predictor.description.get("model"),
-                "engine": predictor.engine, "classes": classes, "tta": tta, "inputs": inputs,
-                "shard": list(shard) if shard else None}
+                "engine": predictor.engine, "classes": classes, "interpolation": predictor.interpolation, "tta": tta,
+                "inputs": inputs, "shard": list(shard) if shard else None}
     settings_file = journal.with_name(journal.name + ".json")
     done = 0
     if resume and journal.exists():
         before = json.loads(settings_file.read_text()) if settings_file.exists() else None
-        if before is not None and {k: before.get(k) for k in ("classes", "tta", "inputs", "shard")} != {
-                k: settings[k] for k in ("classes", "tta", "inputs", "shard")}:
+        # a journal begun by a version that did not record the resize is compared on the rest
+        same = ("classes", "interpolation", "tta", "inputs", "shard")
+        if before is not None and {k: before.get(k, settings[k]) for k in same} != {k: settings[k] for k in same}:
             raise UserError(f"{journal} was started with other inputs or settings ({settings_file}); "
                             "start again with --overwrite")
         done = _journal_rows(journal, header)

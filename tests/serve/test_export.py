@@ -95,6 +95,7 @@ def test_int8_export_keeps_the_decisions_and_runs_in_predict(trained_run, learna
     assert report.agreement >= 0.99 and report.checked_on.startswith("the other")
     description = json.loads((tmp_path / "model.int8.onnx.json").read_text())
     assert description["format"] == "onnx-int8" and "calibrated_on" in description["quantization"]
+    assert "folded into the first convolution" in description["quantization"]["normalisation"]
     nodes = onnx.load(str(out)).graph.node
     assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in nodes}
     # the normalisation is folded into the first convolution: the model's six and no 1x1 one before them

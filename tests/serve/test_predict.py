@@ -107,6 +107,13 @@ def test_an_interrupted_run_resumes_without_repeating_or_losing_rows(trained_run
         module.predict_files(trained_run.run, inputs, out, progress=False)
     with pytest.raises(UserError, match="other inputs"):
         module.predict_files(trained_run.run, inputs[:1], out, resume=True, progress=False)
+    settings = tmp_path / "cut.csv.partial.csv.json"
+    recorded = settings.read_text()
+    assert '"interpolation": "reduce-bicubic"' in recorded
+    settings.write_text(recorded.replace('"reduce-bicubic"', '"bicubic"'))  # begun by a model resized otherwise
+    with pytest.raises(UserError, match="other inputs or settings"):
+        module.predict_files(trained_run.run, inputs, out, resume=True, progress=False)
+    settings.write_text(recorded)
     counts = module.predict_files(predictor, inputs, out, resume=True, workers=0, progress=False)
     assert counts["resumed"] == 120 and counts["predicted"] + counts["skipped"] == 121
     assert len(calls) == 7  # three batches before the crash, three after, none repeated
