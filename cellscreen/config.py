@@ -76,10 +76,9 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
         if self.interpolation is not None:
-            from cellscreen.data.images import INTERPOLATIONS
+            from cellscreen.data.images import check_interpolation
 
-            if self.interpolation not in INTERPOLATIONS:
-                raise UserError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, not {self.interpolation!r}")
+            check_interpolation(self.interpolation)
         from cellscreen.models.transfer import parse_trainable
 
         trainable = parse_trainable(self.trainable)

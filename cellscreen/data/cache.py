@@ -49,10 +49,7 @@ class CacheSpec:
     def __post_init__(self):
         if self.size < 8 or self.size > 2048:
             raise UserError(f"image size must be between 8 and 2048 pixels, got {self.size}")
-        try:
-            check_interpolation(self.interpolation)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+        check_interpolation(self.interpolation)
 
 
 def cache_key(digests: Sequence[str], spec: CacheSpec) -> str:

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cellscreen.errors import UserError
+
 try:  # libspng: 8-bit RGB PNGs (the usual cell crop) to Pillow's pixels, faster (bench/png_decoders.py)
     import pyspng
 except ImportError:  # pragma: no cover - an optional speed-up; Pillow reads everything
@@ -39,6 +41,7 @@ __all__ = [
     "border_crop",
     "INTERPOLATIONS",
     "DEFAULT_INTERPOLATION",
+    "UNRECORDED_INTERPOLATION",
     "check_interpolation",
     "resize_square",
     "prepare_bytes",
@@ -63,6 +66,7 @@ _MAX_PAD_SIDE = 4096
 # Without any shrinking by a factor of 2 or more, the two give the same pixels.
 INTERPOLATIONS = {"bicubic": None, "reduce-bicubic": 1.0}
 DEFAULT_INTERPOLATION = "reduce-bicubic"  # what new models train on
+UNRECORDED_INTERPOLATION = "bicubic"  # what a model, run or description that does not say was resized by
 
 
 class ImageReadError(Exception):
@@ -268,9 +272,9 @@ def border_crop(array: np.ndarray, pixels: int) -> np.ndarray:
 
 
 def check_interpolation(name: str) -> str:
-    """``name`` if it is one of ``INTERPOLATIONS``, else a ``ValueError`` that lists them."""
-    if name not in INTERPOLATIONS:
-        raise ValueError(f"unknown interpolation {name!r}; this version of cellscreen knows "
+    """``name`` if it is one of ``INTERPOLATIONS``, else a ``UserError`` (a ``ValueError``) that lists them."""
+    if not isinstance(name, str) or name not in INTERPOLATIONS:  # a damaged model.json may hold anything
+        raise UserError(f"unknown interpolation {name!r}; this version of cellscreen knows "
                          f"{', '.join(INTERPOLATIONS)} (a checkpoint from a newer version needs that version)")
     return name
 

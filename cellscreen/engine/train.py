@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from cellscreen.config import TrainConfig, load_config
 from cellscreen.cpu import tune_process
+from cellscreen.data.images import UNRECORDED_INTERPOLATION
 from cellscreen.engine.calibration import fit_temperature
 from cellscreen.engine.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
 from cellscreen.engine.curves import plot_learning_curves
@@ -154,8 +155,8 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
         _check_run_folder(out, resume, overwrite)
     if resume:  # the run's own settings win: a resumed run is the same run
         config = load_config(str(out / "config.yaml"))
-        if config.interpolation is None:  # started before the resize was recorded: it was "bicubic"
-            config = dataclasses.replace(config, interpolation="bicubic")
+        if config.interpolation is None:  # started before the resize was recorded
+            config = dataclasses.replace(config, interpolation=UNRECORDED_INTERPOLATION)
     # "auto" is settled once, by the device that trains, and written into the run's config.yaml: a run
     # resumed on other hardware goes on in the precision it started in.
     config = dataclasses.replace(config, precision=resolve_precision(config.precision, accelerator))

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cellscreen.data.images import DEFAULT_INTERPOLATION
+from cellscreen.data.images import DEFAULT_INTERPOLATION, UNRECORDED_INTERPOLATION, check_interpolation
 from cellscreen.errors import UserError
 
 __all__ = ["DataConfig", "register_model", "create_model", "list_models", "get_data_config", "count_flops",
@@ -38,21 +38,15 @@ class DataConfig:
     interpolation: str = DEFAULT_INTERPOLATION  # how cells are shrunk to input_size: one of images.INTERPOLATIONS
 
     def __post_init__(self):
-        from cellscreen.data.images import check_interpolation
-
-        try:
-            check_interpolation(self.interpolation)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+        check_interpolation(self.interpolation)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> DataConfig:
-        # a checkpoint written before the choice existed was resized by "bicubic"
         return cls(input_size=int(d["input_size"]), mean=tuple(d["mean"]), std=tuple(d["std"]),
-                   interpolation=d.get("interpolation", "bicubic"))
+                   interpolation=d.get("interpolation", UNRECORDED_INTERPOLATION))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -68,8 +68,8 @@ class ExportedModel(nn.Module):
       (``fold_std``), so only ``x - mean`` is left here.  That convolution pads with zeros, and a zero of
       ``x - mean`` is a zero of the normalised input, so the padding agrees too.  The mean is subtracted as
       a whole ``size`` x ``size`` map, not one value per channel: onnxruntime moves the subtraction into
-      channels-last order, where broadcasting three values over every pixel ran about 20 times slower.
-      The int8 export uses it: the 8-bit graph then has no normalisation left to run.
+      channels-last order, where broadcasting three values over every pixel is slow.  The int8 export
+      uses it: the 8-bit graph's only normalisation step is then that subtraction.
     """
 
     def __init__(self, model: nn.Module, mean, std, temperature: float = 1.0, single_logit: bool = False,

@@ -48,13 +48,10 @@ def onnx_session(model: bytes | str, threads: int | None = None):
 
 
 def interpolation_of(description: dict) -> str:
-    """How a described model's cells are resized (a model described before the choice existed: "bicubic")."""
-    from cellscreen.data.images import check_interpolation
+    """How a described model's cells are resized (one described before the choice existed: exact bicubic)."""
+    from cellscreen.data.images import UNRECORDED_INTERPOLATION, check_interpolation
 
-    try:
-        return check_interpolation(description["data_config"].get("interpolation", "bicubic"))
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    return check_interpolation(description["data_config"].get("interpolation", UNRECORDED_INTERPOLATION))
 
 
 def dihedral_views_nhwc(images: np.ndarray) -> list[np.ndarray]:

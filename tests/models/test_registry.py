@@ -56,6 +56,8 @@ def test_the_resize_is_recorded_and_old_records_mean_bicubic():
     assert DataConfig.from_dict(legacy).interpolation == "bicubic"
     with pytest.raises(UserError, match="unknown interpolation 'area'"):
         DataConfig.from_dict({**legacy, "interpolation": "area"})
+    with pytest.raises(UserError, match="unknown interpolation"):  # a damaged model.json
+        DataConfig.from_dict({**legacy, "interpolation": ["bicubic"]})
 
 
 def test_flops_grow_with_input_size():
