@@ -19,6 +19,7 @@ import copy
 import torch
 from torch import nn
 
+from cellscreen.errors import UserError
 from cellscreen.models._registry import DataConfig, register_model
 
 
@@ -38,6 +39,11 @@ class CompactCNN(nn.Module):
     linear classifier.  Pooling rounds up, so a small input never pools to
     nothing.
 
+    ``space_to_depth`` replaces the first stage's full-resolution conv and
+    pooling by a rearrangement of each 2x2 block of pixels into channels
+    (``PixelUnshuffle``) followed by the conv at half the resolution; the
+    input side must then be even.
+
     ``pool_before_norm`` moves each pooling from after a stage's ReLU to just
     after its conv.  Max-pooling commutes with ReLU, and with batch norm's
     per-channel scale where that scale is positive, so the network computes
@@ -46,12 +52,17 @@ class CompactCNN(nn.Module):
     """
 
     def __init__(self, *, num_classes: int, in_chans: int = 3, widths: tuple[int, ...] = (32, 64, 128, 256),
-                 dropout: float = 0.2, pool_before_norm: bool = False):
+                 dropout: float = 0.2, pool_before_norm: bool = False, space_to_depth: bool = False):
         super().__init__()
         layers, channels = [], in_chans
         for stage, width in enumerate(widths):
             last = stage == len(widths) - 1
-            if pool_before_norm:
+            if stage == 0 and space_to_depth:
+                # each 2x2 block of pixels becomes one position with 4x the channels: the first conv then
+                # sees every pixel at half the resolution, instead of being computed at full resolution
+                # and max-pooled (a quarter of its work, and the most costly layer otherwise)
+                layers.append(nn.Sequential(nn.PixelUnshuffle(2), *_conv_bn_relu(channels * 4, width)))
+            elif pool_before_norm:
                 # conv, then the pooling, then batch norm and ReLU on a quarter of the values
                 conv = nn.Conv2d(channels, width, 3, padding=1, bias=False)
                 pool = [] if last else [nn.MaxPool2d(2, ceil_mode=True)]
@@ -106,3 +117,13 @@ def compact_cnn6(*, num_classes: int, in_chans: int = 3, input_size: int = 64) -
 def compact_cnn6p(*, num_classes: int, in_chans: int = 3, input_size: int = 64) -> nn.Module:
     return CompactCNN(num_classes=num_classes, in_chans=in_chans, widths=(32, 64, 128, 192, 256, 256),
                       pool_before_norm=True)
+
+
+@register_model("compact_cnn6s", data_config=DataConfig(input_size=64), classifier="head",
+                description="compact_cnn6p with a space-to-depth first stage: the fastest to run")
+def compact_cnn6s(*, num_classes: int, in_chans: int = 3, input_size: int = 64) -> nn.Module:
+    if input_size % 2:
+        raise UserError(f"compact_cnn6s folds 2x2 pixel blocks into channels, so its input size must be even "
+                         f"(got {input_size})")
+    return CompactCNN(num_classes=num_classes, in_chans=in_chans, widths=(32, 64, 128, 192, 256, 256),
+                      pool_before_norm=True, space_to_depth=True)

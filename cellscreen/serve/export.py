@@ -110,20 +110,23 @@ def fold_std(model: nn.Module, std, size: int) -> nn.Module | None:
     pixel units), its first convolution's weights divided by ``std``; None where that would not be the same
     model.
 
-    It is only the same model when that convolution is the first thing done to the input, pads with zeros
-    and sees every input channel.  The first ``Conv2d`` in module order usually is, but nothing in a
+    It is only the same model when that convolution is the first thing done to the input (or comes right
+    after a space-to-depth rearrangement, whose channels it then sees in ``PixelUnshuffle``'s order), pads
+    with zeros and sees every input channel.  The first ``Conv2d`` in module order usually is, but nothing in a
     module's structure guarantees it, so the copy is checked against the model on random inputs.
     """
     std = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
     channels = std.shape[1]
     first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if first is None or first.in_channels != channels or first.groups != 1 or first.padding_mode != "zeros":
+    if first is None or first.in_channels % channels or first.groups != 1 or first.padding_mode != "zeros":
         return None
+    # After a space-to-depth step (PixelUnshuffle) input channel c becomes channels c*k .. c*k + k - 1
+    per_channel = std.repeat_interleave(first.in_channels // channels, dim=1)
     reference = copy.deepcopy(model).eval()  # the caller's model keeps its mode
     folded = copy.deepcopy(reference)
     conv = next(m for m in folded.modules() if isinstance(m, nn.Conv2d))
     with torch.no_grad():
-        conv.weight.div_(std.to(conv.weight.dtype))
+        conv.weight.div_(per_channel.to(conv.weight.dtype))
         centred = torch.randn(4, channels, size, size, generator=torch.Generator().manual_seed(0)) * std
         expected, got = reference(centred / std), folded(centred)
     if not torch.allclose(got, expected, rtol=1e-3, atol=1e-3 * float(expected.abs().max()) + 1e-6):

@@ -97,3 +97,29 @@ def test_inference_form_of_a_norm_without_weights_and_of_a_nan_weight():
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(fast.features[1](fast.features[0](x)), model.features[1](model.features[0](x)))
+
+
+def test_space_to_depth_stem_sees_every_pixel_at_half_resolution():
+    model = _with_statistics(create_model("compact_cnn6s", num_classes=2))
+    assert _order(model.features[0]) == ["PixelUnshuffle", "Conv2d", "BatchNorm2d", "ReLU"]
+    assert model.features[0][1].in_channels == 12
+    # the later stages are compact_cnn6p's, and its inference form still gives the same outputs
+    later = create_model("compact_cnn6p", num_classes=2).features[1:]
+    assert [_order(stage) for stage in model.features[1:]] == [_order(stage) for stage in later]
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model.for_inference()(x), model(x), atol=1e-5)
+    # every pixel counts: changing one pixel of a 2x2 block changes the first stage's output
+    y = x.clone()
+    y[:, :, 1, 1] += 1
+    with torch.no_grad():
+        assert not torch.equal(model.features[0](x), model.features[0](y))
+
+
+def test_space_to_depth_stem_refuses_an_odd_input_size():
+    import pytest
+
+    from cellscreen.errors import UserError
+
+    with pytest.raises(UserError, match="must be even"):
+        create_model("compact_cnn6s", num_classes=2, input_size=63)
