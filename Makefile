@@ -20,7 +20,7 @@ demo: $(VENV)/.installed
 	$(BIN)/cellscreen demo --out $(DEMO) --overwrite
 
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 clean-demo:
 	rm -rf $(DEMO)

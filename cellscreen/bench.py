@@ -164,10 +164,12 @@ def ceiling(*, seconds: float = 1.0, matmul_size: int = 1024, conv_batch: int = 
     fields: dict = {"seconds_per_probe": seconds, "matmul": f"{matmul_size}x{matmul_size} @ {matmul_size}x{matmul_size}",
                     "conv": _conv_label(*conv) + ", torch channels-last"}
     for dtype in ("fp32", "bf16"):
-        fields[f"{dtype}_matmul_gflops_per_s"] = _round(_matmul_gflops(dtype, matmul_size, seconds), 2)
-        fields[f"{dtype}_conv_gflops_per_s"] = _round(_conv_gflops(dtype, *conv, seconds), 2)
-    fields["bf16_over_fp32_conv"] = _round(fields["bf16_conv_gflops_per_s"] / fields["fp32_conv_gflops_per_s"], 3)
-    fields["fp32_conv_onnxruntime_gflops_per_s"] = _round(_onnx_conv_gflops(*conv, seconds), 2)
+        # to significant digits, not to 0.01: a tiny probe on a busy machine can run at less than that
+        fields[f"{dtype}_matmul_gflops_per_s"] = _sig(_matmul_gflops(dtype, matmul_size, seconds))
+        fields[f"{dtype}_conv_gflops_per_s"] = _sig(_conv_gflops(dtype, *conv, seconds))
+    fp32, bf16 = fields["fp32_conv_gflops_per_s"], fields["bf16_conv_gflops_per_s"]
+    fields["bf16_over_fp32_conv"] = _sig(bf16 / fp32, 3) if fp32 > 0 else None
+    fields["fp32_conv_onnxruntime_gflops_per_s"] = _sig(_onnx_conv_gflops(*conv, seconds))
     fields["cpu_capability"] = torch.backends.cpu.get_cpu_capability()  # the widest vector ISA torch uses
     return record("ceiling", **fields)
 
