@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--inputs", required=True, help="folder of cell images")
     parser.add_argument("--reference-python", default=None,
                         help="the Python with TensorFlow (bench/requirements-keras.txt); omit to skip the reference")
-    parser.add_argument("--model", default="malaria")
+    parser.add_argument("--model", nargs="+", default=["malaria"],
+                        help="one or more models; with several, each engine runs each model in every round")
     parser.add_argument("--engines", nargs="+", default=["auto", "int8"])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
@@ -53,26 +54,29 @@ def main(argv: list[str] | None = None) -> None:
         runs.append({"round": round_, "what": what, **timed(command)})
         print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
 
+    # one model: runs are named by engine, as before; several: "model:engine"
+    labelled = [(engine, model, engine if len(args.model) == 1 else f"{model}:{engine}")
+                for model in args.model for engine in args.engines]
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(1, args.rounds + 1):
             if args.reference_python:
                 run("keras", [args.reference_python, str(HERE / "keras_reference.py"), "predict", "--inputs",
                               args.inputs])
-            for engine in args.engines:
-                out = Path(tmp) / f"{engine}.csv"
-                run(engine, [cellscreen, "predict", args.model, "--engine", engine, args.inputs, "--out", str(out),
-                             "-q", "--overwrite"])
+            for engine, model, what in labelled:
+                out = Path(tmp) / "predicted.csv"
+                run(what, [cellscreen, "predict", model, "--engine", engine, args.inputs, "--out", str(out),
+                           "-q", "--overwrite"])
     summary = {}
-    for engine in args.engines:
-        walls = [r["wall_s"] for r in runs if r["what"] == engine]
-        entry = {"wall_s": walls}
+    for _, _, what in labelled:
+        entry = {"wall_s": [r["wall_s"] for r in runs if r["what"] == what]}
         if args.reference_python:
             reference = {r["round"]: r["wall_s"] for r in runs if r["what"] == "keras"}
-            entry["over_keras"] = [round(r["wall_s"] / reference[r["round"]], 3) for r in runs if r["what"] == engine]
-        summary[engine] = entry
+            entry["over_keras"] = [round(r["wall_s"] / reference[r["round"]], 3) for r in runs if r["what"] == what]
+        summary[what] = entry
     if args.reference_python:
         summary["keras"] = {"wall_s": [r["wall_s"] for r in runs if r["what"] == "keras"]}
-    print(json.dumps({"inputs": os.path.abspath(args.inputs), "model": args.model, "cpus": os.cpu_count(),
+    models = args.model[0] if len(args.model) == 1 else args.model
+    print(json.dumps({"inputs": os.path.abspath(args.inputs), "model": models, "cpus": os.cpu_count(),
                       "summary": summary, "runs": runs}, indent=2))
 
 
