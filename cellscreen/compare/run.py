@@ -80,6 +80,20 @@ def _split(dataset: str, data: str | None, out: Path, *, protocol: str, folds: i
     return path
 
 
+def _recorded_interpolation(entry_dir: Path) -> str | None:
+    """The resize of the entry's folds already trained or started (None: none yet).
+
+    A comparison resumed by a newer cellscreen trains its remaining folds with the resize of the folds it
+    has, so one entry's folds never mix two preprocessings; a fold begun before the resize was recorded
+    used exact bicubic.
+    """
+    from cellscreen.data.images import UNRECORDED_INTERPOLATION
+
+    for config_file in sorted(entry_dir.glob("*/config.yaml")):
+        return load_config(str(config_file)).interpolation or UNRECORDED_INTERPOLATION
+    return None
+
+
 def run_comparison(entries: list[Entry], *, dataset: str, out: str | Path, data: str | None = None,
                    protocol: str = "kfold", folds: int = 5, seed: int = 0, by: str = "group",
                    allow_leakage: bool = False, group_regex: str | None = None, settings: list[str] = (),
@@ -105,7 +119,8 @@ def run_comparison(entries: list[Entry], *, dataset: str, out: str | Path, data:
                 continue
             resume = (run_dir / "checkpoints" / "last.ckpt").exists()
             overrides = {"dataset": dataset, "split": str(split), "fold": fold, "seed": seed,
-                         "group_regex": group_regex, "model": entry.model}
+                         "group_regex": group_regex, "model": entry.model,
+                         "interpolation": _recorded_interpolation(run_dir.parent)}
             config = load_config(entry.preset, overrides, list(settings))
             print(f"{entry.name}, {'hold-out' if fold is None else f'fold {fold}'}: "
                   f"{'resuming' if resume else 'training'} {config.model}", flush=True)

@@ -54,3 +54,40 @@ def test_cell_level_comparison_needs_consent_and_is_labelled(learnable_cells, tm
     assert leaky.returncode == 0, leaky.stderr
     page = (tmp_path / "b" / "report.html").read_text()
     assert page.count("(LEAKY)") >= 8  # next to every metric
+
+
+def test_a_resumed_comparison_keeps_each_entrys_resize(tmp_path, monkeypatch):
+    import dataclasses
+
+    from cellscreen.compare import run as module
+    from cellscreen.config import TrainConfig
+
+    entry_dir = tmp_path / "runs" / "default"
+    assert module._recorded_interpolation(entry_dir) is None  # nothing trained yet: the model's own
+    (entry_dir / "fold0").mkdir(parents=True)
+    old = "\n".join(line for line in TrainConfig().to_yaml().splitlines() if not line.startswith("interpolation"))
+    (entry_dir / "fold0" / "config.yaml").write_text(old + "\n")  # written before the resize was recorded
+    assert module._recorded_interpolation(entry_dir) == "bicubic"
+    recorded = dataclasses.replace(TrainConfig(), interpolation="reduce-bicubic").to_yaml()
+    (entry_dir / "fold0" / "config.yaml").write_text(recorded)
+    assert module._recorded_interpolation(entry_dir) == "reduce-bicubic"
+
+    # the next fold is trained with it, even where the preset would pick another
+    (entry_dir / "fold0" / "config.yaml").write_text(old + "\n")
+    (entry_dir / "fold0" / "test").mkdir()
+    (entry_dir / "fold0" / "test" / "metrics.json").write_text("{}")
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_train(config, **kwargs):
+        seen.append(config.interpolation)
+        raise Stop
+
+    monkeypatch.setattr("cellscreen.engine.train.train", fake_train)
+    monkeypatch.setattr(module, "_split", lambda *args, **kwargs: tmp_path / "split.csv")
+    with pytest.raises(Stop):
+        module.run_comparison([Entry(name="default", preset="default")], dataset="malaria-nih", out=tmp_path,
+                              folds=2)
+    assert seen == ["bicubic"]
