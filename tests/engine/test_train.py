@@ -28,7 +28,7 @@ def test_run_folder_is_complete_and_self_describing(trained):
         assert (run / name).is_file(), name
     assert list((run / "logs" / "tb").rglob("events.out.tfevents*"))
     meta = json.loads((run / "model.json").read_text())
-    assert meta["model"] == "compact_cnn6p" and meta["classes"] == ["Uninfected", "Parasitized"]
+    assert meta["model"] == "compact_cnn6s" and meta["classes"] == ["Uninfected", "Parasitized"]
     assert meta["positive_class"] == "Parasitized" and meta["data_config"]["input_size"] == 16
     assert meta["split"]["sha256"] == json.loads((run / "split.json").read_text())["manifest_sha256"]
     assert meta["metric"]["name"] == "val_loss" and meta["cellscreen"]
@@ -172,7 +172,7 @@ def test_fine_tuning_a_run_trains_only_what_was_asked(trained, learnable_cells, 
                               epochs=2, model="resnet18"), out=tmp_path / "tuned", data=str(learnable_cells),
                   progress=False)
     checkpoint = load_checkpoint(tuned.run)
-    assert checkpoint.meta["model"] == "compact_cnn6p"  # the source's architecture wins over the preset's
+    assert checkpoint.meta["model"] == "compact_cnn6s"  # the source's architecture wins over the preset's
     assert checkpoint.meta["head"] == {"hidden": 8, "dropout": 0.2}
     state = checkpoint.model.state_dict()
     for name, value in source.items():
