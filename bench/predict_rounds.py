@@ -58,12 +58,12 @@ def main(argv: list[str] | None = None) -> None:
     labelled = [(engine, model, engine if len(args.model) == 1 else f"{model}:{engine}")
                 for model in args.model for engine in args.engines]
     with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "predicted.csv"
         for round_ in range(1, args.rounds + 1):
             if args.reference_python:
                 run("keras", [args.reference_python, str(HERE / "keras_reference.py"), "predict", "--inputs",
                               args.inputs])
             for engine, model, what in labelled:
-                out = Path(tmp) / "predicted.csv"
                 run(what, [cellscreen, "predict", model, "--engine", engine, args.inputs, "--out", str(out),
                            "-q", "--overwrite"])
     summary = {}

@@ -112,7 +112,13 @@ def load_config(preset: str | None = None, overrides: dict | None = None, assign
         path = Path(preset) if preset.endswith((".yaml", ".yml")) else PRESETS_DIR / f"{preset}.yaml"
         if not path.is_file():
             raise UserError(f"preset {preset!r} not found; built-in presets: {', '.join(list_presets())}")
-        values.update(yaml.safe_load(path.read_text()) or {})
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise UserError(f"{path} is not valid YAML ({exc})") from None
+        if not isinstance(loaded, dict):
+            raise UserError(f"{path} must hold FIELD: VALUE settings, not a {type(loaded).__name__}")
+        values.update(loaded)
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     for assignment in assignments:

@@ -89,9 +89,10 @@ def _recorded_interpolation(entry_dir: Path) -> str | None:
     """
     from cellscreen.data.images import UNRECORDED_INTERPOLATION
 
-    for config_file in sorted(entry_dir.glob("*/config.yaml")):
-        return load_config(str(config_file)).interpolation or UNRECORDED_INTERPOLATION
-    return None
+    config_file = next(iter(sorted(entry_dir.glob("*/config.yaml"))), None)
+    if config_file is None:
+        return None
+    return load_config(str(config_file)).interpolation or UNRECORDED_INTERPOLATION
 
 
 def run_comparison(entries: list[Entry], *, dataset: str, out: str | Path, data: str | None = None,

@@ -71,6 +71,11 @@ def test_a_resumed_comparison_keeps_each_entrys_resize(tmp_path, monkeypatch):
     recorded = dataclasses.replace(TrainConfig(), interpolation="reduce-bicubic").to_yaml()
     (entry_dir / "fold0" / "config.yaml").write_text(recorded)
     assert module._recorded_interpolation(entry_dir) == "reduce-bicubic"
+    # a damaged record is refused by name, not read as a default
+    for damaged in ("interpolation: [bicubic\n", "- bicubic\n"):
+        (entry_dir / "fold0" / "config.yaml").write_text(damaged)
+        with pytest.raises(UserError, match="fold0/config.yaml"):
+            module._recorded_interpolation(entry_dir)
 
     # the next fold is trained with it, even where the preset would pick another
     (entry_dir / "fold0" / "config.yaml").write_text(old + "\n")

@@ -215,9 +215,9 @@ def test_cells_are_resized_as_the_checkpoint_was_trained(trained_run, learnable_
     # and exact bicubic blurs across them, so the two give clearly other pixels
     ends = [np.asarray(Image.open(next((learnable_cells / label).iterdir())).convert("RGB"), np.float32)
             for label in ("Parasitized", "Uninfected")]
-    checker = (np.indices((80, 80))[1] // 5 % 2 * 80 - 40)[..., None]
+    stripes = (np.indices((80, 80))[1] // 5 % 2 * 80 - 40)[..., None]
     for n, alpha in enumerate(np.linspace(0, 1, 9)):
-        blend = np.kron(alpha * ends[0] + (1 - alpha) * ends[1], np.ones((4, 4, 1))) + checker
+        blend = np.kron(alpha * ends[0] + (1 - alpha) * ends[1], np.ones((4, 4, 1))) + stripes
         Image.fromarray(np.clip(blend, 0, 255).astype(np.uint8)).save(cells / f"c{n}.png")
     meta = json.loads((trained_run.run / "model.json").read_text())
     assert meta["data_config"]["interpolation"] == "reduce-bicubic"
