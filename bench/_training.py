@@ -1,5 +1,5 @@
 """What the training-step bench scripts share: the process set-up training makes, a module as training
-builds it, and one bf16 training step.  (Imported by scripts in this folder, run as ``python bench/x.py``.)"""
+builds it, and one training step (bf16 autocast or fp32).  (Imported by scripts in this folder, run as ``python bench/x.py``.)"""
 
 from __future__ import annotations
 
@@ -28,10 +28,11 @@ def training_module(config: TrainConfig, size: int, seed: int = 0) -> tuple[Cell
 
 
 def train_step(module: CellClassifier, optimizer: torch.optim.Optimizer, images: torch.Tensor,
-               targets: torch.Tensor) -> None:
-    """One training step under bf16 autocast, as Lightning's ``bf16-mixed`` runs it on the CPU."""
+               targets: torch.Tensor, precision: str = "bf16-mixed") -> None:
+    """One training step, under bf16 autocast as Lightning's ``bf16-mixed`` runs it on the CPU, or in fp32
+    (``precision="32"``)."""
     optimizer.zero_grad(set_to_none=True)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
         loss = module.training_step((images, targets), 0)
     loss.backward()
     optimizer.step()

@@ -4,7 +4,7 @@
     python bench/step_profile.py --preset seed_malaria_cnn --set model=compact_cnn6
 
 The preset's model at its input size and batch size, through cellscreen's training module (augmentation,
-normalisation, loss) with bf16 autocast, on random uint8 batches, after ``cellscreen.cpu.tune_process()``
+normalisation, loss) with bf16 autocast (or ``--precision 32``), on random uint8 batches, after ``cellscreen.cpu.tune_process()``
 as in training.  After ``--warmup`` steps, ``--steps`` steps are profiled; prints the median ms per step
 measured without the profiler just before, then the operations by self CPU time per step, split by
 input shape, so that e.g. the first batch norm and the last are separate rows.
@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rows", type=int, default=25)
+    parser.add_argument("--precision", choices=["bf16-mixed", "32"], default="bf16-mixed")
     args = parser.parse_args()
     set_up(args.threads)
     config = load_config(args.preset, {}, ["schedule=none", *args.set])
@@ -41,16 +42,16 @@ def main() -> None:
     batch = (torch.randint(0, 256, (config.batch_size, 3, size, size), dtype=torch.uint8),
              torch.randint(0, 2, (config.batch_size,)))
     for _ in range(args.warmup):
-        train_step(module, optimizer, *batch)
+        train_step(module, optimizer, *batch, args.precision)
     times = []
     for _ in range(args.steps):
         start = time.perf_counter()
-        train_step(module, optimizer, *batch)
+        train_step(module, optimizer, *batch, args.precision)
         times.append(1000 * (time.perf_counter() - start))
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(args.steps):
-            train_step(module, optimizer, *batch)
-    print(f"{config.model} at {size} px, batch {config.batch_size}: {statistics.median(times):.1f} ms per step "
+            train_step(module, optimizer, *batch, args.precision)
+    print(f"{config.model} at {size} px, batch {config.batch_size}, {args.precision}: {statistics.median(times):.1f} ms per step "
           f"(median of {args.steps}, without the profiler)")
     events = sorted(prof.key_averages(group_by_input_shape=True), key=lambda e: -e.self_cpu_time_total)
     print(f"{'ms per step':>11}  operation  (first input's shape)")
