@@ -42,14 +42,16 @@ def test_kept_memory_spares_the_kernel_its_page_faults():
              "step = lambda: net(x).square().mean().backward()\n"
              "for _ in range(10): step()\n"
              "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
-             "for _ in range(30): step()\n"
+             "for _ in range(40): step()\n"
              "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n")
     faults = {}
     for kept in ("0", "1"):
         out = subprocess.run([sys.executable, "-c", probe, kept], capture_output=True, text=True, check=True)
         faults[kept] = int(out.stdout.split()[-1])
-    assert faults["0"] > 30 * 100, faults  # measured: about 800 page faults per step
-    assert faults["1"] * 10 < faults["0"], faults  # measured: none
+    # measured over 30 steps: 32,600-102,000 page faults without (they come in bursts, 0-3,400 a step, so
+    # only the total is compared), 0-2 with
+    assert faults["0"] > 40 * 25, faults
+    assert faults["1"] * 10 < faults["0"], faults
 
 
 DENORMALS = ("import sys, torch\n"
