@@ -19,7 +19,14 @@ from cellscreen.evaluate.run import report_on_subset
 from cellscreen.serve.export import export_model
 from cellscreen.serve.runtime import INT8_NAME
 
-__all__ = ["run_demo"]
+__all__ = ["calibration_cells", "run_demo"]
+
+
+def calibration_cells(train_images, count: int = 512):
+    """``count`` cells spread evenly over a training subset's uint8 ``(N, 3, H, W)`` pixels, as the int8
+    export takes them (``(count, H, W, 3)``), with what they are."""
+    picked = train_images[:: max(1, len(train_images) // count)][:count].permute(0, 2, 3, 1).numpy()
+    return picked, f"{len(picked)} cells of the training slides"
 
 
 def run_demo(*, out: str | Path = "runs/demo", data: str | None = None, epochs: int | None = None,
@@ -38,11 +45,9 @@ def run_demo(*, out: str | Path = "runs/demo", data: str | None = None, epochs: 
           "on a 70/15/15 split by slide")
     result = train(config, out=out / "run", data=str(root), overwrite=overwrite, progress=progress)
     print(f"[demo] trained in {result.seconds / 60:.1f} min")
-    train_cells = result.data.subsets["train"].images
-    picked = train_cells[:: max(1, len(train_cells) // 512)][:512].permute(0, 2, 3, 1).numpy()
     try:
         int8 = export_model(result.checkpoint, result.run / INT8_NAME, fmt="onnx-int8", overwrite=overwrite,
-                            cells=(picked, f"{len(picked)} cells of the training slides"))
+                            cells=calibration_cells(result.data.subsets["train"].images))
         print(f"[demo] 8-bit graph for --engine int8: {int8.path} (same class as PyTorch for "
               f"{int8.agreement:.1%} of {int8.checked_on})")
     except UserError as exc:  # the fp32 model stands; only the faster engine is missing

@@ -40,7 +40,7 @@ from cellscreen.errors import UserError
 from cellscreen.serve.runtime import INPUT_NAME, OUTPUT_NAMES, onnx_session
 
 __all__ = ["PARITY_TOLERANCE", "NORMALISATIONS", "ExportReport", "ExportedModel", "export_model", "fold_std",
-           "onnx_bytes", "describe", "check_images"]
+           "lift_space_to_depth", "onnx_bytes", "describe", "check_images"]
 
 PARITY_TOLERANCE = 1e-4
 RANDOM_CELLS = "64 random-pixel images (no cells found)"
@@ -70,26 +70,47 @@ class ExportedModel(nn.Module):
       a whole ``size`` x ``size`` map, not one value per channel: onnxruntime moves the subtraction into
       channels-last order, where broadcasting three values over every pixel is slow.  The int8 export
       uses it: the 8-bit graph's only normalisation step is then that subtraction.
+
+    ``space_to_depth`` (``k`` > 1): ``model`` is given without the ``PixelUnshuffle(k)`` it starts with
+    (``lift_space_to_depth``), and the graph rearranges each ``k`` x ``k`` block of pixels into channels
+    itself, on the uint8 pixels and in the same step that moves the colour channels first: one
+    rearrangement of single bytes, where the model's own would be a second one, of floats.  ``mean`` and
+    ``std`` are then repeated for the ``k * k`` channels each colour becomes.
     """
 
     def __init__(self, model: nn.Module, mean, std, temperature: float = 1.0, single_logit: bool = False,
-                 normalise: str = "sub_div", size: int | None = None):
+                 normalise: str = "sub_div", size: int | None = None, space_to_depth: int = 1):
         super().__init__()
         if normalise not in NORMALISATIONS:
             raise ValueError(f"normalise must be one of {NORMALISATIONS}, not {normalise!r}")
         self.model = model
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
+        self.space_to_depth = int(space_to_depth)
+        per_colour = self.space_to_depth ** 2  # PixelUnshuffle's order: colour c becomes channels c*k*k ...
+        self.register_buffer("mean", (torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255)
+                             .repeat_interleave(per_colour, dim=1))
+        self.register_buffer("std", (torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
+                             .repeat_interleave(per_colour, dim=1))
         if normalise == "fold":
             if size is None:
                 raise ValueError("normalise='fold' needs the input size")
-            self.mean = self.mean.expand(1, -1, size, size).contiguous()
+            side = size // self.space_to_depth
+            self.mean = self.mean.expand(1, -1, side, side).contiguous()
         self.temperature = float(temperature)
         self.single_logit = single_logit
         self.normalise = normalise
 
+    def _planes(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``(batch, size, size, colours)`` -> uint8 ``(batch, channels, side, side)``."""
+        k = self.space_to_depth
+        if k == 1:
+            return images.permute(0, 3, 1, 2)
+        _, height, width, colours = images.shape
+        # pixel (k*y + i, k*x + j) of colour c goes to channel c*k*k + i*k + j at (y, x), as in PixelUnshuffle
+        blocks = images.reshape(-1, height // k, k, width // k, k, colours).permute(0, 5, 2, 4, 1, 3)
+        return blocks.reshape(-1, colours * k * k, height // k, width // k)
+
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = images.permute(0, 3, 1, 2).float()
+        x = self._planes(images).float()
         if self.normalise == "conv":
             x = nn.functional.conv2d(x, (1 / self.std).view(-1, 1, 1, 1), (-self.mean / self.std).view(-1),
                                      groups=x.shape[1])
@@ -134,6 +155,30 @@ def fold_std(model: nn.Module, std, size: int) -> nn.Module | None:
     return folded
 
 
+def lift_space_to_depth(model: nn.Module, size: int, colours: int = 3) -> tuple[nn.Module, int]:
+    """``model`` without the ``PixelUnshuffle`` it starts with, and that step's factor, for ``ExportedModel``
+    to rearrange the pixels itself; ``(model, 1)`` for a model that does not start with one.
+
+    "Starts with" is read off module order (the first module without children), which nothing in a
+    module's structure guarantees, so the copy is checked against the model on random inputs.
+    """
+    leaves = ((name, m) for name, m in model.named_modules() if not list(m.children()))
+    name, first = next(leaves, (None, None))
+    if not isinstance(first, nn.PixelUnshuffle) or size % first.downscale_factor:
+        return model, 1
+    k = first.downscale_factor
+    reference = copy.deepcopy(model).eval()  # the caller's model keeps its mode
+    lifted = copy.deepcopy(reference)
+    parent, _, attribute = name.rpartition(".")
+    setattr(lifted.get_submodule(parent) if parent else lifted, attribute, nn.Identity())
+    with torch.no_grad():
+        x = torch.randn(2, colours, size, size, generator=torch.Generator().manual_seed(0))
+        expected, got = reference(x), lifted(nn.functional.pixel_unshuffle(x, k))
+    if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-4, atol=1e-5):
+        return model, 1
+    return lifted, k
+
+
 @dataclasses.dataclass
 class ExportReport:
     path: Path
@@ -144,9 +189,11 @@ class ExportReport:
     agreement: float | None = None  # onnx-int8: share of check cells with PyTorch's class
 
 
-def _wrapped(checkpoint: Checkpoint, normalise: str = "sub_div") -> ExportedModel:
+def _wrapped(checkpoint: Checkpoint, normalise: str = "sub_div", lift: bool = True) -> ExportedModel:
     """The checkpoint's model as ``ExportedModel``; ``"fold"`` falls back to ``"conv"`` for a model whose
-    first convolution cannot take the division (``fold_std``)."""
+    first convolution cannot take the division (``fold_std``).  ``lift``: a leading space-to-depth step is
+    done on the uint8 pixels (``lift_space_to_depth``); without it the wrapper runs the model as it is,
+    which is what the exports are checked against."""
     if checkpoint.meta.get("kind", "network") != "network":
         raise UserError(f"only a trained network can be exported; this checkpoint is a {checkpoint.meta['kind']} "
                         "(predict and serve run it as it is)")
@@ -154,12 +201,17 @@ def _wrapped(checkpoint: Checkpoint, normalise: str = "sub_div") -> ExportedMode
     model = checkpoint.model.float().eval()
     if hasattr(model, "for_inference"):  # e.g. compact_cnn6p: the same outputs, in a form onnxruntime fuses
         model = model.for_inference()
+    block = 1
+    if lift:
+        model, block = lift_space_to_depth(model, config.input_size, len(config.mean))
     if normalise == "fold":
-        folded = fold_std(model, [v * 255 for v in config.std], config.input_size)
+        std = [v * 255 for v in config.std for _ in range(block * block)]
+        folded = fold_std(model, std, config.input_size // block)
         model, normalise = (folded, "fold") if folded is not None else (model, "conv")
     return ExportedModel(model, config.mean, config.std,
                          getattr(checkpoint.model, "temperature", 1.0),
-                         bool(getattr(checkpoint.model, "single_logit", False)), normalise, config.input_size).eval()
+                         bool(getattr(checkpoint.model, "single_logit", False)), normalise, config.input_size,
+                         block).eval()
 
 
 def describe(checkpoint: Checkpoint, fmt: str) -> dict:
@@ -305,7 +357,7 @@ def export_model(model: str | Path, out: str | Path, *, fmt: str = "onnx", check
         raise UserError(f"only a trained network can be exported; this checkpoint is a {kind} "
                         "(predict and serve run it as it is)")
     checkpoint = load_checkpoint(model)
-    wrapped = _wrapped(checkpoint)
+    wrapped = _wrapped(checkpoint, lift=False)  # the model as trained: what every export is checked against
     if cells is not None:
         images, checked_on = cells
     else:
@@ -319,7 +371,7 @@ def export_model(model: str | Path, out: str | Path, *, fmt: str = "onnx", check
     info = describe(checkpoint, fmt)
     agreement = None
     if fmt.startswith("onnx"):
-        graph = _wrapped(checkpoint, "fold") if fmt == "onnx-int8" else wrapped
+        graph = _wrapped(checkpoint, "fold" if fmt == "onnx-int8" else "sub_div")
         blob = onnx_bytes(checkpoint, opset=opset, wrapped=graph)
         if fmt == "onnx-int8":  # calibrate on every other cell, check on the rest
             info["quantization"] = {"method": "onnxruntime static, QDQ, per-channel int8 weights, uint8 activations",

@@ -100,6 +100,8 @@ def test_int8_export_keeps_the_decisions_and_runs_in_predict(trained_run, learna
     assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in nodes}
     # the normalisation is folded into the first convolution: the model's six and no 1x1 one before them
     assert sum(node.op_type == "Conv" for node in nodes) == 6
+    # compact_cnn6s's space-to-depth step is done on the uint8 pixels, with the move to channels first
+    assert [node.op_type for node in nodes].count("Transpose") == 1
 
     paths = sorted(learnable_cells.rglob("*.png"))
     images = np.stack([load_prepared(p, size=16) for p in paths])
@@ -134,6 +136,42 @@ def test_folding_the_normalisation_keeps_the_outputs_or_declines(name):
     # a first convolution that is not the first thing done to the input cannot take the division
     shifted = nn.Sequential(nn.Tanh(), model)
     assert fold_std(shifted, [v * 255 for v in std], 32) is None
+
+
+def test_a_leading_space_to_depth_step_is_done_on_the_pixels_or_left_in_the_model():
+    import torch
+    from torch import nn
+
+    from cellscreen.models import create_model
+    from cellscreen.serve.export import ExportedModel, fold_std, lift_space_to_depth
+
+    torch.manual_seed(0)
+    model = create_model("compact_cnn6s", num_classes=2, input_size=32).eval()
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    lifted, block = lift_space_to_depth(model, 32)
+    assert block == 2 and not any(isinstance(m, nn.PixelUnshuffle) for m in lifted.modules())
+    assert any(isinstance(m, nn.PixelUnshuffle) for m in model.modules())  # the caller's model is left as it was
+    images = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
+    folded = fold_std(lifted, [v * 255 for v in std for _ in range(4)], 16)
+    with torch.no_grad():
+        expected = ExportedModel(model, mean, std)(images)[1]
+        got = ExportedModel(lifted, mean, std, space_to_depth=2)(images)[1]
+        got_folded = ExportedModel(folded, mean, std, normalise="fold", size=32, space_to_depth=2)(images)[1]
+    assert torch.allclose(got, expected, atol=1e-4) and torch.allclose(got_folded, expected, atol=1e-4)
+
+    class Late(nn.Module):  # its PixelUnshuffle comes first in module order, but not first in what it does
+        def __init__(self):
+            super().__init__()
+            self.unshuffle, self.conv = nn.PixelUnshuffle(2), nn.Conv2d(12, 4, 3)
+
+        def forward(self, x):
+            return self.conv(self.unshuffle(x.flip(-1)))
+
+    late = Late()
+    assert lift_space_to_depth(late, 32) == (late, 1)
+    assert lift_space_to_depth(model, 31)[1] == 1  # an odd side has no 2x2 blocks
+    plain = create_model("compact_cnn6p", num_classes=2, input_size=32)
+    assert lift_space_to_depth(plain, 32) == (plain, 1)
 
 
 def test_int8_export_needs_real_cells_to_calibrate(tmp_path):

@@ -1,0 +1,47 @@
+"""Export a trained run's 8-bit graph again from its own training cells, as ``cellscreen demo`` made it.
+
+For the bundled model after a change to how graphs are exported: the run's recorded settings rebuild its
+split (refused unless it is the very split it was trained on, by the manifest's SHA-256 in ``model.json``)
+and its cache, the same 512 training cells calibrate the graph, and ``export_model`` checks it against
+the PyTorch model on them as it always does.
+
+    CELLSCREEN_DATA=../shared/data python bench/reexport_int8.py cellscreen/weights/malaria --overwrite
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from cellscreen.config import load_config
+from cellscreen.demo import calibration_cells
+from cellscreen.engine.data import prepare_data
+from cellscreen.errors import UserError
+from cellscreen.serve.export import export_model
+from cellscreen.serve.runtime import INT8_NAME
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="a folder with model.json (a run's, or cellscreen/weights/malaria)")
+    parser.add_argument("--data", default=None, help="data root (default: $CELLSCREEN_DATA)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the folder's existing 8-bit graph")
+    args = parser.parse_args(argv)
+    run = Path(args.run)
+    meta = json.loads((run / "model.json").read_text())
+    recorded = meta["train"]["config"]
+    config = load_config("default", {k: v for k, v in recorded.items() if k != "precision"})
+    data = prepare_data(config, data=args.data, input_size=meta["data_config"]["input_size"],
+                        interpolation=recorded["interpolation"], progress=False)
+    if data.manifest.sha256 != meta["split"]["sha256"]:
+        raise UserError(f"the rebuilt split ({data.manifest.sha256[:12]}...) is not the one {run} was trained on "
+                        f"({meta['split']['sha256'][:12]}...); nothing written")
+    report = export_model(run, run / INT8_NAME, fmt="onnx-int8", overwrite=args.overwrite,
+                          cells=calibration_cells(data.subsets["train"].images))
+    print(json.dumps({"path": str(report.path), "agreement": report.agreement,
+                      "max_probability_difference": report.max_difference, "checked_on": report.checked_on}))
+
+
+if __name__ == "__main__":
+    main()
