@@ -21,9 +21,10 @@ after six epochs 29% of the seed malaria CNN's optimiser state was denormal, and
 a step took 5.5-6.6 ms instead of 2.5 ms (``bench/cpu_settings.py``).  ``flush_denormals`` sets
 the CPU to read and write them as zero (``torch.set_flush_denormal``), which moves each such value by less
 than 1.2e-38.  The setting belongs to a thread and is copied to the threads it starts, so it reaches
-PyTorch's worker threads only if made before they exist.  ``train()`` makes both settings first thing
-(in a ``cellscreen`` command, PyTorch has run nothing before it); every ``cellscreen`` command keeps
-freed memory from its start.  Denormals are not flushed at a command's start because that would mean
+PyTorch's worker threads only if made before they exist.  ``train()`` keeps freed memory and flushes
+denormals first thing (in a ``cellscreen`` command, PyTorch has run nothing before it), and when it
+returns puts the calling thread's denormal setting back as it found it (``denormals_flushed``); every
+``cellscreen`` command keeps freed memory from its start.  Denormals are not flushed at a command's start because that would mean
 importing PyTorch, which added about two seconds to commands that do not need it (``predict`` on
 onnxruntime, BENCHMARKS.md).
 
@@ -34,10 +35,12 @@ PyTorch can (x86 with SSE3, and ARM).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import sys
 
-__all__ = ["flush_denormals", "keep_freed_memory", "tune_process"]
+__all__ = ["denormals_flushed", "flush_denormals", "flushing_denormals", "keep_freed_memory", "tune_process"]
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's <malloc.h>
 _MALLOC_SETTINGS = ((_M_MMAP_THRESHOLD, 32 << 20), (_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 64 << 20))
@@ -68,13 +71,34 @@ def keep_freed_memory() -> bool:
 def flush_denormals() -> bool:
     """Have this thread, and the threads it starts from now on, treat denormal floats as zero (see the
     module's text); True if the CPU supports it."""
-    if "denormals" not in _done:
-        _done["denormals"] = False
-        if _wanted("CELLSCREEN_FLUSH_DENORMALS"):  # checked first: turned off, PyTorch is not even imported
+    if not _wanted("CELLSCREEN_FLUSH_DENORMALS"):  # checked first: turned off, PyTorch is not even imported
+        return False
+    import torch
+
+    return torch.set_flush_denormal(True)
+
+
+def flushing_denormals() -> bool:
+    """Whether this thread now flushes denormal floats to zero: a division whose exact result is denormal
+    comes out as 0."""
+    return sys.float_info.min / 3 == 0.0
+
+
+@contextlib.contextmanager
+def denormals_flushed():
+    """Denormals flushed (``flush_denormals``) while a block, or a function this decorates, runs; then this
+    thread's own setting as it was before.  Left set, it would change the arithmetic of whatever the
+    caller runs next (hypothesis, for one, refuses to run without denormals).  PyTorch's worker threads
+    started meanwhile keep the flush: another thread's setting cannot be reached."""
+    before = flushing_denormals()
+    flushed = flush_denormals()
+    try:
+        yield flushed
+    finally:
+        if flushed and not before:
             import torch
 
-            _done["denormals"] = torch.set_flush_denormal(True)
-    return _done["denormals"]
+            torch.set_flush_denormal(False)
 
 
 def tune_process() -> dict[str, bool]:

@@ -70,3 +70,21 @@ def test_denormals_are_flushed_in_every_thread_unless_asked_not_to(flush, monkey
         assert out == ["True", "0"]  # every value flushed, in PyTorch's worker thread as well
     else:
         assert out == ["False", str(1 << 20)]
+
+
+def test_denormals_are_flushed_inside_the_block_and_the_callers_setting_comes_back(monkeypatch):
+    from cellscreen.cpu import denormals_flushed, flushing_denormals
+
+    monkeypatch.delenv("CELLSCREEN_FLUSH_DENORMALS", raising=False)
+    assert not flushing_denormals()
+    with denormals_flushed() as flushed:
+        assert flushed and flushing_denormals()
+    assert not flushing_denormals()
+
+
+def test_training_gives_the_caller_its_denormals_back(trained_run):
+    # trained in this process: left flushed, later code would lose its denormals (hypothesis refuses to run)
+    from cellscreen.cpu import flushing_denormals
+
+    assert trained_run.run.is_dir()
+    assert not flushing_denormals() and sys.float_info.min / 3 > 0

@@ -25,7 +25,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch.utils.data import DataLoader, TensorDataset
 
 from cellscreen.config import TrainConfig, load_config
-from cellscreen.cpu import tune_process
+from cellscreen.cpu import denormals_flushed, keep_freed_memory
 from cellscreen.data.images import UNRECORDED_INTERPOLATION
 from cellscreen.engine.calibration import fit_temperature
 from cellscreen.engine.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
@@ -133,6 +133,7 @@ def build_model(config: TrainConfig, *, num_classes: int, input_size: int, sourc
     return model
 
 
+@denormals_flushed()  # while it trains (cellscreen/cpu.py); the caller's thread gets its own setting back
 def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resume: bool = False,
           overwrite: bool = False, progress: bool = True, workers: int | None = None, devices: int | str = 1,
           strategy: str = "auto", num_nodes: int = 1, accelerator: str = "auto") -> TrainResult:
@@ -143,7 +144,7 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     same call runs under torchrun or SLURM on many GPUs and nodes.  Only the first process writes the
     checkpoint, curves and reports.
     """
-    tune_process()  # freed memory kept, denormals flushed (cellscreen/cpu.py): a quarter of a small CNN's CPU step
+    keep_freed_memory()  # with denormals flushed, a quarter of a small CNN's CPU step (cellscreen/cpu.py)
     out = Path(out)
     devices = int(devices) if str(devices).isdigit() else devices
     distributed = strategy not in ("auto", "single_device") or devices != 1 or num_nodes > 1
