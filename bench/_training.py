@@ -1,5 +1,6 @@
 """What the training-step bench scripts share: the process set-up training makes, a module as training
-builds it, and one training step (bf16 autocast or fp32).  (Imported by scripts in this folder, run as ``python bench/x.py``.)"""
+builds it, and one training step (bf16 autocast or fp32).  (Imported by scripts in this folder, run as
+``python bench/x.py``.)"""
 
 from __future__ import annotations
 

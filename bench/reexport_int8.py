@@ -30,8 +30,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     run = Path(args.run)
     meta = json.loads((run / "model.json").read_text())
+    if "config" not in meta.get("train", {}) or "sha256" not in meta.get("split", {}):
+        raise SystemExit(f"{run / 'model.json'} does not record the settings and split it was trained with, "
+                         "so its training cells cannot be found again; export it with `cellscreen export`")
     recorded = meta["train"]["config"]
-    config = load_config("default", {k: v for k, v in recorded.items() if k != "precision"})
+    config = load_config("default", recorded)
     data = prepare_data(config, data=args.data, input_size=meta["data_config"]["input_size"],
                         interpolation=recorded["interpolation"], progress=False)
     if data.manifest.sha256 != meta["split"]["sha256"]:

@@ -4,8 +4,8 @@
     python bench/step_profile.py --preset seed_malaria_cnn --set model=compact_cnn6
 
 The preset's model at its input size and batch size, through cellscreen's training module (augmentation,
-normalisation, loss) with bf16 autocast (or ``--precision 32``), on random uint8 batches, after ``cellscreen.cpu.tune_process()``
-as in training.  After ``--warmup`` steps, ``--steps`` steps are profiled; prints the median ms per step
+normalisation, loss) with bf16 autocast (or ``--precision 32``), on random uint8 batches, after
+``cellscreen.cpu.tune_process()`` as in training.  After ``--warmup`` steps, ``--steps`` steps are profiled; prints the median ms per step
 measured without the profiler just before, then the operations by self CPU time per step, split by
 input shape, so that e.g. the first batch norm and the last are separate rows.
 """
@@ -51,8 +51,8 @@ def main() -> None:
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(args.steps):
             train_step(module, optimizer, *batch, args.precision)
-    print(f"{config.model} at {size} px, batch {config.batch_size}, {args.precision}: {statistics.median(times):.1f} ms per step "
-          f"(median of {args.steps}, without the profiler)")
+    print(f"{config.model} at {size} px, batch {config.batch_size}, {args.precision}: "
+          f"{statistics.median(times):.1f} ms per step (median of {args.steps}, without the profiler)")
     events = sorted(prof.key_averages(group_by_input_shape=True), key=lambda e: -e.self_cpu_time_total)
     print(f"{'ms per step':>11}  operation  (first input's shape)")
     for event in events[:args.rows]:

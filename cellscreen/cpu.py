@@ -24,8 +24,8 @@ than 1.2e-38.  The setting belongs to a thread and is copied to the threads it s
 PyTorch's worker threads only if made before they exist.  ``train()`` keeps freed memory and flushes
 denormals first thing (in a ``cellscreen`` command, PyTorch has run nothing before it), and when it
 returns puts the calling thread's denormal setting back as it found it (``denormals_flushed``); every
-``cellscreen`` command keeps freed memory from its start.  Denormals are not flushed at a command's start because that would mean
-importing PyTorch, which added about two seconds to commands that do not need it (``predict`` on
+``cellscreen`` command keeps freed memory from its start.  Denormals are not flushed at a command's start
+because that would mean importing PyTorch, which added about two seconds to commands that do not need it (``predict`` on
 onnxruntime, BENCHMARKS.md).
 
 Set ``CELLSCREEN_KEEP_FREED_MEMORY=0`` or ``CELLSCREEN_FLUSH_DENORMALS=0`` to leave either as it is.

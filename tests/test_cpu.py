@@ -48,8 +48,8 @@ def test_kept_memory_spares_the_kernel_its_page_faults():
     for kept in ("0", "1"):
         out = subprocess.run([sys.executable, "-c", probe, kept], capture_output=True, text=True, check=True)
         faults[kept] = int(out.stdout.split()[-1])
-    # measured over 30 steps: 32,600-102,000 page faults without (they come in bursts, 0-3,400 a step, so
-    # only the total is compared), 0-2 with
+    # measured over 30 steps, one thread: 50,700-102,000 page faults without in six runs (they come in
+    # bursts, 0-3,400 a step, so only the total is compared), 0-2 with
     assert faults["0"] > 40 * 25, faults
     assert faults["1"] * 10 < faults["0"], faults
 
@@ -87,4 +87,4 @@ def test_training_gives_the_caller_its_denormals_back(trained_run):
     from cellscreen.cpu import flushing_denormals
 
     assert trained_run.run.is_dir()
-    assert not flushing_denormals() and sys.float_info.min / 3 > 0
+    assert not flushing_denormals()
