@@ -5,7 +5,10 @@
 Decodes each PNG with ``decode_image`` twice, once with pyspng and once with Pillow only, and counts
 the files whose arrays differ (the answer must be 0) and the files the fast path took.  Then times
 ``prepare_bytes`` (decode, crop, pad, resize to 64 px) on 1,000 in-memory files with each, alternated
-over three rounds (the best kept), and the padding and resizing alone.  Prints one JSON line.
+over three rounds (the best kept), and the padding and resizing alone.  Other PNG decoders found in the
+environment (imagecodecs, OpenCV; not dependencies of cellscreen, e.g. ``pip install --target /tmp/dec
+imagecodecs opencv-python-headless`` and ``PYTHONPATH=/tmp/dec``) are timed on decoding alone beside pyspng,
+with a check that they give the same pixels (on the plain 8-bit RGB files of the sample).  Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -26,6 +29,39 @@ def _per_file_ms(datas: list[bytes], fast) -> float:
     for data in datas:
         images.prepare_bytes(data, size=64)
     return 1000 * (time.perf_counter() - start) / len(datas)
+
+
+def _other_decoders() -> dict:
+    """Decoders of other libraries that are importable here, each a function of the file's bytes."""
+    found = {}
+    try:
+        import imagecodecs
+
+        found["imagecodecs"] = imagecodecs.png_decode
+    except ImportError:
+        pass
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+        found["opencv"] = lambda data: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
+    except (ImportError, AttributeError):
+        pass
+    return found
+
+
+def _decode_only(sample: list[bytes], reference: list[np.ndarray], decoders: dict) -> dict:
+    """Best of three rounds of ms per file for each decoder, and whether it gave the reference's pixels."""
+    best = dict.fromkeys(decoders, float("inf"))
+    for _ in range(3):
+        for name, decode in decoders.items():
+            start = time.perf_counter()
+            for data in sample:
+                decode(data)
+            best[name] = min(best[name], 1000 * (time.perf_counter() - start) / len(sample))
+    return {name: {"decode_ms_per_file": round(best[name], 3),
+                   "same_pixels": all(np.array_equal(decoders[name](d), r) for d, r in zip(sample, reference))}
+            for name in decoders}
 
 
 def main() -> None:
@@ -56,10 +92,13 @@ def main() -> None:
         for array in decoded:
             images.resize_square(array, 64)
         resize = min(resize, 1000 * (time.perf_counter() - start) / len(decoded))
+    plain = [(data, array) for data, array in zip(sample, decoded) if images._plain_png(data, images.MAX_PIXELS)]
+    others = _decode_only([d for d, _ in plain], [a for _, a in plain], {"pyspng": fast.load, **_other_decoders()})
     print(json.dumps({"pngs": len(files), "fast_path": took_fast, "arrays_differ": differ,
                       "prepare_ms_per_file": {k: round(v, 3) for k, v in best.items()},
                       "of_which_pad_and_resize_ms": round(resize, 3),
-                      "speed_up": round(best["Pillow"] / best["libspng"], 2)}))
+                      "speed_up": round(best["Pillow"] / best["libspng"], 2),
+                      "decoding_alone": others}))
 
 
 if __name__ == "__main__":

@@ -163,6 +163,14 @@ def test_settings_are_validated():
     assert load_config("seed_allnet").lr == 0.0002 and load_config("seed_allnet").batch_size == 30
 
 
+def test_the_96_px_preset_is_the_default_with_larger_cells_and_more_epochs():
+    import dataclasses
+
+    default, larger = load_config("default"), load_config("default_96")
+    assert (larger.input_size, larger.epochs) == (96, 24)
+    assert dataclasses.replace(larger, input_size=default.input_size, epochs=default.epochs) == default
+
+
 def test_fine_tuning_a_run_trains_only_what_was_asked(trained, learnable_cells, tmp_path):
     """--init-from a run with a new head and only the head training: the backbone stays the source's."""
     import torch
