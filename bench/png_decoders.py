@@ -52,6 +52,8 @@ def _other_decoders() -> dict:
 
 def _decode_only(sample: list[bytes], reference: list[np.ndarray], decoders: dict) -> dict:
     """Best of three rounds of ms per file for each decoder, and whether it gave the reference's pixels."""
+    if not sample:
+        return {}
     best = dict.fromkeys(decoders, float("inf"))
     for _ in range(3):
         for name, decode in decoders.items():
@@ -70,6 +72,8 @@ def main() -> None:
     if fast is None:
         raise SystemExit("pyspng is not installed")
     files = sorted(root.rglob("*.png"))
+    if not files:
+        raise SystemExit(f"no PNG files under {root} (set CELLSCREEN_DATA to the data folder)")
     differ, took_fast = 0, 0
     for path in files:
         data = path.read_bytes()

@@ -1,8 +1,9 @@
 """Training settings: one typed dataclass, YAML presets, command-line overrides.
 
 A preset is a YAML file of field values (``cellscreen/presets/NAME.yaml``, or
-any path); ``--set field=value`` and the explicit command-line flags override
-it; the resolved settings are written into every run folder as
+any path), which may start from another preset's with ``extends: OTHER``;
+``--set field=value`` and the explicit command-line flags override it; the
+resolved settings are written into every run folder as
 ``config.yaml`` so a run can be repeated exactly.
 """
 
@@ -104,21 +105,33 @@ def _coerce(field: dataclasses.Field, text: str):
     return value
 
 
+def _preset_values(preset: str, seen: tuple[Path, ...] = ()) -> dict:
+    """A preset's settings.  ``extends: NAME`` (a built-in preset or a YAML path, relative to this file)
+    starts from that preset's settings, which this file's own then override."""
+    path = Path(preset) if preset.endswith((".yaml", ".yml")) else PRESETS_DIR / f"{preset}.yaml"
+    if not path.is_file():
+        raise UserError(f"preset {preset!r} not found; built-in presets: {', '.join(list_presets())}")
+    if path.resolve() in seen:
+        raise UserError(f"presets extend each other in a circle: {' -> '.join(p.name for p in (*seen, path))}")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path} is not valid YAML ({exc})") from None
+    if not isinstance(loaded, dict):
+        raise UserError(f"{path} must hold FIELD: VALUE settings, not a {type(loaded).__name__}")
+    base = loaded.pop("extends", None)
+    if base is None:
+        return loaded
+    if not isinstance(base, str) or not base:
+        raise UserError(f"{path}: extends takes the name of a preset or a YAML file, not {base!r}")
+    if base.endswith((".yaml", ".yml")):
+        base = str(path.parent / base)
+    return {**_preset_values(base, (*seen, path.resolve())), **loaded}
+
+
 def load_config(preset: str | None = None, overrides: dict | None = None, assignments: list[str] = ()) -> TrainConfig:
     """The preset (``default`` unless named), then ``overrides`` (flags), then ``field=value`` strings."""
-    preset = preset or "default"
-    values: dict = {}
-    if preset:
-        path = Path(preset) if preset.endswith((".yaml", ".yml")) else PRESETS_DIR / f"{preset}.yaml"
-        if not path.is_file():
-            raise UserError(f"preset {preset!r} not found; built-in presets: {', '.join(list_presets())}")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"{path} is not valid YAML ({exc})") from None
-        if not isinstance(loaded, dict):
-            raise UserError(f"{path} must hold FIELD: VALUE settings, not a {type(loaded).__name__}")
-        values.update(loaded)
+    values = _preset_values(preset or "default")
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     for assignment in assignments:

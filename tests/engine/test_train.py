@@ -171,6 +171,22 @@ def test_the_96_px_preset_is_the_default_with_larger_cells_and_more_epochs():
     assert dataclasses.replace(larger, input_size=default.input_size, epochs=default.epochs) == default
 
 
+def test_a_preset_can_extend_another_and_circles_are_refused(tmp_path):
+    (tmp_path / "mine.yaml").write_text("extends: default_96\nlr: 0.001\n")
+    mine = load_config(str(tmp_path / "mine.yaml"))
+    assert (mine.lr, mine.input_size, mine.model) == (0.001, 96, load_config("default").model)
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(UserError, match="circle"):
+        load_config(str(tmp_path / "a.yaml"))
+    (tmp_path / "bad.yaml").write_text("extends: [default]\n")
+    with pytest.raises(UserError, match="extends takes"):
+        load_config(str(tmp_path / "bad.yaml"))
+    (tmp_path / "missing.yaml").write_text("extends: no_such_preset\n")
+    with pytest.raises(UserError, match="not found"):
+        load_config(str(tmp_path / "missing.yaml"))
+
+
 def test_fine_tuning_a_run_trains_only_what_was_asked(trained, learnable_cells, tmp_path):
     """--init-from a run with a new head and only the head training: the backbone stays the source's."""
     import torch
