@@ -110,7 +110,8 @@ def _preset_values(preset: str, seen: tuple[Path, ...] = ()) -> dict:
     starts from that preset's settings, which this file's own then override."""
     path = Path(preset) if preset.endswith((".yaml", ".yml")) else PRESETS_DIR / f"{preset}.yaml"
     if not path.is_file():
-        raise UserError(f"preset {preset!r} not found; built-in presets: {', '.join(list_presets())}")
+        named_by = f" (named by extends in {seen[-1]})" if seen else ""
+        raise UserError(f"preset {preset!r} not found{named_by}; built-in presets: {', '.join(list_presets())}")
     if path.resolve() in seen:
         raise UserError(f"presets extend each other in a circle: {' -> '.join(p.name for p in (*seen, path))}")
     try:

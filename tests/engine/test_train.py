@@ -183,8 +183,10 @@ def test_a_preset_can_extend_another_and_circles_are_refused(tmp_path):
     with pytest.raises(UserError, match="extends takes"):
         load_config(str(tmp_path / "bad.yaml"))
     (tmp_path / "missing.yaml").write_text("extends: no_such_preset\n")
-    with pytest.raises(UserError, match="not found"):
+    with pytest.raises(UserError, match="not found.*missing.yaml"):
         load_config(str(tmp_path / "missing.yaml"))
+    with pytest.raises(UserError, match="not found; built-in"):
+        load_config("no_such_preset")
 
 
 def test_fine_tuning_a_run_trains_only_what_was_asked(trained, learnable_cells, tmp_path):
