@@ -520,7 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("evaluate", help="evaluate a checkpoint on a folder of class folders")
     _common(p)
-    p.add_argument("model", metavar="CHECKPOINT", help="run folder, model.json, or a bundled name (malaria)")
+    p.add_argument("model", metavar="MODEL", help="run folder, model.json, an exported .onnx file, "
+                   "or a bundled name (malaria)")
     _dataset_args(p)
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--split", metavar="CSV", help="evaluate only part of this split manifest")
@@ -528,8 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fold", type=int, help="with a k-fold --split: which fold")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: no intervals)")
     p.add_argument("--tta", action="store_true", help="average the 8 rotations/flips of each image")
-    p.add_argument("--engine", choices=("torch", "onnx", "int8"), default="torch",
-                   help="what computes the probabilities: PyTorch, or the ONNX / 8-bit graph predict would run")
+    p.add_argument("--engine", choices=("torch", "onnx", "int8"), default=None,
+                   help="what computes the probabilities: PyTorch, or the ONNX / 8-bit graph predict would run "
+                   "(default: torch for a checkpoint, onnx for an .onnx file)")
     p.set_defaults(func=cmd_evaluate)
 
     p = commands.add_parser("predict", help="predict the class of image files or folders into a CSV or Parquet file")

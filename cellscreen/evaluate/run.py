@@ -69,15 +69,24 @@ def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Pa
                         data: str | None = None, split: str | None = None, subset: str | None = None,
                         fold: int | None = None, group_regex: str | None = None, n_boot: int = 1000,
                         tta: bool = False, workers: int | None = None, progress: bool = True,
-                        engine: str = "torch") -> dict:
+                        engine: str | None = "torch") -> dict:
     """Evaluate ``model`` on a dataset folder (optionally one subset of a split manifest), on ``engine``
-    (``torch``, or ``onnx``/``int8`` to measure what ``predict --engine`` gives)."""
-    checkpoint = load_checkpoint(model)
-    predictor = None
-    if engine != "torch":
+    (``torch``, or ``onnx``/``int8`` to measure what ``predict --engine`` gives).
+
+    ``model`` may also be an exported ``.onnx`` file on its own (fp32 or 8-bit): its description gives the
+    classes and preprocessing, and no PyTorch weights are needed.  ``engine=None`` picks ``onnx`` for such
+    a file and ``torch`` otherwise."""
+    is_graph = Path(model).suffix == ".onnx"
+    engine = engine or ("onnx" if is_graph else "torch")
+    if is_graph and engine == "torch":
+        raise UserError(f"{model} is an ONNX file; it runs on onnxruntime (use --engine onnx)")
+    if engine == "torch":
+        checkpoint, predictor = load_checkpoint(model), None
+    else:
         from cellscreen.serve.runtime import load_predictor
 
         predictor = load_predictor(model, engine=engine)
+        checkpoint = _described(predictor.description)
     profile = get_profile(dataset or checkpoint.meta.get("dataset") or "folder", group_regex=group_regex)
     root = resolve_dataset_dir(profile, data_dir, data=data)
     index = scan_dataset(root, profile, workers=workers, progress=progress)
@@ -118,6 +127,13 @@ def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Pa
         result["notes"].append("LEAKY: the model was trained on a cell-level split")
     _write_outputs(Path(out), result, loaded, proba, checkpoint)
     return result
+
+
+def _described(description: dict) -> Checkpoint:
+    """What evaluation reads of a checkpoint (classes, preprocessing, where it came from), taken from an
+    exported graph's description, with no network: the graph computes the probabilities."""
+    meta = {**description, "split": description.get("split") or (description.get("source") or {}).get("split") or {}}
+    return Checkpoint(model=None, meta=meta)
 
 
 def _write_outputs(out: Path, result: dict, subset, proba: np.ndarray, checkpoint: Checkpoint) -> Path:

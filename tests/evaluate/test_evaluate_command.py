@@ -55,3 +55,19 @@ def test_evaluate_on_the_onnx_and_int8_graphs(trained_run, learnable_cells, tmp_
     assert results["int8"]["engine"] == "int8" and "onnx-int8 graph" in " ".join(results["int8"]["notes"])
     assert abs(onnx_m["roc_auc"] - torch_m["roc_auc"]) < 1e-6 and onnx_m["accuracy"] == torch_m["accuracy"]
     assert abs(int8_m["accuracy"] - torch_m["accuracy"]) <= 0.02 and int8_m["n"] == torch_m["n"]
+
+    # The 8-bit file on its own, away from the checkpoint it came from: the same probabilities, no weights needed.
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    for name in ("model.int8.onnx", "model.int8.onnx.json"):
+        shutil.copy(run_dir / name, alone / name)
+    made = run("evaluate", str(alone / "model.int8.onnx"), str(learnable_cells), "--out", str(tmp_path / "file"),
+               "--bootstrap", "0", "-q")
+    assert made.returncode == 0, made.stderr
+    from_file = json.loads((tmp_path / "file" / "metrics.json").read_text())
+    assert from_file["engine"] == "onnx" and from_file["dataset"] == "malaria-nih"
+    assert from_file["metrics"] == int8_m
+    assert (tmp_path / "file" / "predictions.csv").read_text() == (tmp_path / "int8" / "predictions.csv").read_text()
+    refused = run("evaluate", str(alone / "model.int8.onnx"), str(learnable_cells), "--out", str(tmp_path / "no"),
+                  "--engine", "torch", "-q")
+    assert refused.returncode == 2 and "use --engine onnx" in refused.stderr and not (tmp_path / "no").exists()
