@@ -14,19 +14,25 @@ torchvision lacks, and the modern compact networks.
 
 from __future__ import annotations
 
-import timm
-import torchvision
 from torch import nn
 
 from cellscreen.models._registry import DataConfig, register_model
 
 
+# timm and torchvision are imported when a network of theirs is built, not when the registry is read:
+# importing them costs several seconds of start-up, which commands that only use cellscreen's own
+# networks (the default model) should not pay.
+
 def _timm(name: str, *, num_classes: int, in_chans: int, **kwargs) -> nn.Module:
+    import timm
+
     return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
-def _torchvision(builder, *, num_classes: int, in_chans: int, **kwargs) -> nn.Module:
-    model = builder(weights=None, num_classes=num_classes, **kwargs)
+def _torchvision(name: str, *, num_classes: int, in_chans: int, **kwargs) -> nn.Module:
+    import torchvision
+
+    model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes, **kwargs)
     if in_chans != 3:  # swap the first convolution for one that reads in_chans channels
         name, conv = next((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
         new = nn.Conv2d(in_chans, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
@@ -40,35 +46,35 @@ def _torchvision(builder, *, num_classes: int, in_chans: int, **kwargs) -> nn.Mo
                 imagenet="torchvision:AlexNet_Weights.IMAGENET1K_V1",
                 description="torchvision AlexNet: 5 convs, dense 4096-4096")
 def alexnet(*, num_classes: int, in_chans: int = 3, input_size: int = 224) -> nn.Module:
-    return _torchvision(torchvision.models.alexnet, num_classes=num_classes, in_chans=in_chans)
+    return _torchvision("alexnet", num_classes=num_classes, in_chans=in_chans)
 
 
 @register_model("vgg16", data_config=DataConfig(input_size=224), pool="avgpool",
                 imagenet="torchvision:VGG16_Weights.IMAGENET1K_V1",
                 description="torchvision VGG16: 13 convs, dense 4096-4096")
 def vgg16(*, num_classes: int, in_chans: int = 3, input_size: int = 224) -> nn.Module:
-    return _torchvision(torchvision.models.vgg16, num_classes=num_classes, in_chans=in_chans)
+    return _torchvision("vgg16", num_classes=num_classes, in_chans=in_chans)
 
 
 @register_model("vgg16_bn", data_config=DataConfig(input_size=224), pool="avgpool",
                 imagenet="torchvision:VGG16_BN_Weights.IMAGENET1K_V1",
                 description="torchvision VGG16 with batch norm")
 def vgg16_bn(*, num_classes: int, in_chans: int = 3, input_size: int = 224) -> nn.Module:
-    return _torchvision(torchvision.models.vgg16_bn, num_classes=num_classes, in_chans=in_chans)
+    return _torchvision("vgg16_bn", num_classes=num_classes, in_chans=in_chans)
 
 
 @register_model("resnet18", data_config=DataConfig(input_size=224), classifier="fc",
                 imagenet="torchvision:ResNet18_Weights.IMAGENET1K_V1",
                 description="torchvision ResNet-18")
 def resnet18(*, num_classes: int, in_chans: int = 3, input_size: int = 224) -> nn.Module:
-    return _torchvision(torchvision.models.resnet18, num_classes=num_classes, in_chans=in_chans)
+    return _torchvision("resnet18", num_classes=num_classes, in_chans=in_chans)
 
 
 @register_model("resnet50", data_config=DataConfig(input_size=224), classifier="fc",
                 imagenet="torchvision:ResNet50_Weights.IMAGENET1K_V2",
                 description="torchvision ResNet-50")
 def resnet50(*, num_classes: int, in_chans: int = 3, input_size: int = 224) -> nn.Module:
-    return _torchvision(torchvision.models.resnet50, num_classes=num_classes, in_chans=in_chans)
+    return _torchvision("resnet50", num_classes=num_classes, in_chans=in_chans)
 
 
 @register_model("inception_v3", data_config=DataConfig(input_size=299), classifier="fc",
@@ -77,7 +83,7 @@ def resnet50(*, num_classes: int, in_chans: int = 3, input_size: int = 224) -> n
 def inception_v3(*, num_classes: int, in_chans: int = 3, input_size: int = 299) -> nn.Module:
     # The auxiliary head reads a 17x17 map through a 5x5 pooling and a 5x5 convolution, so it only fits
     # inputs of about 299 px; below that (the network itself accepts 75 px and up) it is left out.
-    return _torchvision(torchvision.models.inception_v3, num_classes=num_classes, in_chans=in_chans,
+    return _torchvision("inception_v3", num_classes=num_classes, in_chans=in_chans,
                         aux_logits=input_size >= 299, transform_input=False, init_weights=True)
 
 
@@ -85,7 +91,7 @@ def inception_v3(*, num_classes: int, in_chans: int = 3, input_size: int = 299) 
                 imagenet="torchvision:GoogLeNet_Weights.IMAGENET1K_V1",
                 description="torchvision GoogLeNet (Inception v1) with its two auxiliary heads")
 def googlenet(*, num_classes: int, in_chans: int = 3, input_size: int = 224) -> nn.Module:
-    return _torchvision(torchvision.models.googlenet, num_classes=num_classes, in_chans=in_chans,
+    return _torchvision("googlenet", num_classes=num_classes, in_chans=in_chans,
                         aux_logits=True, transform_input=False, init_weights=True)
 
 
@@ -100,14 +106,14 @@ def mobilenet_v1(*, num_classes: int, in_chans: int = 3, input_size: int = 224) 
                 imagenet="torchvision:MobileNet_V2_Weights.IMAGENET1K_V1",
                 description="torchvision MobileNet V2")
 def mobilenet_v2(*, num_classes: int, in_chans: int = 3, input_size: int = 224) -> nn.Module:
-    return _torchvision(torchvision.models.mobilenet_v2, num_classes=num_classes, in_chans=in_chans)
+    return _torchvision("mobilenet_v2", num_classes=num_classes, in_chans=in_chans)
 
 
 @register_model("mobilenet_v3_large", data_config=DataConfig(input_size=224),
                 imagenet="torchvision:MobileNet_V3_Large_Weights.IMAGENET1K_V1",
                 description="torchvision MobileNet V3 Large")
 def mobilenet_v3_large(*, num_classes: int, in_chans: int = 3, input_size: int = 224) -> nn.Module:
-    return _torchvision(torchvision.models.mobilenet_v3_large, num_classes=num_classes, in_chans=in_chans)
+    return _torchvision("mobilenet_v3_large", num_classes=num_classes, in_chans=in_chans)
 
 
 @register_model("mobilenet_v3_small", data_config=DataConfig(input_size=96), classifier=None,

@@ -94,3 +94,21 @@ def test_damaged_checkpoints_are_user_errors(tmp_path):
         load_checkpoint(tmp_path / "ok")
     with pytest.raises(UserError, match="no cellscreen checkpoint"):
         load_checkpoint(tmp_path / "nowhere")
+
+
+def test_start_up_imports_only_what_the_model_needs():
+    """Loading the bundled model builds cellscreen's own network without importing timm, torchvision or
+    Lightning (several seconds of start-up), and the 8-bit predictor does not import PyTorch at all."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\n"
+             "from cellscreen.serve.runtime import load_predictor\n"
+             "load_predictor('malaria', engine='int8')\n"
+             "print(sorted(m for m in ('torch', 'timm', 'torchvision', 'lightning') if m in sys.modules))\n"
+             "from cellscreen.engine.checkpoint import load_checkpoint\n"
+             "load_checkpoint('malaria')\n"
+             "print(sorted(m for m in ('torch', 'timm', 'torchvision', 'lightning') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[]", "['torch']"]
