@@ -86,6 +86,10 @@ def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Pa
         from cellscreen.serve.runtime import load_predictor
 
         predictor = load_predictor(model, engine=engine)
+        kind = predictor.description.get("format")
+        if is_graph and engine == "int8" and kind != "onnx-int8":
+            raise UserError(f"{model} is not an 8-bit graph (its description says {kind!r}); "
+                            "evaluate it with --engine onnx")
         checkpoint = _described(predictor.description)
     profile = get_profile(dataset or checkpoint.meta.get("dataset") or "folder", group_regex=group_regex)
     root = resolve_dataset_dir(profile, data_dir, data=data)

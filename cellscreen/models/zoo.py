@@ -29,10 +29,10 @@ def _timm(name: str, *, num_classes: int, in_chans: int, **kwargs) -> nn.Module:
     return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
-def _torchvision(name: str, *, num_classes: int, in_chans: int, **kwargs) -> nn.Module:
+def _torchvision(arch: str, *, num_classes: int, in_chans: int, **kwargs) -> nn.Module:
     import torchvision
 
-    model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes, **kwargs)
+    model = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes, **kwargs)
     if in_chans != 3:  # swap the first convolution for one that reads in_chans channels
         name, conv = next((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
         new = nn.Conv2d(in_chans, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,

@@ -71,3 +71,13 @@ def test_evaluate_on_the_onnx_and_int8_graphs(trained_run, learnable_cells, tmp_
     refused = run("evaluate", str(alone / "model.int8.onnx"), str(learnable_cells), "--out", str(tmp_path / "no"),
                   "--engine", "torch", "-q")
     assert refused.returncode == 2 and "use --engine onnx" in refused.stderr and not (tmp_path / "no").exists()
+    # An fp32 export on its own gives what the checkpoint gives on onnxruntime, and is not taken for an 8-bit one.
+    export_model(run_dir, alone / "model.onnx", fmt="onnx", check_data=learnable_cells)
+    made = run("evaluate", str(alone / "model.onnx"), str(learnable_cells), "--out", str(tmp_path / "fp32"),
+               "--bootstrap", "0", "-q")
+    assert made.returncode == 0, made.stderr
+    fp32_m = json.loads((tmp_path / "fp32" / "metrics.json").read_text())["metrics"]
+    assert fp32_m["accuracy"] == onnx_m["accuracy"] and abs(fp32_m["roc_auc"] - onnx_m["roc_auc"]) < 1e-6
+    refused = run("evaluate", str(alone / "model.onnx"), str(learnable_cells), "--out", str(tmp_path / "no"),
+                  "--engine", "int8", "-q")
+    assert refused.returncode == 2 and "not an 8-bit graph" in refused.stderr and not (tmp_path / "no").exists()
