@@ -28,7 +28,8 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--only", type=int, nargs="*", help="run only these folds")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--set", action="append", default=[], help="extra FIELD=VALUE settings")
+    parser.add_argument("--set", action="append", default=[],
+                        help="extra FIELD=VALUE settings; {fold} in VALUE becomes the fold's number")
     args = parser.parse_args()
     cellscreen = str(Path(sys.executable).with_name("cellscreen"))
     out = Path(args.out)
@@ -47,8 +48,8 @@ def main() -> None:
             start = time.perf_counter()
             command = [cellscreen, "train", "-d", args.dataset, *data, "--preset", args.preset, "--split", str(split),
                        "--fold", str(fold), "--out", str(run), "-q", "--overwrite"]
-            for assignment in args.set:
-                command += ["--set", assignment]
+            for assignment in args.set:  # {fold} stands for the fold's number (e.g. a teacher run per fold)
+                command += ["--set", assignment.replace("{fold}", str(fold))]
             subprocess.run(command, check=True)
             seconds = time.perf_counter() - start
             (run / "wall_seconds.txt").write_text(f"{seconds:.1f}\n")

@@ -43,6 +43,8 @@ class TrainConfig:
     head_dropout: float = 0.2
     trainable: str = "all"  # all | head | topN (the top N backbone blocks and the head)
     freeze_bn: bool = False  # keep every batch-norm layer's statistics fixed while fine-tuning
+    teacher: str | None = None  # a run of the same split and fold whose probabilities the model also learns from
+    teacher_weight: float = 0.5  # the share of the teacher's probabilities in the training target
     # optimisation
     epochs: int = 10
     batch_size: int = 64
@@ -53,6 +55,7 @@ class TrainConfig:
     schedule: str = "onecycle"  # none | cosine | onecycle | step
     label_smoothing: float = 0.0
     class_weighting: bool = False  # weight the loss by inverse class frequency
+    ema_decay: float = 0.0  # keep an exponential moving average of the weights (e.g. 0.99); 0: off
     # model selection and stopping
     monitor: str = "val_loss"  # val_loss | val_acc
     early_stopping: int | None = None  # patience in epochs; None: train all epochs
@@ -61,6 +64,8 @@ class TrainConfig:
     rotate_flip: bool = True
     color_jitter: float = 0.1
     stain_jitter: float = 0.0  # per-channel gain and saturation in 1 +- this, per image
+    mixup: float = 0.0  # blend pairs of cells and their labels (Beta(alpha, alpha) weights); 0: off
+    cutmix: float = 0.0  # paste a box of one cell into another, labels by area (Beta alpha); 0: off
     # speed
     precision: str = "auto"  # auto (bf16-mixed where the CPU or GPU has bf16 units, else 32) | 32 | bf16-mixed
     channels_last: bool = True
@@ -89,6 +94,16 @@ class TrainConfig:
         for name in ("color_jitter", "stain_jitter"):  # factors are drawn in 1 +- jitter: past 1 they turn negative
             if not 0 <= getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 0 and below 1, not {getattr(self, name)!r}")
+        for name in ("mixup", "cutmix"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} is the alpha of a Beta distribution: 0 (off) or positive, "
+                                f"not {getattr(self, name)!r}")
+        if not 0 < self.teacher_weight <= 1:
+            raise UserError(f"teacher_weight must be above 0 and at most 1, not {self.teacher_weight!r}")
+        if self.teacher and (self.mixup > 0 or self.cutmix > 0):
+            raise UserError("a teacher's targets are per cell: turn mixup and cutmix off (0) to train on them")
+        if not 0 <= self.ema_decay < 1:
+            raise UserError(f"ema_decay must be at least 0 (off) and below 1, not {self.ema_decay!r}")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)

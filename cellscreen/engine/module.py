@@ -13,14 +13,28 @@ from cellscreen.engine.inference import normalise
 __all__ = ["CellClassifier"]
 
 
+def _mixing(config: TrainConfig, num_classes: int):
+    """torchvision's batch MixUp and/or CutMix (one of the two per batch when both are on), or None."""
+    if config.mixup <= 0 and config.cutmix <= 0:
+        return None
+    from torchvision.transforms import v2
+
+    chosen = [v2.MixUp(alpha=config.mixup, num_classes=num_classes)] if config.mixup > 0 else []
+    if config.cutmix > 0:
+        chosen.append(v2.CutMix(alpha=config.cutmix, num_classes=num_classes))
+    return chosen[0] if len(chosen) == 1 else v2.RandomChoice(chosen)
+
+
 class CellClassifier(L.LightningModule):
     """Trains ``model`` on uint8 batches; augmentation and normalisation happen here,
     batched, so data loading stays a cheap tensor slice."""
 
-    def __init__(self, model: nn.Module, config: TrainConfig, class_weights: torch.Tensor | None = None):
+    def __init__(self, model: nn.Module, config: TrainConfig, class_weights: torch.Tensor | None = None,
+                 num_classes: int = 2):
         super().__init__()
         self.model = model
         self.config = config
+        self.mixing = _mixing(config, num_classes)
         self.single_logit = bool(getattr(model, "single_logit", False))
         if class_weights is not None:
             self.register_buffer("class_weights", class_weights.float())
@@ -50,13 +64,15 @@ class CellClassifier(L.LightningModule):
         return logits, self._loss(logits, targets) + sum(weight * self._loss(a, targets) for a in aux)
 
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy against class indices, or against class probabilities ``(N, classes)`` (mixed cells)."""
         logits = logits.float()
         if self.single_logit:
             smooth = self.config.label_smoothing
-            soft = targets.float() * (1 - smooth) + 0.5 * smooth
+            positive = targets[:, 1] if targets.is_floating_point() else targets.float()
+            soft = positive * (1 - smooth) + 0.5 * smooth
             weight = None
             if self.class_weights is not None:
-                weight = self.class_weights[targets]
+                weight = self.class_weights[1] * positive + self.class_weights[0] * (1 - positive)
             return nn.functional.binary_cross_entropy_with_logits(logits[:, 0], soft, weight=weight)
         return nn.functional.cross_entropy(logits, targets, weight=self.class_weights,
                                            label_smoothing=self.config.label_smoothing)
@@ -65,11 +81,18 @@ class CellClassifier(L.LightningModule):
         return (logits[:, 0] > 0).long() if self.single_logit else logits.argmax(1)
 
     def training_step(self, batch, batch_idx):
-        images, targets = batch
+        images, targets, *taught = batch  # taught: the teacher's probabilities for these cells, when there is one
         images = augment_batch(images, rotate_flip=self.config.rotate_flip, color_jitter=self.config.color_jitter,
                                stain_jitter=self.config.stain_jitter)
-        logits, loss = self._main_and_aux_loss(self(images), targets)
-        accuracy = (self._predictions(logits) == targets).float().mean()
+        labels = targets
+        if self.mixing is not None:  # blends need floats; the labels become class probabilities
+            images = images.float() / 255.0 if images.dtype == torch.uint8 else images
+            images, labels = self.mixing(images, targets)
+        logits, loss = self._main_and_aux_loss(self(images), labels)
+        if taught:  # the label's loss and the teacher's, in the configured shares
+            share = self.config.teacher_weight
+            loss = (1 - share) * loss + share * self._main_and_aux_loss(logits, taught[0])[1]
+        accuracy = (self._predictions(logits) == targets).float().mean()  # against each cell's own class
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train_acc", accuracy, on_step=False, on_epoch=True, sync_dist=True)
         return loss

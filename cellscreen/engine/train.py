@@ -31,6 +31,7 @@ from cellscreen.engine.calibration import fit_temperature
 from cellscreen.engine.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
 from cellscreen.engine.curves import plot_learning_curves
 from cellscreen.engine.data import PreparedData, manifest_copy, prepare_data
+from cellscreen.engine.distill import teacher_probabilities
 from cellscreen.engine.inference import INFERENCE_BATCH, predict_logits, resolve_precision
 from cellscreen.engine.module import CellClassifier
 from cellscreen.errors import UserError
@@ -189,14 +190,18 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     if config.class_weighting:
         counts = torch.bincount(train_set.targets, minlength=len(classes)).float().clamp(min=1)
         weights = counts.sum() / (len(classes) * counts)
-    module = CellClassifier(model, config, class_weights=weights)
+    module = CellClassifier(model, config, class_weights=weights, num_classes=len(classes))
 
     generator = torch.Generator().manual_seed(config.seed)
     world = (int(devices) if str(devices).isdigit() else 1) * num_nodes if distributed else 1
     if distributed and accelerator in ("auto", "cpu") and not torch.cuda.is_available():
         torch.set_num_threads(max(1, torch.get_num_threads() // world))  # processes share the CPU cores
     batch_size = max(1, config.batch_size // world)
-    train_loader = DataLoader(TensorDataset(train_set.images, train_set.targets), batch_size=batch_size,
+    columns = [train_set.images, train_set.targets]
+    if config.teacher:
+        columns.append(teacher_probabilities(config.teacher, prepared, fold=config.fold, precision=config.precision,
+                                             workers=workers, progress=progress))
+    train_loader = DataLoader(TensorDataset(*columns), batch_size=batch_size,
                               shuffle=True, generator=generator, drop_last=len(train_set) > config.batch_size)
     val_loader = DataLoader(TensorDataset(val_set.images, val_set.targets), batch_size=INFERENCE_BATCH)
 
@@ -204,6 +209,8 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     best = L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch}",
                                                monitor=config.monitor, mode=mode, save_last=True)
     callbacks = [best, _RandomState(generator)]
+    if config.ema_decay:  # validation, checkpoints and the saved model use the averaged weights
+        callbacks.append(L.pytorch.callbacks.EMAWeightAveraging(decay=config.ema_decay))
     if config.early_stopping:
         callbacks.append(L.pytorch.callbacks.EarlyStopping(monitor=config.monitor, mode=mode,
                                                            patience=config.early_stopping))

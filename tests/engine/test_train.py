@@ -282,3 +282,96 @@ def test_a_run_records_the_precision_auto_chose(trained_run):
     recorded = load_config(str(trained_run.run / "config.yaml")).precision
     assert recorded in ("32", "bf16-mixed")
     assert json.loads((trained_run.run / "model.json").read_text())["train"]["precision"] == recorded
+
+
+def test_mixed_cells_train_on_class_probabilities():
+    """MixUp/CutMix hand the loss class probabilities; unmixed one-hot rows give the index loss, for both heads."""
+    import torch
+
+    from cellscreen.engine.module import CellClassifier
+    from cellscreen.models import create_model
+
+    for preset in ("default", "seed_malaria_cnn"):
+        config = load_config(preset, {"input_size": 32, "mixup": 0.4, "cutmix": 1.0, "label_smoothing": 0.1})
+        module = CellClassifier(create_model(config.model, num_classes=2, input_size=32), config)
+        targets = torch.tensor([0, 1, 1, 0])
+        logits = torch.randn(4, 1 if module.single_logit else 2)
+        one_hot = torch.nn.functional.one_hot(targets, 2).float()
+        assert torch.allclose(module._loss(logits, one_hot), module._loss(logits, targets), atol=1e-6)
+        torch.manual_seed(0)
+        images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+        mixed, labels = module.mixing(images.float() / 255, targets)
+        assert mixed.shape == images.shape and labels.shape == (4, 2)
+        assert torch.allclose(labels.sum(1), torch.ones(4)) and not torch.equal(labels, one_hot)
+        module.log = lambda *args, **kwargs: None  # no trainer here
+        assert torch.isfinite(module.training_step((images, targets), 0))
+    assert CellClassifier(create_model("compact_cnn6s", num_classes=2, input_size=32),
+                          load_config(None, {"input_size": 32})).mixing is None
+
+
+def test_mixing_and_averaging_settings_are_validated():
+    for bad in ("mixup=-1", "cutmix=-0.5", "ema_decay=1", "ema_decay=-0.1"):
+        with pytest.raises(UserError, match=bad.split("=")[0]):
+            load_config(None, {}, [bad])
+    assert load_config(None, {}, ["ema_decay=0.99"]).ema_decay == 0.99
+
+
+def test_with_weight_averaging_the_saved_model_is_the_average(learnable_cells, tmp_path):
+    """ema_decay: validation, the best checkpoint and model.safetensors hold the averaged weights; the weights
+    being trained are kept beside them so that a run can resume."""
+    import torch
+
+    result = train(tiny_config(ema_decay=0.9, monitor="val_acc", epochs=2), out=tmp_path / "ema",
+                   data=str(learnable_cells), progress=False)
+    (best,) = (result.run / "checkpoints").glob("best-*.ckpt")
+    for path in (best, result.run / "checkpoints" / "last.ckpt"):
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+        averaged, current = stored["state_dict"], stored["current_model_state"]
+        name = next(k for k in averaged if k.endswith("weight") and averaged[k].dim() == 4)
+        assert not torch.allclose(averaged[name], current[name])  # an average, not the last step's weights
+    saved = load_checkpoint(result.run).model.state_dict()
+    best = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    assert all(torch.allclose(saved[k.removeprefix("model.")].float(), v.float()) for k, v in best.items()
+               if k.startswith("model."))
+
+
+def test_a_student_learns_from_its_teachers_probabilities(trained, learnable_cells, tmp_path):
+    """The teacher predicts each training cell at its own size, in the student's order; a teacher from
+    another split (which may have seen the student's test cells) is refused."""
+    from cellscreen.engine.data import prepare_data
+    from cellscreen.engine.distill import teacher_probabilities
+
+    config = tiny_config(input_size=24, teacher=str(trained.run), teacher_weight=0.7, epochs=2)
+    prepared = prepare_data(config, data=str(learnable_cells), input_size=24, interpolation="bicubic",
+                            progress=False)
+    proba = teacher_probabilities(config.teacher, prepared, fold=None, progress=False)
+    targets = prepared.subsets["train"].targets
+    assert proba.shape == (len(targets), 2) and torch_allclose_rows(proba)
+    assert (proba.argmax(1) == targets).float().mean() >= 0.9  # in the cells' own order
+    student = train(config, out=tmp_path / "student", data=str(learnable_cells), progress=False)
+    meta = load_checkpoint(student.run).meta
+    assert meta["train"]["config"]["teacher"] == str(trained.run) and meta["data_config"]["input_size"] == 24
+    with pytest.raises(UserError, match="same split and fold"):
+        train(tiny_config(teacher=str(trained.run), split_seed=1), out=tmp_path / "other",
+              data=str(learnable_cells), progress=False)
+    import torch
+
+    from cellscreen.engine.module import CellClassifier
+
+    plain = tiny_config(teacher_weight=0.7, rotate_flip=False, color_jitter=0, stain_jitter=0)
+    module = CellClassifier(load_checkpoint(student.run).model, plain).eval()  # eval: no dropout, fixed BN
+    module.log = lambda *args, **kwargs: None
+    images, targets = prepared.subsets["train"].images[:8], prepared.subsets["train"].targets[:8]
+    logits = module(images)
+    expected = 0.3 * module._loss(logits, targets) + 0.7 * module._loss(logits, proba[:8])
+    assert torch.allclose(module.training_step((images, targets, proba[:8]), 0), expected, atol=1e-5)
+    with pytest.raises(UserError, match="mixup and cutmix off"):
+        tiny_config(teacher=str(trained.run), mixup=0.2)
+    with pytest.raises(UserError, match="teacher_weight"):
+        tiny_config(teacher_weight=0)
+
+
+def torch_allclose_rows(proba) -> bool:
+    import torch
+
+    return bool(torch.allclose(proba.sum(1), torch.ones(len(proba)), atol=1e-4))
