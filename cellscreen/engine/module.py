@@ -89,9 +89,9 @@ class CellClassifier(L.LightningModule):
             images = images.float() / 255.0 if images.dtype == torch.uint8 else images
             images, labels = self.mixing(images, targets)
         logits, loss = self._main_and_aux_loss(self(images), labels)
-        if taught:  # the label's loss and the teacher's, in the configured shares
+        if taught:  # the label's loss and the teacher's (smoothed alike), in the configured shares
             share = self.config.teacher_weight
-            loss = (1 - share) * loss + share * self._main_and_aux_loss(logits, taught[0])[1]
+            loss = (1 - share) * loss + share * self._loss(logits, taught[0])
         accuracy = (self._predictions(logits) == targets).float().mean()  # against each cell's own class
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train_acc", accuracy, on_step=False, on_epoch=True, sync_dist=True)
