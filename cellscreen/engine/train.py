@@ -175,6 +175,9 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     config = dataclasses.replace(config, interpolation=config.interpolation or own.interpolation)
     prepared = prepare_data(config, data=data, input_size=input_size, interpolation=config.interpolation,
                             workers=workers, progress=progress)
+    # before anything is written: a teacher that is refused leaves no half-made run folder behind
+    taught = [teacher_probabilities(config.teacher, prepared, fold=config.fold, precision=config.precision,
+                                    workers=workers, progress=progress)] if config.teacher else []
     out.mkdir(parents=True, exist_ok=True)
     if first:
         atomic_write(out / "config.yaml", config.to_yaml())
@@ -197,10 +200,7 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     if distributed and accelerator in ("auto", "cpu") and not torch.cuda.is_available():
         torch.set_num_threads(max(1, torch.get_num_threads() // world))  # processes share the CPU cores
     batch_size = max(1, config.batch_size // world)
-    columns = [train_set.images, train_set.targets]
-    if config.teacher:
-        columns.append(teacher_probabilities(config.teacher, prepared, fold=config.fold, precision=config.precision,
-                                             workers=workers, progress=progress))
+    columns = [train_set.images, train_set.targets, *taught]
     train_loader = DataLoader(TensorDataset(*columns), batch_size=batch_size,
                               shuffle=True, generator=generator, drop_last=len(train_set) > config.batch_size)
     val_loader = DataLoader(TensorDataset(val_set.images, val_set.targets), batch_size=INFERENCE_BATCH)

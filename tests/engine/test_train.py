@@ -354,6 +354,7 @@ def test_a_student_learns_from_its_teachers_probabilities(trained, learnable_cel
     with pytest.raises(UserError, match="same split and fold"):
         train(tiny_config(teacher=str(trained.run), split_seed=1), out=tmp_path / "other",
               data=str(learnable_cells), progress=False)
+    assert not (tmp_path / "other").exists()  # nothing half-made to block the next try
     import torch
 
     from cellscreen.engine.module import CellClassifier
