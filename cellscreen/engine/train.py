@@ -7,11 +7,13 @@ RUN/
   logs/csv, logs/tb    CSV and TensorBoard logs
   learning_curves.png
   model.safetensors, model.json   the best weights and their description
+  teacher.safetensors  with a teacher: its probabilities for the training cells, which a resumed run reuses
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import shutil
@@ -22,6 +24,8 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch.utils.data import DataLoader, TensorDataset
 
 from cellscreen.config import TrainConfig, load_config
@@ -69,9 +73,41 @@ def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
                 target.unlink()
 
 
+TEACHER_FILE = "teacher.safetensors"
 # what a run folder holds (see the module docstring); --overwrite removes these and nothing else
 _RUN_FILES = ("config.yaml", "split.csv", "split.json", "checkpoints", "logs", "learning_curves.png",
-              "model.safetensors", "model.json", "test", "wall_seconds.txt")
+              "model.safetensors", "model.json", "test", "wall_seconds.txt", TEACHER_FILE)
+
+
+def _training_cells_digest(prepared: PreparedData) -> str:
+    return hashlib.sha256("\n".join(prepared.subsets["train"].paths).encode()).hexdigest()
+
+
+def _teacher_targets(config: TrainConfig, prepared: PreparedData, out: Path, *, resume: bool,
+                     workers: int | None, progress: bool) -> tuple[torch.Tensor, bool]:
+    """The teacher's probabilities for the training cells, and whether they still have to be saved.
+
+    A resumed run takes the ones its start saved: a teacher retrained, moved or deleted since cannot change
+    the targets halfway through a run."""
+    cells = _training_cells_digest(prepared)
+    saved = out / TEACHER_FILE
+    if resume and saved.is_file():
+        with safe_open(saved, "pt") as f:
+            stored = f.metadata() or {}
+            if stored.get("cells_sha256") != cells:
+                raise UserError(f"{saved} holds a teacher's probabilities for other training cells than this run's; "
+                                "the run's data changed since it started, so it cannot be resumed")
+            return f.get_tensor("probabilities"), False
+    return teacher_probabilities(config.teacher, prepared, fold=config.fold, precision=config.precision,
+                                 workers=workers, progress=progress), True
+
+
+def _save_teacher_targets(out: Path, probabilities: torch.Tensor, prepared: PreparedData, teacher: str) -> None:
+    cells = _training_cells_digest(prepared)
+    tmp = out / (TEACHER_FILE + ".tmp")
+    save_file({"probabilities": probabilities.contiguous()}, tmp, metadata={"teacher": teacher,
+                                                                             "cells_sha256": cells})
+    os.replace(tmp, out / TEACHER_FILE)
 
 
 def _fit_temperature(model, val_set) -> dict:
@@ -176,11 +212,13 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     prepared = prepare_data(config, data=data, input_size=input_size, interpolation=config.interpolation,
                             workers=workers, progress=progress)
     # before anything is written: a teacher that is refused leaves no half-made run folder behind
-    taught = [teacher_probabilities(config.teacher, prepared, fold=config.fold, precision=config.precision,
-                                    workers=workers, progress=progress)] if config.teacher else []
+    taught, unsaved = _teacher_targets(config, prepared, out, resume=resume, workers=workers,
+                                       progress=progress) if config.teacher else (None, False)
     out.mkdir(parents=True, exist_ok=True)
     if first:
         atomic_write(out / "config.yaml", config.to_yaml())
+        if unsaved:
+            _save_teacher_targets(out, taught, prepared, config.teacher)
         split_sha = manifest_copy(prepared.manifest, out)
     else:
         split_sha = None
@@ -200,7 +238,7 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     if distributed and accelerator in ("auto", "cpu") and not torch.cuda.is_available():
         torch.set_num_threads(max(1, torch.get_num_threads() // world))  # processes share the CPU cores
     batch_size = max(1, config.batch_size // world)
-    columns = [train_set.images, train_set.targets, *taught]
+    columns = [train_set.images, train_set.targets] + ([taught] if taught is not None else [])
     train_loader = DataLoader(TensorDataset(*columns), batch_size=batch_size,
                               shuffle=True, generator=generator, drop_last=len(train_set) > config.batch_size)
     val_loader = DataLoader(TensorDataset(val_set.images, val_set.targets), batch_size=INFERENCE_BATCH)

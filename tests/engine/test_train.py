@@ -372,6 +372,43 @@ def test_a_student_learns_from_its_teachers_probabilities(trained, learnable_cel
         tiny_config(teacher_weight=0)
 
 
+def test_a_resumed_student_keeps_the_targets_it_started_with(trained, learnable_cells, tmp_path):
+    """The teacher's probabilities are saved with the run: retrained or deleted after the start, the teacher
+    cannot change a resumed run's targets."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from cellscreen.engine.data import prepare_data
+    from cellscreen.engine.distill import teacher_probabilities
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(trained.run, teacher)
+    config = tiny_config(teacher=str(teacher), epochs=1)
+    student = train(config, out=tmp_path / "student", data=str(learnable_cells), progress=False)
+    saved = load_file(student.run / "teacher.safetensors")["probabilities"]
+    prepared = prepare_data(config, data=str(learnable_cells), input_size=16, interpolation="bicubic",
+                            progress=False)
+    assert torch_allclose_rows(saved) and saved.equal(teacher_probabilities(str(teacher), prepared, fold=None,
+                                                                            progress=False))
+    shutil.rmtree(teacher)  # gone: only the saved targets can carry the run on
+    resumed = train(config, out=student.run, data=str(learnable_cells), resume=True, progress=False)
+    assert load_file(resumed.run / "teacher.safetensors")["probabilities"].equal(saved)
+    with pytest.raises(UserError, match="other training cells"):  # the run's cells changed meanwhile
+        train(config, out=student.run, data=str(make_fewer_cells(learnable_cells, tmp_path)), resume=True,
+              progress=False)
+
+
+def make_fewer_cells(cells, tmp_path):
+    """A copy of a cell folder without its first parasitized cell."""
+    import shutil
+
+    copy = tmp_path / "fewer" / "cell_images"
+    shutil.copytree(cells, copy)
+    next(iter(sorted((copy / "Parasitized").iterdir()))).unlink()
+    return copy
+
+
 def torch_allclose_rows(proba) -> bool:
     import torch
 
