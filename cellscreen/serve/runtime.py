@@ -5,9 +5,11 @@
 exported ``.onnx`` file.  Every predictor takes prepared ``uint8`` pixels
 ``(N, size, size, 3)`` and returns class probabilities ``(N, classes)``.
 
-``engine="onnx"`` on a checkpoint exports it once into the cache folder
-(keyed by the checkpoint's contents) and runs that file, keeping the PyTorch
-model for Grad-CAM.  ``engine="int8"`` runs the checkpoint's 8-bit graph,
+``engine="onnx"`` on a checkpoint runs its fp32 graph: ``model.onnx`` beside
+its ``model.json`` when that was exported from these weights (``cellscreen
+export RUN --out RUN/model.onnx`` writes it; the bundled model has one), else
+an export made once into the cache folder (keyed by the checkpoint's
+contents); the PyTorch model is kept for Grad-CAM.  ``engine="int8"`` runs the checkpoint's 8-bit graph,
 ``model.int8.onnx`` beside its ``model.json`` (``cellscreen export RUN
 --format onnx-int8 --out RUN/model.int8.onnx`` writes it; the bundled model
 has one), after checking that it was made from these weights.
@@ -31,6 +33,7 @@ __all__ = ["ENGINES", "Predictor", "load_predictor", "describe_meta", "dihedral_
 
 ENGINES = ("auto", "torch", "onnx", "int8")
 INT8_NAME = "model.int8.onnx"  # a checkpoint's 8-bit graph, beside its model.json
+FP32_NAME = "model.onnx"  # a checkpoint's fp32 graph, beside its model.json (optional: else exported into the cache)
 INPUT_NAME, OUTPUT_NAMES = "images", ("probabilities", "logits")  # of every exported graph
 
 
@@ -187,8 +190,9 @@ def describe_meta(meta: dict, fmt: str, weights_sha256: str | None = None) -> di
 
 
 def network_onnx(model: str | Path) -> tuple[bytes, dict]:
-    """A network checkpoint's ONNX export and description, exported once and then read from the cache
-    folder (keyed by the checkpoint's description and weights), so a cached model starts without PyTorch."""
+    """A network checkpoint's ONNX export and description: its own ``model.onnx`` if that was exported from
+    these weights, else one exported once and then read from the cache folder (keyed by the checkpoint's
+    description and weights).  Either way a model starts without PyTorch after the first time."""
     from cellscreen.data.sources import default_cache_dir
     from cellscreen.engine.paths import file_sha256, resolve_checkpoint
 
@@ -209,6 +213,9 @@ def network_onnx(model: str | Path) -> tuple[bytes, dict]:
     key = hashlib.sha256(text + digest.encode()).hexdigest()[:24]
     cached = default_cache_dir() / "onnx" / f"{key}.onnx"
     description = describe_meta(meta, "checkpoint", digest)
+    own = path.with_name(FP32_NAME)
+    if _own_graph(own, "onnx", digest):  # a stale or unreadable one is passed over, not refused:
+        return own.read_bytes(), description  # the export below gives the same probabilities
     if cached.is_file():
         return cached.read_bytes(), description
     from cellscreen.engine.checkpoint import load_checkpoint
@@ -225,6 +232,20 @@ def network_onnx(model: str | Path) -> tuple[bytes, dict]:
     return blob, description
 
 
+def _made_from(description: dict, fmt: str, weights_sha256: str) -> bool:
+    """Whether a graph's description says it is a ``fmt`` export of the weights with this digest."""
+    return description.get("format") == fmt and (description.get("source") or {}).get(
+        "weights_sha256") == weights_sha256
+
+
+def _own_graph(graph: Path, fmt: str, weights_sha256: str) -> bool:
+    """Whether ``graph`` is there and a ``fmt`` export of the weights with this digest."""
+    try:
+        return graph.is_file() and _made_from(_onnx_description(graph), fmt, weights_sha256)
+    except (UserError, ValueError):
+        return False
+
+
 def _int8_predictor(model: str | Path, threads: int | None) -> Predictor:
     """The checkpoint's ``model.int8.onnx``, refused if it is missing or was made from other weights."""
     from cellscreen.engine.paths import file_sha256, resolve_checkpoint
@@ -237,8 +258,7 @@ def _int8_predictor(model: str | Path, threads: int | None) -> Predictor:
                         "(it calibrates on cells of the model's dataset, or pass --check-data)")
     description = _onnx_description(path)
     weights = checkpoint.with_suffix(".safetensors")
-    made_from = (description.get("source") or {}).get("weights_sha256")
-    if description.get("format") != "onnx-int8" or not weights.is_file() or made_from != file_sha256(weights):
+    if not weights.is_file() or not _made_from(description, "onnx-int8", file_sha256(weights)):
         raise UserError(f"{path} was not made from {weights.name} (it is stale or not an int8 export); "
                         f"make it again with `{export} --overwrite`")
 

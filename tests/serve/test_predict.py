@@ -239,3 +239,45 @@ def test_cells_are_resized_as_the_checkpoint_was_trained(trained_run, learnable_
                                                                 for c in ("Parasitized", "Uninfected")]]
         assert np.abs(got[interpolation] - expected).max() < 1e-4, interpolation
     assert np.abs(got["bicubic"] - got["reduce-bicubic"]).max() > 1e-3  # the two resizes did differ here
+
+
+def test_a_checkpoints_own_fp32_graph_is_run_without_exporting(trained_run, tmp_path, monkeypatch):
+    """model.onnx beside model.json, exported from these weights, is what the onnx engine runs; one made from
+    other weights, or unreadable, is passed over for an export into the cache."""
+    import shutil
+
+    import numpy as np
+
+    from cellscreen.serve import export
+    from cellscreen.serve.export import export_model
+    from cellscreen.serve.runtime import load_predictor
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run.run, run_dir)
+    report = export_model(run_dir, run_dir / "model.onnx")
+    cells = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    exported = []
+    real_onnx_bytes = export.onnx_bytes
+    monkeypatch.setattr(export, "onnx_bytes", lambda *a, **k: exported.append(1) or real_onnx_bytes(*a, **k))
+    own = load_predictor(run_dir, engine="auto")
+    assert exported == [] and own._model == report.path.read_bytes()
+    description = json.loads(report.description.read_text())
+    description["source"]["weights_sha256"] = "0" * 64  # as if the weights were retrained after the export
+    report.description.write_text(json.dumps(description))
+    stale = load_predictor(run_dir, engine="onnx")
+    assert exported == [1] and np.allclose(stale.predict(cells), own.predict(cells), atol=1e-6)
+    report.description.unlink()
+    report.path.write_bytes(b"not onnx")
+    assert np.allclose(load_predictor(run_dir, engine="onnx").predict(cells), own.predict(cells), atol=1e-6)
+
+
+def test_the_bundled_model_carries_its_fp32_graph(monkeypatch):
+    """So that its first `predict` neither imports PyTorch nor exports."""
+    from cellscreen.engine.paths import resolve_checkpoint
+    from cellscreen.serve import export
+    from cellscreen.serve.runtime import FP32_NAME, load_predictor
+
+    monkeypatch.setattr(export, "onnx_bytes", lambda *a, **k: pytest.fail("the bundled model was exported again"))
+    predictor = load_predictor("malaria")
+    assert predictor.engine == "onnx"
+    assert predictor._model == resolve_checkpoint("malaria").with_name(FP32_NAME).read_bytes()
