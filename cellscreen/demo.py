@@ -1,8 +1,8 @@
 """The demo: the whole job on the NIH malaria cells, in one command.
 
 Locate (or download) the data, split it by slide, train cellscreen's default
-recipe, export its 8-bit graph (calibrated on training cells), evaluate on
-the held-out slides and write a report.
+recipe, export its fp32 graph and its 8-bit graph (calibrated on training
+cells) beside it, evaluate on the held-out slides and write a report.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from cellscreen.engine.train import train
 from cellscreen.errors import UserError
 from cellscreen.evaluate.run import report_on_subset
 from cellscreen.serve.export import export_model
-from cellscreen.serve.runtime import INT8_NAME
+from cellscreen.serve.runtime import FP32_NAME, INT8_NAME
 
 __all__ = ["calibration_cells", "run_demo"]
 
@@ -45,9 +45,12 @@ def run_demo(*, out: str | Path = "runs/demo", data: str | None = None, epochs: 
           "on a 70/15/15 split by slide")
     result = train(config, out=out / "run", data=str(root), overwrite=overwrite, progress=progress)
     print(f"[demo] trained in {result.seconds / 60:.1f} min")
+    cells = calibration_cells(result.data.subsets["train"].images)
+    fp32 = export_model(result.checkpoint, result.run / FP32_NAME, overwrite=overwrite, cells=cells)
+    print(f"[demo] fp32 graph for predict and serve: {fp32.path}")
     try:
         int8 = export_model(result.checkpoint, result.run / INT8_NAME, fmt="onnx-int8", overwrite=overwrite,
-                            cells=calibration_cells(result.data.subsets["train"].images))
+                            cells=cells)
         print(f"[demo] 8-bit graph for --engine int8: {int8.path} (same class as PyTorch for "
               f"{int8.agreement:.1%} of {int8.checked_on})")
     except UserError as exc:  # the fp32 model stands; only the faster engine is missing

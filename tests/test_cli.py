@@ -76,6 +76,7 @@ def test_demo_runs_end_to_end_on_a_small_copy(learnable_cells, tmp_path):
     report = tmp_path / "demo" / "report" / "report.md"
     assert report.is_file() and str(report) in result.stdout
     assert (tmp_path / "demo" / "report" / "predictions.csv").is_file()
+    assert (tmp_path / "demo" / "run" / "model.onnx").is_file()  # what predict and serve run for it
     int8 = tmp_path / "demo" / "run" / "model.int8.onnx"
     assert ("8-bit graph for --engine int8" in result.stdout) == int8.is_file()
     assert int8.is_file() or "[demo] no 8-bit graph:" in result.stdout

@@ -76,7 +76,9 @@ def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
 TEACHER_FILE = "teacher.safetensors"
 # what a run folder holds (see the module docstring); --overwrite removes these and nothing else
 _RUN_FILES = ("config.yaml", "split.csv", "split.json", "checkpoints", "logs", "learning_curves.png",
-              "model.safetensors", "model.json", "test", "wall_seconds.txt", TEACHER_FILE)
+              "model.safetensors", "model.json", "test", "wall_seconds.txt", TEACHER_FILE,
+              # graphs exported from the previous weights (cellscreen export, the demo)
+              "model.onnx", "model.onnx.json", "model.int8.onnx", "model.int8.onnx.json")
 
 
 def _training_cells_digest(prepared: PreparedData) -> str:
