@@ -1,6 +1,6 @@
 import json
 
-from tests.clitools import run
+from tests.clitools import run, run_here
 
 
 def test_evaluate_a_folder_with_group_intervals(trained_run, learnable_cells, tmp_path):
@@ -45,10 +45,10 @@ def test_evaluate_on_the_onnx_and_int8_graphs(trained_run, learnable_cells, tmp_
     shutil.copytree(trained_run.run, run_dir)
     export_model(run_dir, run_dir / "model.int8.onnx", fmt="onnx-int8", check_data=learnable_cells)
     results = {}
-    for engine in ("torch", "onnx", "int8"):
+    for engine in ("torch", "onnx", "int8"):  # one as a whole process, the others inside this one (faster)
         out = tmp_path / engine
-        made = run("evaluate", str(run_dir), str(learnable_cells), "--out", str(out), "--bootstrap", "0",
-                   "--engine", engine, "-q")
+        made = (run if engine == "int8" else run_here)("evaluate", str(run_dir), str(learnable_cells), "--out",
+                                                       str(out), "--bootstrap", "0", "--engine", engine, "-q")
         assert made.returncode == 0, made.stderr
         results[engine] = json.loads((out / "metrics.json").read_text())
     torch_m, onnx_m, int8_m = (results[e]["metrics"] for e in ("torch", "onnx", "int8"))
@@ -61,23 +61,23 @@ def test_evaluate_on_the_onnx_and_int8_graphs(trained_run, learnable_cells, tmp_
     alone.mkdir()
     for name in ("model.int8.onnx", "model.int8.onnx.json"):
         shutil.copy(run_dir / name, alone / name)
-    made = run("evaluate", str(alone / "model.int8.onnx"), str(learnable_cells), "--out", str(tmp_path / "file"),
-               "--bootstrap", "0", "-q")
+    made = run_here("evaluate", str(alone / "model.int8.onnx"), str(learnable_cells), "--out",
+                    str(tmp_path / "file"), "--bootstrap", "0", "-q")
     assert made.returncode == 0, made.stderr
     from_file = json.loads((tmp_path / "file" / "metrics.json").read_text())
     assert from_file["engine"] == "onnx" and from_file["dataset"] == "malaria-nih"
     assert from_file["metrics"] == int8_m
     assert (tmp_path / "file" / "predictions.csv").read_text() == (tmp_path / "int8" / "predictions.csv").read_text()
-    refused = run("evaluate", str(alone / "model.int8.onnx"), str(learnable_cells), "--out", str(tmp_path / "no"),
-                  "--engine", "torch", "-q")
+    refused = run_here("evaluate", str(alone / "model.int8.onnx"), str(learnable_cells), "--out",
+                       str(tmp_path / "no"), "--engine", "torch", "-q")
     assert refused.returncode == 2 and "use --engine onnx" in refused.stderr and not (tmp_path / "no").exists()
     # An fp32 export on its own gives what the checkpoint gives on onnxruntime, and is not taken for an 8-bit one.
     export_model(run_dir, alone / "model.onnx", fmt="onnx", check_data=learnable_cells)
-    made = run("evaluate", str(alone / "model.onnx"), str(learnable_cells), "--out", str(tmp_path / "fp32"),
-               "--bootstrap", "0", "-q")
+    made = run_here("evaluate", str(alone / "model.onnx"), str(learnable_cells), "--out", str(tmp_path / "fp32"),
+                    "--bootstrap", "0", "-q")
     assert made.returncode == 0, made.stderr
     fp32_m = json.loads((tmp_path / "fp32" / "metrics.json").read_text())["metrics"]
     assert fp32_m["accuracy"] == onnx_m["accuracy"] and abs(fp32_m["roc_auc"] - onnx_m["roc_auc"]) < 1e-6
-    refused = run("evaluate", str(alone / "model.onnx"), str(learnable_cells), "--out", str(tmp_path / "no"),
-                  "--engine", "int8", "-q")
+    refused = run_here("evaluate", str(alone / "model.onnx"), str(learnable_cells), "--out", str(tmp_path / "no"),
+                       "--engine", "int8", "-q")
     assert refused.returncode == 2 and "not an 8-bit graph" in refused.stderr and not (tmp_path / "no").exists()
