@@ -214,7 +214,7 @@ def network_onnx(model: str | Path) -> tuple[bytes, dict]:
     cached = default_cache_dir() / "onnx" / f"{key}.onnx"
     description = describe_meta(meta, "checkpoint", digest)
     own = path.with_name(FP32_NAME)
-    if _own_graph(own, "onnx", digest):  # a stale or unreadable one is passed over, not refused:
+    if _own_graph(own, "onnx", description):  # a stale or unreadable one is passed over, not refused:
         return own.read_bytes(), description  # the export below gives the same probabilities
     if cached.is_file():
         return cached.read_bytes(), description
@@ -238,12 +238,15 @@ def _made_from(description: dict, fmt: str, weights_sha256: str) -> bool:
         "weights_sha256") == weights_sha256
 
 
-def _own_graph(graph: Path, fmt: str, weights_sha256: str) -> bool:
-    """Whether ``graph`` is there and a ``fmt`` export of the weights with this digest."""
+def _own_graph(graph: Path, fmt: str, wanted: dict) -> bool:
+    """Whether ``graph`` is there and a ``fmt`` export of the checkpoint described by ``wanted``: the same
+    weights, and the same classes, temperature and preprocessing (which ``model.json`` could change alone)."""
     try:
-        return graph.is_file() and _made_from(_onnx_description(graph), fmt, weights_sha256)
+        found = _onnx_description(graph) if graph.is_file() else None
     except (UserError, ValueError):
         return False
+    return found is not None and _made_from(found, fmt, wanted["source"]["weights_sha256"]) and all(
+        found.get(key) == wanted.get(key) for key in ("classes", "temperature", "border_crop", "data_config"))
 
 
 def _int8_predictor(model: str | Path, threads: int | None) -> Predictor:

@@ -261,11 +261,15 @@ def test_a_checkpoints_own_fp32_graph_is_run_without_exporting(trained_run, tmp_
     monkeypatch.setattr(export, "onnx_bytes", lambda *a, **k: exported.append(1) or real_onnx_bytes(*a, **k))
     own = load_predictor(run_dir, engine="auto")
     assert exported == [] and own._model == report.path.read_bytes()
+    meta = json.loads((run_dir / "model.json").read_text())
+    (run_dir / "model.json").write_text(json.dumps({**meta, "temperature": 2.0}))  # model.json changed alone
+    assert load_predictor(run_dir, engine="onnx")._model != report.path.read_bytes() and exported == [1]
+    (run_dir / "model.json").write_text(json.dumps(meta))
     description = json.loads(report.description.read_text())
     description["source"]["weights_sha256"] = "0" * 64  # as if the weights were retrained after the export
     report.description.write_text(json.dumps(description))
     stale = load_predictor(run_dir, engine="onnx")
-    assert exported == [1] and np.allclose(stale.predict(cells), own.predict(cells), atol=1e-6)
+    assert exported == [1, 1] and np.allclose(stale.predict(cells), own.predict(cells), atol=1e-6)
     report.description.unlink()
     report.path.write_bytes(b"not onnx")
     assert np.allclose(load_predictor(run_dir, engine="onnx").predict(cells), own.predict(cells), atol=1e-6)
