@@ -46,8 +46,11 @@ def run_demo(*, out: str | Path = "runs/demo", data: str | None = None, epochs: 
     result = train(config, out=out / "run", data=str(root), overwrite=overwrite, progress=progress)
     print(f"[demo] trained in {result.seconds / 60:.1f} min")
     cells = calibration_cells(result.data.subsets["train"].images)
-    fp32 = export_model(result.checkpoint, result.run / FP32_NAME, overwrite=overwrite, cells=cells)
-    print(f"[demo] fp32 graph for predict and serve: {fp32.path}")
+    try:
+        fp32 = export_model(result.checkpoint, result.run / FP32_NAME, overwrite=overwrite, cells=cells)
+        print(f"[demo] fp32 graph for predict and serve: {fp32.path}")
+    except UserError as exc:  # predict and serve then export the checkpoint into the cache on first use
+        print(f"[demo] no fp32 graph beside the run: {exc}")
     try:
         int8 = export_model(result.checkpoint, result.run / INT8_NAME, fmt="onnx-int8", overwrite=overwrite,
                             cells=cells)

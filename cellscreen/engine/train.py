@@ -91,24 +91,27 @@ def _teacher_targets(config: TrainConfig, prepared: PreparedData, out: Path, *, 
 
     A resumed run takes the ones its start saved: a teacher retrained, moved or deleted since cannot change
     the targets halfway through a run."""
-    cells = _training_cells_digest(prepared)
     saved = out / TEACHER_FILE
     if resume and saved.is_file():
-        with safe_open(saved, "pt") as f:
-            stored = f.metadata() or {}
-            if stored.get("cells_sha256") != cells:
-                raise UserError(f"{saved} holds a teacher's probabilities for other training cells than this run's; "
-                                "the run's data changed since it started, so it cannot be resumed")
-            return f.get_tensor("probabilities"), False
+        try:
+            with safe_open(saved, "pt") as f:
+                stored, probabilities = f.metadata() or {}, f.get_tensor("probabilities")
+        except Exception as exc:  # written atomically, so only damage from outside gets here
+            raise UserError(f"{saved} cannot be read ({exc}); it holds the teacher's targets this run started "
+                            "with, so the run cannot be resumed exactly: start it again with --overwrite") from None
+        if stored.get("cells_sha256") != _training_cells_digest(prepared) or len(probabilities) != len(
+                prepared.subsets["train"]):
+            raise UserError(f"{saved} holds a teacher's probabilities for other training cells than this run's; "
+                            "the run's data changed since it started, so it cannot be resumed")
+        return probabilities, False
     return teacher_probabilities(config.teacher, prepared, fold=config.fold, precision=config.precision,
                                  workers=workers, progress=progress), True
 
 
 def _save_teacher_targets(out: Path, probabilities: torch.Tensor, prepared: PreparedData, teacher: str) -> None:
-    cells = _training_cells_digest(prepared)
     tmp = out / (TEACHER_FILE + ".tmp")
-    save_file({"probabilities": probabilities.contiguous()}, tmp, metadata={"teacher": teacher,
-                                                                             "cells_sha256": cells})
+    save_file({"probabilities": probabilities.contiguous()}, tmp,
+              metadata={"teacher": teacher, "cells_sha256": _training_cells_digest(prepared)})
     os.replace(tmp, out / TEACHER_FILE)
 
 

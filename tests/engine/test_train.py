@@ -397,6 +397,9 @@ def test_a_resumed_student_keeps_the_targets_it_started_with(trained, learnable_
     with pytest.raises(UserError, match="other training cells"):  # the run's cells changed meanwhile
         train(config, out=student.run, data=str(make_fewer_cells(learnable_cells, tmp_path)), resume=True,
               progress=False)
+    (student.run / "teacher.safetensors").write_bytes(b"damaged")
+    with pytest.raises(UserError, match="cannot be read.*--overwrite"):
+        train(config, out=student.run, data=str(learnable_cells), resume=True, progress=False)
 
 
 def make_fewer_cells(cells, tmp_path):
