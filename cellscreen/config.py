@@ -56,6 +56,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     class_weighting: bool = False  # weight the loss by inverse class frequency
     ema_decay: float = 0.0  # keep an exponential moving average of the weights (e.g. 0.99); 0: off
+    drop_hardest: float = 0.0  # from the 2nd epoch, leave this share of each batch's highest-loss cells out; 0: off
     # model selection and stopping
     monitor: str = "val_loss"  # val_loss | val_acc
     early_stopping: int | None = None  # patience in epochs; None: train all epochs
@@ -102,6 +103,11 @@ class TrainConfig:
             raise UserError(f"teacher_weight must be above 0 and at most 1, not {self.teacher_weight!r}")
         if self.teacher and (self.mixup > 0 or self.cutmix > 0):
             raise UserError("a teacher's targets are per cell: turn mixup and cutmix off (0) to train on them")
+        if not 0 <= self.drop_hardest < 0.5:
+            raise UserError(f"drop_hardest is a share of each batch: at least 0 (off) and below 0.5, "
+                            f"not {self.drop_hardest!r}")
+        if self.drop_hardest > 0 and (self.mixup > 0 or self.cutmix > 0):
+            raise UserError("drop_hardest ranks each cell's own loss: turn mixup and cutmix off (0) to use it")
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"ema_decay must be at least 0 (off) and below 1, not {self.ema_decay!r}")
 

@@ -33,7 +33,8 @@ def write_cell(path: Path, seed: int, size: tuple[int, int] = (12, 10), parasite
         yy, xx = np.mgrid[:h, :w]
         disc = (yy - h / 2) ** 2 + (xx - w / 2) ** 2 < (min(h, w) / 2.2) ** 2
         pixels = np.zeros((h, w, 3), np.uint8)
-        pixels[disc] = (rng.normal(0, 8, (disc.sum(), 3)) + (200, 160, 170)).clip(0, 255)
+        tint = rng.normal(0, 12, 3)  # each cell stained a little differently, as on real slides
+        pixels[disc] = (rng.normal(0, 8, (disc.sum(), 3)) + (200, 160, 170) + tint).clip(0, 255)
         if parasite:
             cy, cx = rng.integers(h // 3, 2 * h // 3), rng.integers(w // 3, 2 * w // 3)
             spot = (yy - cy) ** 2 + (xx - cx) ** 2 < (min(h, w) / 8) ** 2

@@ -63,9 +63,11 @@ class CellClassifier(L.LightningModule):
         weight = 0.4 if len(aux) == 1 else 0.3
         return logits, self._loss(logits, targets) + sum(weight * self._loss(a, targets) for a in aux)
 
-    def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy against class indices, or against class probabilities ``(N, classes)`` (mixed cells)."""
+    def _loss(self, logits: torch.Tensor, targets: torch.Tensor, per_cell: bool = False) -> torch.Tensor:
+        """Cross-entropy against class indices, or against class probabilities ``(N, classes)`` (mixed cells);
+        its mean, or with ``per_cell`` each cell's own."""
         logits = logits.float()
+        reduction = "none" if per_cell else "mean"
         if self.single_logit:
             smooth = self.config.label_smoothing
             positive = targets[:, 1] if targets.is_floating_point() else targets.float()
@@ -73,9 +75,10 @@ class CellClassifier(L.LightningModule):
             weight = None
             if self.class_weights is not None:
                 weight = self.class_weights[1] * positive + self.class_weights[0] * (1 - positive)
-            return nn.functional.binary_cross_entropy_with_logits(logits[:, 0], soft, weight=weight)
+            return nn.functional.binary_cross_entropy_with_logits(logits[:, 0], soft, weight=weight,
+                                                                  reduction=reduction)
         return nn.functional.cross_entropy(logits, targets, weight=self.class_weights,
-                                           label_smoothing=self.config.label_smoothing)
+                                           label_smoothing=self.config.label_smoothing, reduction=reduction)
 
     def _predictions(self, logits: torch.Tensor) -> torch.Tensor:
         return (logits[:, 0] > 0).long() if self.single_logit else logits.argmax(1)
@@ -88,7 +91,14 @@ class CellClassifier(L.LightningModule):
         if self.mixing is not None:  # blends need floats; the labels become class probabilities
             images = images.float() / 255.0 if images.dtype == torch.uint8 else images
             images, labels = self.mixing(images, targets)
-        logits, loss = self._main_and_aux_loss(self(images), labels)
+        output = self(images)
+        logits, loss = self._main_and_aux_loss(output, labels)
+        if self.config.drop_hardest > 0 and self.current_epoch > 0 and isinstance(output, torch.Tensor):
+            # the cells the model finds hardest to fit, once it has seen them all, are the likeliest to be
+            # filed under the wrong class: their loss is left out of this step's
+            per_cell = self._loss(logits, labels, per_cell=True)
+            keep = max(1, len(per_cell) - int(len(per_cell) * self.config.drop_hardest))
+            loss = per_cell.topk(keep, largest=False, sorted=False).values.mean()
         if taught:  # the label's loss and the teacher's (smoothed alike), in the configured shares
             share = self.config.teacher_weight
             loss = (1 - share) * loss + share * self._loss(logits, taught[0])

@@ -43,6 +43,14 @@ class DataConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def for_channels(self, in_chans: int) -> DataConfig:
+        """The same for ``in_chans`` input channels: a model built for another number of channels than its
+        mean and standard deviation have takes their averages for every channel."""
+        if in_chans == len(self.mean):
+            return self
+        return dataclasses.replace(self, mean=(sum(self.mean) / len(self.mean),) * in_chans,
+                                   std=(sum(self.std) / len(self.std),) * in_chans)
+
     @classmethod
     def from_dict(cls, d: dict) -> DataConfig:
         return cls(input_size=int(d["input_size"]), mean=tuple(d["mean"]), std=tuple(d["std"]),
@@ -133,10 +141,7 @@ def create_model(
     if input_size is not None:
         config = dataclasses.replace(config, input_size=input_size)
     model = entry.builder(num_classes=num_classes, in_chans=in_chans, input_size=config.input_size)
-    if in_chans != len(config.mean):
-        mean = (sum(config.mean) / len(config.mean),) * in_chans
-        std = (sum(config.std) / len(config.std),) * in_chans
-        config = dataclasses.replace(config, mean=mean, std=std)
+    config = config.for_channels(in_chans)
     model.data_config = config
     model.model_name = name
     model.single_logit = entry.single_logit

@@ -25,6 +25,7 @@ from torch import nn
 
 from cellscreen.errors import UserError
 from cellscreen.models._registry import DataConfig, register_model
+from cellscreen.models.layers import CellColourNorm
 
 
 def _conv_bn_relu(in_chans: int, out_chans: int) -> nn.Sequential:
@@ -56,8 +57,13 @@ class CompactCNN(nn.Module):
     """
 
     def __init__(self, *, num_classes: int, in_chans: int = 3, widths: tuple[int, ...] = (32, 64, 128, 256),
-                 dropout: float = 0.2, pool_before_norm: bool = False, space_to_depth: bool = False):
+                 dropout: float = 0.2, pool_before_norm: bool = False, space_to_depth: bool = False,
+                 colour_norm: bool = False):
         super().__init__()
+        # each cell's colours divided by their mean over the cell (CellColourNorm), before the first stage;
+        # it undoes the input's normalisation, the one create_model gives the model (ImageNet's)
+        stats = DataConfig(input_size=1).for_channels(in_chans)
+        self.colour = CellColourNorm(stats.mean, stats.std) if colour_norm else nn.Identity()
         layers, channels = [], in_chans
         for stage, width in enumerate(widths):
             last = stage == len(widths) - 1
@@ -81,7 +87,7 @@ class CompactCNN(nn.Module):
                                   nn.Linear(channels, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return self.head(self.features(self.colour(x)))
 
     def for_inference(self) -> nn.Module:
         """An eval-mode copy that gives the same outputs in the form inference runtimes fuse best.
@@ -123,11 +129,22 @@ def compact_cnn6p(*, num_classes: int, in_chans: int = 3, input_size: int = 64) 
                       pool_before_norm=True)
 
 
+def _space_to_depth_cnn6(name: str, num_classes: int, in_chans: int, input_size: int,
+                         colour_norm: bool = False) -> CompactCNN:
+    if input_size % 2:
+        raise UserError(f"{name} folds 2x2 pixel blocks into channels, so its input size must be even "
+                        f"(got {input_size})")
+    return CompactCNN(num_classes=num_classes, in_chans=in_chans, widths=(32, 64, 128, 192, 256, 256),
+                      pool_before_norm=True, space_to_depth=True, colour_norm=colour_norm)
+
+
 @register_model("compact_cnn6s", data_config=DataConfig(input_size=64), classifier="head",
                 description="cellscreen's default CNN: compact_cnn6p with a space-to-depth first stage, faster to run")
 def compact_cnn6s(*, num_classes: int, in_chans: int = 3, input_size: int = 64) -> nn.Module:
-    if input_size % 2:
-        raise UserError(f"compact_cnn6s folds 2x2 pixel blocks into channels, so its input size must be even "
-                         f"(got {input_size})")
-    return CompactCNN(num_classes=num_classes, in_chans=in_chans, widths=(32, 64, 128, 192, 256, 256),
-                      pool_before_norm=True, space_to_depth=True)
+    return _space_to_depth_cnn6("compact_cnn6s", num_classes, in_chans, input_size)
+
+
+@register_model("compact_cnn6sc", data_config=DataConfig(input_size=64), classifier="head",
+                description="compact_cnn6s with every cell's mean colour made the same first")
+def compact_cnn6sc(*, num_classes: int, in_chans: int = 3, input_size: int = 64) -> nn.Module:
+    return _space_to_depth_cnn6("compact_cnn6sc", num_classes, in_chans, input_size, colour_norm=True)

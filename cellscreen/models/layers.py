@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Dropout", "random_words"]
+__all__ = ["Dropout", "CellColourNorm", "random_words"]
 
 _NUMPY_FROM = 16384  # fewer words than this come from PyTorch: numpy's generator costs more to set up
 
@@ -68,3 +68,42 @@ class Dropout(nn.Dropout):
         # 6x faster (the seed CNN's four masks: 1.61 -> 0.25 ms, bench/dropout_mask.py)
         scale = keep.view(torch.uint8).to(x.dtype).mul_(1.0 / (1.0 - q))  # one multiply forward and one backward
         return x * scale
+
+
+class CellColourNorm(nn.Module):
+    """Gives every cell the same average colour: each colour channel is divided by its mean over the
+    cell's own pixels and multiplied by ``reference``'s.
+
+    Slides differ in how strongly and in what tint they were stained, and a model tested on other slides
+    meets tints it never saw.  Dividing by the cell's own mean colour takes a per-channel gain out of the
+    image, whatever the slide; a parasite, darker and bluer than the cell around it, stays darker and bluer.
+    The cell's pixels are those brighter than ``threshold`` in some channel: segmented cell crops lie on
+    black, and the black stays black.  Works on the model's normalised input (``mean``, ``std``: the
+    normalisation the model was given, per channel, for pixels in 0..1) and returns it normalised alike.
+    ``reference``: the mean colour every cell is given (a grey level, their average, for other than 3 channels).
+    """
+
+    def __init__(self, mean, std, reference=(0.75, 0.58, 0.62), threshold: float = 0.06):
+        super().__init__()
+        reference = reference if len(reference) == len(mean) else (sum(reference) / len(reference),) * len(mean)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("reference", torch.tensor(reference, dtype=torch.float32).view(1, -1, 1, 1))
+        self.threshold = float(threshold)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.rescale(x * self.std + self.mean) - self.mean) / self.std
+
+    def rescale(self, pixels: torch.Tensor, scale: float = 1.0, block: int = 1) -> torch.Tensor:
+        """``pixels`` (0..``scale``) with each colour multiplied by the cell's gain.
+
+        ``block``: the pixels come as ``PixelUnshuffle(block)`` lays them out, colour ``c`` in channels
+        ``c * block**2`` to ``(c + 1) * block**2 - 1``; the gains are the same as for the pixels before.
+        """
+        n, channels, height, width = pixels.shape
+        grouped = pixels.reshape(n, -1, block * block, height, width)  # (N, colour, block position, H, W)
+        cell = (grouped.amax(1, keepdim=True) > self.threshold * scale).to(pixels.dtype)
+        area = cell.sum((2, 3, 4), keepdim=True).clamp_min(1.0)
+        colour = (grouped * cell).sum((2, 3, 4), keepdim=True) / area
+        gain = self.reference.view(1, -1, 1, 1, 1) / (colour / scale).clamp_min(0.02)
+        return (grouped * gain).reshape(n, channels, height, width)

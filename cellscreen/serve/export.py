@@ -37,10 +37,12 @@ from torch import nn
 
 from cellscreen.engine.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
 from cellscreen.errors import UserError
+from cellscreen.models.compact import CompactCNN
+from cellscreen.models.layers import CellColourNorm
 from cellscreen.serve.runtime import INPUT_NAME, OUTPUT_NAMES, onnx_session
 
 __all__ = ["PARITY_TOLERANCE", "NORMALISATIONS", "ExportReport", "ExportedModel", "export_model", "fold_std",
-           "lift_space_to_depth", "onnx_bytes", "describe", "check_images"]
+           "lift_space_to_depth", "lift_colour_norm", "onnx_bytes", "describe", "check_images"]
 
 PARITY_TOLERANCE = 1e-4
 RANDOM_CELLS = "64 random-pixel images (no cells found)"
@@ -79,11 +81,13 @@ class ExportedModel(nn.Module):
     """
 
     def __init__(self, model: nn.Module, mean, std, temperature: float = 1.0, single_logit: bool = False,
-                 normalise: str = "sub_div", size: int | None = None, space_to_depth: int = 1):
+                 normalise: str = "sub_div", size: int | None = None, space_to_depth: int = 1,
+                 colour: CellColourNorm | None = None):
         super().__init__()
         if normalise not in NORMALISATIONS:
             raise ValueError(f"normalise must be one of {NORMALISATIONS}, not {normalise!r}")
         self.model = model
+        self.colour = colour
         self.space_to_depth = int(space_to_depth)
         per_colour = self.space_to_depth ** 2  # PixelUnshuffle's order: colour c becomes channels c*k*k ...
         self.register_buffer("mean", (torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255)
@@ -111,6 +115,8 @@ class ExportedModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self._planes(images).float()
+        if self.colour is not None:  # the model's first step, lifted out of it (lift_colour_norm)
+            x = self.colour.rescale(x, 255.0, self.space_to_depth)
         if self.normalise == "conv":
             x = nn.functional.conv2d(x, (1 / self.std).view(-1, 1, 1, 1), (-self.mean / self.std).view(-1),
                                      groups=x.shape[1])
@@ -162,7 +168,8 @@ def lift_space_to_depth(model: nn.Module, size: int, colours: int = 3) -> tuple[
     "Starts with" is read off module order (the first module without children), which nothing in a
     module's structure guarantees, so the copy is checked against the model on random inputs.
     """
-    leaves = ((name, m) for name, m in model.named_modules() if not list(m.children()))
+    leaves = ((name, m) for name, m in model.named_modules()
+              if not list(m.children()) and not isinstance(m, nn.Identity))
     name, first = next(leaves, (None, None))
     if not isinstance(first, nn.PixelUnshuffle) or size % first.downscale_factor:
         return model, 1
@@ -177,6 +184,18 @@ def lift_space_to_depth(model: nn.Module, size: int, colours: int = 3) -> tuple[
     if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-4, atol=1e-5):
         return model, 1
     return lifted, k
+
+
+def lift_colour_norm(model: nn.Module) -> tuple[nn.Module, CellColourNorm | None]:
+    """``model`` without the ``CellColourNorm`` it starts with, and that step, for ``ExportedModel`` to do on
+    the pixels before it normalises them (and before a lifted space-to-depth step's channels reach the first
+    convolution, which can then take the division by the standard deviation); ``(model, None)`` for a model
+    without one.  Only cellscreen's compact CNNs have one, as ``colour``, which their ``forward`` runs first."""
+    if not isinstance(model, CompactCNN) or not isinstance(model.colour, CellColourNorm):
+        return model, None
+    lifted = copy.deepcopy(model)
+    lifted.colour = nn.Identity()
+    return lifted, model.colour
 
 
 @dataclasses.dataclass
@@ -201,8 +220,9 @@ def _wrapped(checkpoint: Checkpoint, normalise: str = "sub_div", lift: bool = Tr
     model = checkpoint.model.float().eval()
     if hasattr(model, "for_inference"):  # e.g. compact_cnn6p: the same outputs, in a form onnxruntime fuses
         model = model.for_inference()
-    block = 1
+    block, colour = 1, None
     if lift:
+        model, colour = lift_colour_norm(model)
         model, block = lift_space_to_depth(model, config.input_size, len(config.mean))
     if normalise == "fold":
         std = [v * 255 for v in config.std for _ in range(block * block)]
@@ -211,7 +231,7 @@ def _wrapped(checkpoint: Checkpoint, normalise: str = "sub_div", lift: bool = Tr
     return ExportedModel(model, config.mean, config.std,
                          getattr(checkpoint.model, "temperature", 1.0),
                          bool(getattr(checkpoint.model, "single_logit", False)), normalise, config.input_size,
-                         block).eval()
+                         block, colour).eval()
 
 
 def describe(checkpoint: Checkpoint, fmt: str) -> dict:
@@ -263,10 +283,11 @@ def onnx_bytes(checkpoint: Checkpoint, *, opset: int = 18, normalise: str = "sub
     return proto.SerializeToString()
 
 
-def quantize_int8(blob: bytes, calibration: np.ndarray, description: dict) -> bytes:
+def quantize_int8(blob: bytes, calibration: np.ndarray, description: dict, float_stem: bool = False) -> bytes:
     """``blob`` (an export of ``onnx_bytes``) with int8 weights and activations: onnxruntime's static
     quantisation in QDQ form, weights per output channel, activation ranges from ``calibration``
-    (prepared uint8 cells).  ``description`` goes into the file's metadata."""
+    (prepared uint8 cells).  ``description`` goes into the file's metadata.  ``float_stem``: everything
+    before the first convolution stays in float (a cell's colour gains, which 8-bit steps would distort)."""
     import tempfile
 
     import onnx
@@ -288,7 +309,7 @@ def quantize_int8(blob: bytes, calibration: np.ndarray, description: dict) -> by
         quant_pre_process(source, prepared, skip_symbolic_shape=True)
         quantize_static(prepared, quantized, Cells(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=_head_nodes(onnx.load(prepared)))
+                        nodes_to_exclude=_float_nodes(onnx.load(prepared), float_stem))
         proto = onnx.load(quantized)
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
@@ -296,17 +317,20 @@ def quantize_int8(blob: bytes, calibration: np.ndarray, description: dict) -> by
     return proto.SerializeToString()
 
 
-def _head_nodes(proto) -> list[str]:
-    """The nodes that make the logits and everything after them (temperature, softmax).  They stay in
-    float: they cost next to nothing, and quantised probabilities would come in steps of 1/255."""
-    graph = proto.graph
+def _float_nodes(proto, stem: bool = False) -> list[str]:
+    """The nodes that make the logits and everything after them (temperature, softmax), and with ``stem``
+    every node before the first convolution.  They stay in float: they cost next to nothing, and quantised
+    probabilities would come in steps of 1/255."""
     tensors = {OUTPUT_NAMES[1]}
-    head = []
-    for node in graph.node:  # ONNX nodes are in topological order
-        if OUTPUT_NAMES[1] in node.output or tensors.intersection(node.input):
-            head.append(node.name)
+    kept, before_conv = [], stem
+    for node in proto.graph.node:  # ONNX nodes are in topological order
+        before_conv = before_conv and node.op_type != "Conv"
+        head = OUTPUT_NAMES[1] in node.output or bool(tensors.intersection(node.input))
+        if head:
             tensors.update(node.output)
-    return head
+        if head or before_conv:
+            kept.append(node.name)
+    return kept
 
 
 def check_images(checkpoint: Checkpoint, data: str | Path | None = None, count: int = 256) -> tuple[np.ndarray, str]:
@@ -377,7 +401,7 @@ def export_model(model: str | Path, out: str | Path, *, fmt: str = "onnx", check
             info["quantization"] = {"method": "onnxruntime static, QDQ, per-channel int8 weights, uint8 activations",
                                     "normalisation": _NORMALISATION_WORDS[graph.normalise],
                                     "calibrated_on": f"{len(images[0::2])} of the {checked_on}"}
-            blob = quantize_int8(blob, images[0::2], info)
+            blob = quantize_int8(blob, images[0::2], info, float_stem=graph.colour is not None)
             images, expected = images[1::2], expected[1::2]
             checked_on = f"the other {len(images)} of the {checked_on}"
         session = onnx_session(blob)

@@ -38,7 +38,8 @@ def test_ensemble_averages_member_probabilities(members, trained_run, tmp_path):
     p_svm = predict_proba(load_checkpoint(members[1]).model, images24)
     assert np.allclose(got, (p_net + p_svm) / 2, atol=1e-3)
     # the folder is self-contained: the sources can go
-    assert sorted(p.name for p in (tmp_path / "ens" / "members").iterdir()) == ["00-compact_cnn6s", "01-svm"]
+    default = load_config("default").model
+    assert sorted(p.name for p in (tmp_path / "ens" / "members").iterdir()) == [f"00-{default}", "01-svm"]
 
 
 def _resize(image, size):

@@ -28,7 +28,7 @@ def test_run_folder_is_complete_and_self_describing(trained):
         assert (run / name).is_file(), name
     assert list((run / "logs" / "tb").rglob("events.out.tfevents*"))
     meta = json.loads((run / "model.json").read_text())
-    assert meta["model"] == "compact_cnn6s" and meta["classes"] == ["Uninfected", "Parasitized"]
+    assert meta["model"] == load_config("default").model and meta["classes"] == ["Uninfected", "Parasitized"]
     assert meta["positive_class"] == "Parasitized" and meta["data_config"]["input_size"] == 16
     assert meta["split"]["sha256"] == json.loads((run / "split.json").read_text())["manifest_sha256"]
     assert meta["metric"]["name"] == "val_loss" and meta["cellscreen"]
@@ -198,7 +198,7 @@ def test_fine_tuning_a_run_trains_only_what_was_asked(trained, learnable_cells, 
                               epochs=2, model="resnet18"), out=tmp_path / "tuned", data=str(learnable_cells),
                   progress=False)
     checkpoint = load_checkpoint(tuned.run)
-    assert checkpoint.meta["model"] == "compact_cnn6s"  # the source's architecture wins over the preset's
+    assert checkpoint.meta["model"] == load_config("default").model  # the source's architecture, not resnet18
     assert checkpoint.meta["head"] == {"hidden": 8, "dropout": 0.2}
     state = checkpoint.model.state_dict()
     for name, value in source.items():
@@ -416,3 +416,29 @@ def torch_allclose_rows(proba) -> bool:
     import torch
 
     return bool(torch.allclose(proba.sum(1), torch.ones(len(proba)), atol=1e-4))
+
+
+def test_drop_hardest_leaves_out_the_highest_losses_from_the_second_epoch(monkeypatch):
+    import torch
+
+    from cellscreen.engine.module import CellClassifier
+    from cellscreen.models import create_model
+
+    with pytest.raises(UserError, match="drop_hardest"):
+        load_config(None, {}, ["drop_hardest=0.5"])
+    with pytest.raises(UserError, match="mixup and cutmix off"):
+        load_config(None, {}, ["drop_hardest=0.1", "mixup=0.2"])
+    config = load_config(None, {"input_size": 32, "drop_hardest": 0.25, "rotate_flip": False, "color_jitter": 0,
+                                "stain_jitter": 0, "label_smoothing": 0})
+    module = CellClassifier(create_model(config.model, num_classes=2, input_size=32), config)
+    module.log = lambda *args, **kwargs: None  # no trainer here
+    logits = torch.tensor([[4.0, -4.0], [0.0, 0.0], [-3.0, 3.0], [1.0, -1.0]])
+    module.forward = lambda images: logits
+    targets = torch.tensor([1, 0, 1, 0])  # the first cell's label is the one the model disputes most
+    losses = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    epoch = {"value": 0}
+    monkeypatch.setattr(CellClassifier, "current_epoch", property(lambda self: epoch["value"]))
+    images = torch.zeros(4, 3, 32, 32, dtype=torch.uint8)
+    assert torch.isclose(module.training_step((images, targets), 0), losses.mean())  # the first epoch: all
+    epoch["value"] = 1
+    assert torch.isclose(module.training_step((images, targets), 0), losses[1:].mean())

@@ -123,3 +123,24 @@ def test_space_to_depth_stem_refuses_an_odd_input_size():
 
     with pytest.raises(UserError, match="must be even"):
         create_model("compact_cnn6s", num_classes=2, input_size=63)
+
+
+def test_colour_norm_takes_out_a_per_channel_gain_and_keeps_the_black_background():
+    """compact_cnn6sc gives a cell and the same cell stained with another tint the same input and output."""
+    from cellscreen.models._registry import IMAGENET_MEAN, IMAGENET_STD
+    from cellscreen.models.layers import CellColourNorm
+
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    torch.manual_seed(0)
+    pixels = torch.rand(2, 3, 16, 16) * 0.5 + 0.3
+    pixels[:, :, :4] = 0  # the black around a segmented cell
+    tinted = pixels * torch.tensor([1.25, 0.8, 1.1]).view(1, 3, 1, 1)
+    norm = CellColourNorm(IMAGENET_MEAN, IMAGENET_STD)
+    plain, other = norm((pixels - mean) / std), norm((tinted - mean) / std)
+    assert torch.allclose(plain, other, atol=1e-5)
+    assert torch.allclose(plain[:, :, :4] * std + mean, torch.zeros(2, 3, 4, 16), atol=1e-6)
+    cell = (plain * std + mean)[:, :, 4:].mean((2, 3))
+    assert torch.allclose(cell, norm.reference.view(1, 3).expand(2, 3), atol=1e-5)  # every cell's mean colour
+    model = _with_statistics(create_model("compact_cnn6sc", num_classes=2, input_size=32)).eval()
+    assert torch.allclose(model((pixels - mean) / std), model((tinted - mean) / std), atol=1e-4)
+    assert isinstance(create_model("compact_cnn6s", num_classes=2, input_size=32).colour, nn.Identity)

@@ -102,6 +102,12 @@ def test_int8_export_keeps_the_decisions_and_runs_in_predict(trained_run, learna
     assert sum(node.op_type == "Conv" for node in nodes) == 6
     # compact_cnn6s's space-to-depth step is done on the uint8 pixels, with the move to channels first
     assert [node.op_type for node in nodes].count("Transpose") == 1
+    # a colour step before the first convolution (compact_cnn6sc's gains) stays in float: none of its
+    # steps is given 8-bit values
+    first_conv = next(i for i, node in enumerate(nodes) if node.op_type == "Conv")
+    dequantised = {name for node in nodes if node.op_type == "DequantizeLinear" for name in node.output}
+    assert not any(dequantised.intersection(node.input) for node in nodes[:first_conv]
+                   if node.op_type in ("ReduceMax", "ReduceSum", "Mul", "Div"))
 
     paths = sorted(learnable_cells.rglob("*.png"))
     images = np.stack([load_prepared(p, size=16) for p in paths])
@@ -236,3 +242,48 @@ def test_the_bundled_model_has_a_current_8bit_graph():
     predictor = load_predictor("malaria", engine="int8")
     assert predictor.classes == ["Uninfected", "Parasitized"]
     assert predictor.description["parity"]["class_agreement"] >= 0.99
+
+
+def test_a_leading_colour_norm_is_done_on_the_pixels_before_the_rest_is_lifted():
+    """compact_cnn6sc: the export takes the colour step out of the model and does it on the pixels, laid out in
+    2x2 blocks, so that its space-to-depth step and the division by the standard deviation can still be
+    lifted and folded; the outputs stay the model's.  The 8-bit export keeps that step in float."""
+    import onnx
+    import torch
+    from torch import nn
+
+    from cellscreen.models import create_model
+    from cellscreen.models.layers import CellColourNorm
+    from cellscreen.serve.export import (ExportedModel, _float_nodes, fold_std, lift_colour_norm,
+                                         lift_space_to_depth)
+
+    torch.manual_seed(0)
+    model = create_model("compact_cnn6sc", num_classes=2, input_size=32).eval()
+    config = model.data_config
+    without, colour = lift_colour_norm(model)
+    assert isinstance(colour, CellColourNorm) and isinstance(without.colour, nn.Identity)
+    assert isinstance(model.colour, CellColourNorm)  # the caller's model is left as it was
+    plain = create_model("compact_cnn6s", num_classes=2, input_size=32)
+    assert lift_colour_norm(plain) == (plain, None)
+    lifted, block = lift_space_to_depth(without, 32)
+    folded = fold_std(lifted, [v * 255 for v in config.std for _ in range(4)], 16)
+    assert block == 2 and folded is not None
+    yy, xx = np.mgrid[:32, :32]
+    images = np.zeros((4, 32, 32, 3), np.uint8)  # pale discs on black, each with its own tint
+    images[:, (yy - 16) ** 2 + (xx - 16) ** 2 < 13 ** 2] = np.random.default_rng(0).integers(120, 230, (4, 1, 3))
+    images = torch.from_numpy(images)
+    wrapped = ExportedModel(folded, config.mean, config.std, normalise="fold", size=32, space_to_depth=2,
+                            colour=colour).eval()
+    with torch.no_grad():
+        expected = ExportedModel(model, config.mean, config.std)(images)[1]
+        got = wrapped(images)[1]
+    assert torch.allclose(got, expected, atol=1e-4)
+    program = torch.onnx.export(wrapped, (images,), None, input_names=["images"],
+                                output_names=["probabilities", "logits"], dynamo=True, verbose=False)
+    nodes = program.model_proto.graph.node
+    kept = set(_float_nodes(program.model_proto, stem=True))
+    first_conv = next(i for i, node in enumerate(nodes) if node.op_type == "Conv")
+    assert {node.name for node in nodes[:first_conv]} <= kept and nodes[first_conv].name not in kept
+    assert any(node.op_type == "ReduceMax" for node in nodes[:first_conv])
+    assert not set(_float_nodes(program.model_proto)) & {node.name for node in nodes[:first_conv]}
+    onnx.checker.check_model(program.model_proto)
