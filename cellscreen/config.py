@@ -33,7 +33,7 @@ class TrainConfig:
     train_limit: int | None = None  # train on at most this many training cells (a class-stratified sample)
     split_seed: int = 0
     # model
-    model: str = "compact_cnn6s"
+    model: str = "compact_cnn6sc"
     input_size: int | None = None  # None: the model's own
     interpolation: str | None = None  # bicubic | reduce-bicubic (cellscreen.data.images); None: the model's own
     pretrained: str | None = None  # weights file, http(s) URL or "imagenet" (torchvision/timm cache)

@@ -18,11 +18,13 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CELLSCREEN_CACHE", str(tmp_path_factory.mktemp("cache")))
 
 
-def write_cell(path: Path, seed: int, size: tuple[int, int] = (12, 10), parasite: bool | None = None) -> Path:
+def write_cell(path: Path, seed: int, size: tuple[int, int] = (12, 10), parasite: bool | None = None,
+               tint: float = 12.0) -> Path:
     """A small random RGB PNG; a different seed gives different bytes.
 
     With ``parasite`` set, the picture is a pale disc on black, with a dark
-    purple spot when ``parasite`` is true: a task a network can learn.
+    purple spot when ``parasite`` is true: a task a network can learn. ``tint``
+    is the spread of each cell's overall colour (0: every cell stained alike).
     """
     rng = np.random.default_rng(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -33,8 +35,8 @@ def write_cell(path: Path, seed: int, size: tuple[int, int] = (12, 10), parasite
         yy, xx = np.mgrid[:h, :w]
         disc = (yy - h / 2) ** 2 + (xx - w / 2) ** 2 < (min(h, w) / 2.2) ** 2
         pixels = np.zeros((h, w, 3), np.uint8)
-        tint = rng.normal(0, 12, 3)  # each cell stained a little differently, as on real slides
-        pixels[disc] = (rng.normal(0, 8, (disc.sum(), 3)) + (200, 160, 170) + tint).clip(0, 255)
+        tint_rgb = rng.normal(0, tint, 3)  # each cell stained a little differently, as on real slides
+        pixels[disc] = (rng.normal(0, 8, (disc.sum(), 3)) + (200, 160, 170) + tint_rgb).clip(0, 255)
         if parasite:
             cy, cx = rng.integers(h // 3, 2 * h // 3), rng.integers(w // 3, 2 * w // 3)
             spot = (yy - cy) ** 2 + (xx - cx) ** 2 < (min(h, w) / 8) ** 2
@@ -44,7 +46,7 @@ def write_cell(path: Path, seed: int, size: tuple[int, int] = (12, 10), parasite
 
 
 def make_malaria_like(root: Path, slides: dict[str, dict[str, int]], *, start_seed: int = 0,
-                      learnable: bool = False, size: tuple[int, int] = (12, 10)) -> Path:
+                      learnable: bool = False, size: tuple[int, int] = (12, 10), tint: float = 12.0) -> Path:
     """``cell_images/{Parasitized,Uninfected}`` with NIH-style names for fake slides.
 
     ``slides`` maps a slide id (``C1``) to cells per class, e.g.
@@ -55,7 +57,7 @@ def make_malaria_like(root: Path, slides: dict[str, dict[str, int]], *, start_se
         for label, count in per_class.items():
             for n in range(count):
                 parasite = (label == "Parasitized") if learnable else None
-                write_cell(root / "cell_images" / label / f"{slide}P9ThinF_IMG_2015_cell_{n}.png", seed, size, parasite)
+                write_cell(root / "cell_images" / label / f"{slide}P9ThinF_IMG_2015_cell_{n}.png", seed, size, parasite, tint)
                 seed += 1
     return root / "cell_images"
 

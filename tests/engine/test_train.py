@@ -377,6 +377,7 @@ def test_a_resumed_student_keeps_the_targets_it_started_with(trained, learnable_
     cannot change a resumed run's targets."""
     import shutil
 
+    import torch
     from safetensors.torch import load_file
 
     from cellscreen.engine.data import prepare_data
@@ -389,8 +390,9 @@ def test_a_resumed_student_keeps_the_targets_it_started_with(trained, learnable_
     saved = load_file(student.run / "teacher.safetensors")["probabilities"]
     prepared = prepare_data(config, data=str(learnable_cells), input_size=16, interpolation="bicubic",
                             progress=False)
-    assert torch_allclose_rows(saved) and saved.equal(teacher_probabilities(str(teacher), prepared, fold=None,
-                                                                            progress=False))
+    recomputed = teacher_probabilities(str(teacher), prepared, fold=None, progress=False)
+    # the same cells in the same order; float sums may differ in the last bits between CPUs and batchings
+    assert torch_allclose_rows(saved) and torch.allclose(saved, recomputed, rtol=1e-4, atol=1e-6)
     shutil.rmtree(teacher)  # gone: only the saved targets can carry the run on
     resumed = train(config, out=student.run, data=str(learnable_cells), resume=True, progress=False)
     assert load_file(resumed.run / "teacher.safetensors")["probabilities"].equal(saved)

@@ -158,7 +158,7 @@ def test_page_screens_real_cells(url, page, real_data, tmp_path):
     page.wait_for_function(cam, timeout=60_000)
     assert page.eval_on_selector("#cam-panel img.cam", "i => i.naturalWidth") >= info["input_size"]
     assert files[0].name in page.inner_text("#cam-title")
-    page.click(f"#results tbody tr:nth-child(13) td.name")  # a click anywhere on a row does the same
+    page.click("#results tbody tr:nth-child(13) td.name")  # a click anywhere on a row does the same
     page.wait_for_function(f"() => document.getElementById('cam-title').textContent.includes({json.dumps(files[12].name)})")
     page.wait_for_function(cam, timeout=60_000)
     assert files[12].name in page.get_attribute("#cam-panel img.cam", "alt")
