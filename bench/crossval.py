@@ -55,18 +55,28 @@ def main() -> None:
             (run / "wall_seconds.txt").write_text(f"{seconds:.1f}\n")
         elif (run / "wall_seconds.txt").exists():
             seconds = float((run / "wall_seconds.txt").read_text())
-        metrics = json.loads(metrics_path.read_text())["metrics"]
-        row = {"preset": args.preset, "fold": fold, **{k: round(metrics[k], 4) for k in KEYS},
-               "n_test": metrics["n"], "wall_seconds": round(seconds, 1) if seconds else None}
+        row = fold_row(metrics_path, seconds, preset=args.preset, fold=fold)
         results.append(row)
         print(json.dumps(row), flush=True)
-    summary = {"preset": args.preset, "folds": len(results)}
+    print(json.dumps(summarise(results, preset=args.preset)), flush=True)
+
+
+def fold_row(metrics_path: Path, seconds: float | None, **labels) -> dict:
+    """One fold's line: its test metrics, rounded, and the training time."""
+    metrics = json.loads(metrics_path.read_text())["metrics"]
+    return {**labels, **{k: round(metrics[k], 4) for k in KEYS}, "n_test": metrics["n"],
+            "wall_seconds": round(seconds, 1) if seconds else None}
+
+
+def summarise(results: list[dict], **labels) -> dict:
+    """The mean and the lowest value of each metric over the folds."""
+    summary = {**labels, "folds": len(results)}
     for key in KEYS + ("wall_seconds",):
         values = [r[key] for r in results if r[key] is not None]
         if values:
             summary[f"{key}_mean"] = round(statistics.fmean(values), 4)
             summary[f"{key}_min"] = round(min(values), 4)
-    print(json.dumps(summary), flush=True)
+    return summary
 
 
 if __name__ == "__main__":
