@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.9)
     parser.add_argument("--show", type=int, default=48)
     parser.add_argument("--montage", help="write MONTAGE-<label>.png for each label")
+    parser.add_argument("--top-slides", type=int, default=10, help="list this many slides with the most mistakes")
     args = parser.parse_args()
     files = sorted(glob.glob(args.predictions))
     if not files:
@@ -66,7 +67,25 @@ def main() -> None:
             result["by_label"][label]["montage"] = str(out)
     result.update(mistakes=wrong_total, accuracy=round(1 - wrong_total / len(rows), 4),
                   confident_mistakes=confident_total, confident_share=round(confident_total / len(rows), 4))
+    if "group" in rows[0]:
+        result["slides_with_most_mistakes"] = _slides_with_most_mistakes(rows, args.threshold, args.top_slides)
     print(json.dumps(result, indent=2))
+
+
+def _slides_with_most_mistakes(rows: list[dict], threshold: float, top: int) -> list[dict]:
+    """Per slide and label, the mistakes and confident mistakes, the slides holding most of them first.
+
+    Label errors tend to come a slide at a time (a slide whose cells were all filed as parasitized),
+    while a model's own mistakes spread over the slides."""
+    counts: dict[tuple[str, str], dict] = {}
+    for row in rows:
+        entry = counts.setdefault((row["group"], row["label"]), {"slide": row["group"], "label": row["label"],
+                                                                  "cells": 0, "mistakes": 0, "confident": 0})
+        entry["cells"] += 1
+        if row["predicted"] != row["label"]:
+            entry["mistakes"] += 1
+            entry["confident"] += float(row[f"p_{row['predicted']}"]) >= threshold
+    return sorted(counts.values(), key=lambda e: -e["mistakes"])[:top]
 
 
 if __name__ == "__main__":

@@ -135,12 +135,12 @@ def compact_cnn6p(*, num_classes: int, in_chans: int = 3, input_size: int = 64) 
                       pool_before_norm=True)
 
 
-def _space_to_depth_cnn6(name: str, num_classes: int, in_chans: int, input_size: int,
-                         colour_norm: bool = False) -> CompactCNN:
+def _space_to_depth_cnn6(name: str, num_classes: int, in_chans: int, input_size: int, colour_norm: bool = False,
+                         widths: tuple[int, ...] = (32, 64, 128, 192, 256, 256)) -> CompactCNN:
     if input_size % 2:
         raise UserError(f"{name} folds 2x2 pixel blocks into channels, so its input size must be even "
                         f"(got {input_size})")
-    return CompactCNN(num_classes=num_classes, in_chans=in_chans, widths=(32, 64, 128, 192, 256, 256),
+    return CompactCNN(num_classes=num_classes, in_chans=in_chans, widths=widths,
                       pool_before_norm=True, space_to_depth=True, colour_norm=colour_norm)
 
 
@@ -154,3 +154,10 @@ def compact_cnn6s(*, num_classes: int, in_chans: int = 3, input_size: int = 64) 
                 description="cellscreen's default CNN: compact_cnn6s with every cell's mean colour made the same first")
 def compact_cnn6sc(*, num_classes: int, in_chans: int = 3, input_size: int = 64) -> nn.Module:
     return _space_to_depth_cnn6("compact_cnn6sc", num_classes, in_chans, input_size, colour_norm=True)
+
+
+@register_model("compact_cnn6scw", data_config=DataConfig(input_size=96), classifier="head",
+                description="compact_cnn6sc, wider: conv 48-96-192-288-384-512")
+def compact_cnn6scw(*, num_classes: int, in_chans: int = 3, input_size: int = 96) -> nn.Module:
+    return _space_to_depth_cnn6("compact_cnn6scw", num_classes, in_chans, input_size, colour_norm=True,
+                                widths=(48, 96, 192, 288, 384, 512))

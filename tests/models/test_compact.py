@@ -36,6 +36,9 @@ def test_pooling_comes_right_after_each_conv_but_the_last():
 
 
 def test_inference_form_gives_the_same_outputs_and_leaves_a_negative_scale_alone():
+    # seeded: with some conv weights no value of the negative channel passes ReLU, and the last check,
+    # that the check is not empty, would then find nothing to tell apart
+    torch.manual_seed(0)
     model = _with_statistics(create_model("compact_cnn6p", num_classes=2))
     norm = model.features[2][2]
     with torch.no_grad():  # one channel of the third stage scales by a negative factor, centred on its values
