@@ -18,7 +18,10 @@ whose first step gives every cell the same mean colour (``CellColourNorm``),
 so that a slide stained more or less strongly than the training slides looks
 like them: in fp32 over two seeds of the same folds it reached 0.9631 and
 0.9920 against 0.9599 and 0.9904 for ``compact_cnn6s``, better on all ten
-fold-runs.  Their weights take 1.5 to 5.4 MB, so any of them can ship inside
+fold-runs.  ``compact_cnn6scw`` is ``compact_cnn6sc`` with wider convs
+(48-96-192-288-384-512): at 96 px it trains at half the rate and was no more
+accurate on the slide fold it was tried on, so more width is not what these
+cells need.  Their weights take 1.5 to 14 MB, so any of them can ship inside
 the package.
 """
 
