@@ -32,11 +32,18 @@ def main() -> None:
     parser.add_argument("--show", type=int, default=48)
     parser.add_argument("--montage", help="write MONTAGE-<label>.png for each label")
     parser.add_argument("--top-slides", type=int, default=10, help="list this many slides with the most mistakes")
+    parser.add_argument("--slides", nargs="+", help="only the cells of these slides (the group column)")
     args = parser.parse_args()
     files = sorted(glob.glob(args.predictions))
     if not files:
         raise SystemExit(f"no files match {args.predictions}")
     rows = [row for name in files for row in csv.DictReader(open(name, newline=""))]
+    if args.slides:
+        if rows and "group" not in rows[0]:
+            raise SystemExit("--slides needs a group column; these predictions have none")
+        rows = [row for row in rows if row["group"] in args.slides]
+    if not rows:
+        raise SystemExit(f"no predicted cells in {', '.join(files)}" + (" for those slides" if args.slides else ""))
     labels = sorted({row["label"] for row in rows})
     result = {"files": files, "cells": len(rows), "threshold": args.threshold, "by_label": {}}
     wrong_total = confident_total = 0

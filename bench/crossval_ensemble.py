@@ -29,6 +29,16 @@ def _split_of(member: Path) -> Path:
     return split
 
 
+def _claim_out(out: Path, settings: dict) -> None:
+    """Write what the ensemble is made of into ``out``, or refuse an ``out`` that an other ensemble filled:
+    its finished folds are reused, so their figures must be of these members."""
+    record = out / "ensemble.json"
+    if record.exists() and json.loads(record.read_text()) != settings:
+        sys.exit(f"{out} holds an ensemble of other members or settings ({record}): give another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(settings, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("members", nargs="+", type=Path, help="cross-validation folders, one per member")
@@ -47,7 +57,9 @@ def main() -> None:
     cellscreen = str(Path(sys.executable).with_name("cellscreen"))
     data = ["--data", args.data] if args.data else []
     folds = sorted(int(p.name[4:]) for p in args.members[0].glob("fold*") if p.name[4:].isdigit())
-    args.out.mkdir(parents=True, exist_ok=True)
+    if not folds:
+        sys.exit(f"{args.members[0]} holds no fold folders (fold0, fold1, ...): run bench/crossval.py first")
+    _claim_out(args.out, {"members": [str(m.resolve()) for m in args.members], "tta": args.tta})
     results = []
     for fold in folds:
         runs = [m / f"fold{fold}" for m in args.members]
