@@ -33,7 +33,8 @@ def main() -> None:
     args = parser.parse_args()
     cellscreen = str(Path(sys.executable).with_name("cellscreen"))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_out(out, "crossval.json", {"preset": args.preset, "dataset": args.dataset, "data": args.data,
+                                     "folds": args.folds, "set": args.set})
     data = ["--data", args.data] if args.data else []
     split = out / "folds.csv"
     if not split.exists():
@@ -59,6 +60,17 @@ def main() -> None:
         results.append(row)
         print(json.dumps(row), flush=True)
     print(json.dumps(summarise(results, preset=args.preset)), flush=True)
+
+
+def claim_out(out: Path, name: str, settings: dict) -> None:
+    """Record the settings of the runs in ``out`` (as ``out/name``), or refuse an ``out`` filled with other
+    settings: finished folds are reused, so their figures must be of these settings. A folder from before
+    this record existed is taken as it is."""
+    record = out / name
+    if record.exists() and json.loads(record.read_text()) != settings:
+        sys.exit(f"{out} holds runs of other settings ({record}): give another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(settings, indent=2) + "\n")
 
 
 def fold_row(metrics_path: Path, seconds: float | None, **labels) -> dict:

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from crossval import fold_row, summarise
+from crossval import claim_out, fold_row, summarise
 
 
 def _split_of(member: Path) -> Path:
@@ -27,16 +27,6 @@ def _split_of(member: Path) -> Path:
     if not split.exists():
         sys.exit(f"{member} holds no folds.csv: give folders that bench/crossval.py filled")
     return split
-
-
-def _claim_out(out: Path, settings: dict) -> None:
-    """Write what the ensemble is made of into ``out``, or refuse an ``out`` that an other ensemble filled:
-    its finished folds are reused, so their figures must be of these members."""
-    record = out / "ensemble.json"
-    if record.exists() and json.loads(record.read_text()) != settings:
-        sys.exit(f"{out} holds an ensemble of other members or settings ({record}): give another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(settings, indent=2) + "\n")
 
 
 def main() -> None:
@@ -59,7 +49,7 @@ def main() -> None:
     folds = sorted(int(p.name[4:]) for p in args.members[0].glob("fold*") if p.name[4:].isdigit())
     if not folds:
         sys.exit(f"{args.members[0]} holds no fold folders (fold0, fold1, ...): run bench/crossval.py first")
-    _claim_out(args.out, {"members": [str(m.resolve()) for m in args.members], "tta": args.tta})
+    claim_out(args.out, "ensemble.json", {"members": [str(m.resolve()) for m in args.members], "tta": args.tta})
     results = []
     for fold in folds:
         runs = [m / f"fold{fold}" for m in args.members]

@@ -1,0 +1,117 @@
+"""Leave likely mislabelled training cells out, then train: slide-disjoint, fold by fold.
+
+    python bench/clean_labels.py --split runs/cv/d64sc/folds.csv --out runs/cv/clean64 --preset default
+
+For each outer fold K of a k-fold manifest, the other folds' cells (training
+and validation, never the test fold) are split again by slide into
+``--inner`` folds; a model of ``--inner-preset`` is trained on each inner
+fold's complement and predicts the inner fold, so every training cell gets a
+probability from a model that never saw it. Cells whose own label gets less
+than ``--below`` are left out of a copy of the manifest (the test fold keeps
+every cell), and ``cellscreen train --fold K`` runs on that copy. The left-out
+cells are listed in ``suspects.csv`` with their probabilities, for review.
+A finished step is not run again. One JSON line per fold, then the mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from crossval import claim_out, fold_row, summarise
+
+from cellscreen.data.splits import SplitManifest, group_folds, read_manifest
+
+
+def _train(cellscreen: str, args, split: Path, fold: int, out: Path, preset: str) -> float | None:
+    """Run `cellscreen train` unless ``out`` holds its test metrics; the wall seconds it took (kept in
+    ``out/wall_seconds.txt``), or None when that is not known."""
+    seconds = out / "wall_seconds.txt"
+    if (out / "test" / "metrics.json").exists():
+        return float(seconds.read_text()) if seconds.exists() else None
+    start = time.perf_counter()
+    command = [cellscreen, "train", "-d", args.dataset, "--preset", preset, "--split", str(split),
+               "--fold", str(fold), "--out", str(out), "-q", "--overwrite"]
+    for assignment in args.set:
+        command += ["--set", assignment]
+    subprocess.run(command, check=True)
+    seconds.write_text(f"{time.perf_counter() - start:.1f}\n")
+    return float(seconds.read_text())
+
+
+def _out_of_fold(predictions: list[Path]) -> dict[str, float]:
+    """Each cell's probability of its own label, from the inner folds' test predictions."""
+    own = {}
+    for path in predictions:
+        with path.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                own[row["path"]] = float(row[f"p_{row['label']}"])
+    return own
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", required=True, help="a k-fold manifest (bench/crossval.py's folds.csv)")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--dataset", default="malaria-nih")
+    parser.add_argument("--preset", default="default", help="the final model's recipe")
+    parser.add_argument("--inner-preset", default="default", help="the recipe that scores the training cells")
+    parser.add_argument("--inner", type=int, default=4, help="inner folds over the training slides")
+    parser.add_argument("--below", type=float, default=0.1, help="leave out cells whose own label gets less")
+    parser.add_argument("--final", default="final", help="the final run's folder in each fold's folder")
+    parser.add_argument("--only", type=int, nargs="*", help="run only these outer folds")
+    parser.add_argument("--set", action="append", default=[], help="extra FIELD=VALUE settings for every run")
+    args = parser.parse_args()
+    cellscreen = str(Path(sys.executable).with_name("cellscreen"))
+    outer = read_manifest(args.split)
+    folds = sorted({int(row["fold"]) for row in outer.rows})
+    out = Path(args.out)
+    claim_out(out, "clean_labels.json", {"split": str(Path(args.split).resolve()), "dataset": args.dataset,
+                                         "inner": args.inner, "inner_preset": args.inner_preset,
+                                         "below": args.below, "set": args.set})
+    claim_out(out, f"{args.final}.json", {"preset": args.preset})
+    results = []
+    for fold in args.only if args.only is not None else folds:
+        base = out / f"fold{fold}"
+        rest = [row for row in outer.rows if int(row["fold"]) != fold]
+        labels = np.array([row["label"] for row in rest])
+        groups = np.array([row["group"] for row in rest])
+        inner_of = group_folds(labels, groups, n_splits=args.inner, seed=0)
+        inner = SplitManifest(rows=[{**row, "fold": str(i)} for row, i in zip(rest, inner_of)],
+                              meta={**outer.meta, "method": "kfold", "inner_of": f"{args.split} fold {fold}"})
+        inner_path = base / "inner" / "folds.csv"
+        if not inner_path.exists():
+            inner.write(inner_path)
+        scoring = [_train(cellscreen, args, inner_path, j, base / "inner" / f"fold{j}", args.inner_preset)
+                   for j in range(args.inner)]
+        own = _out_of_fold([base / "inner" / f"fold{j}" / "test" / "predictions.csv" for j in range(args.inner)])
+        suspects = {path for path, p in own.items() if p < args.below}
+        kept = SplitManifest(rows=[row for row in outer.rows if row["path"] not in suspects],
+                             meta={**outer.meta, "left_out": len(suspects), "below": args.below})
+        cleaned = base / "cleaned.csv"
+        if not cleaned.exists():
+            kept.write(cleaned)
+            with (base / "suspects.csv").open("w", newline="") as handle:
+                writer = csv.writer(handle, lineterminator="\n")
+                writer.writerow(["path", "label", "group", "p_own_label"])
+                for row in rest:
+                    if row["path"] in suspects:
+                        writer.writerow([row["path"], row["label"], row["group"], f"{own[row['path']]:.4f}"])
+        final = _train(cellscreen, args, cleaned, fold, base / args.final, args.preset)
+        row = fold_row(base / args.final / "test" / "metrics.json", final, preset=args.preset, fold=fold)
+        row["scoring_seconds"] = round(sum(scoring), 1) if None not in scoring else None
+        row["left_out"] = len(suspects)
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    print(json.dumps(summarise(results)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
