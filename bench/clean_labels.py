@@ -37,7 +37,8 @@ def _train(cellscreen: str, args, split: Path, fold: int, out: Path, preset: str
     if (out / "test" / "metrics.json").exists():
         return float(seconds.read_text()) if seconds.exists() else None
     start = time.perf_counter()
-    command = [cellscreen, "train", "-d", args.dataset, "--preset", preset, "--split", str(split),
+    data = ["--data", args.data] if args.data else []
+    command = [cellscreen, "train", "-d", args.dataset, *data, "--preset", preset, "--split", str(split),
                "--fold", str(fold), "--out", str(out), "-q", "--overwrite"]
     for assignment in args.set:
         command += ["--set", assignment]
@@ -61,6 +62,7 @@ def main() -> None:
     parser.add_argument("--split", required=True, help="a k-fold manifest (bench/crossval.py's folds.csv)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--dataset", default="malaria-nih")
+    parser.add_argument("--data", default=None)
     parser.add_argument("--preset", default="default", help="the final model's recipe")
     parser.add_argument("--inner-preset", default="default", help="the recipe that scores the training cells")
     parser.add_argument("--inner", type=int, default=4, help="inner folds over the training slides")
@@ -74,7 +76,7 @@ def main() -> None:
     folds = sorted({int(row["fold"]) for row in outer.rows})
     out = Path(args.out)
     claim_out(out, "clean_labels.json", {"split": str(Path(args.split).resolve()), "dataset": args.dataset,
-                                         "inner": args.inner, "inner_preset": args.inner_preset,
+                                         "data": args.data, "inner": args.inner, "inner_preset": args.inner_preset,
                                          "below": args.below, "set": args.set})
     claim_out(out, f"{args.final}.json", {"preset": args.preset})
     results = []
