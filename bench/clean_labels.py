@@ -57,6 +57,13 @@ def _out_of_fold(predictions: list[Path]) -> dict[str, float]:
     return own
 
 
+def _manifest(outer: SplitManifest, rows: list[dict], **made) -> SplitManifest:
+    """A manifest of ``rows`` taken from ``outer``: only the facts of ``outer`` that still hold are kept
+    (not its per-fold counts), with how these rows were made."""
+    kept = {key: outer.meta[key] for key in ("dataset", "root", "by", "group_kind", "leaky") if key in outer.meta}
+    return SplitManifest(rows=rows, meta={**kept, "method": "kfold", "n_images": len(rows), **made})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", required=True, help="a k-fold manifest (bench/crossval.py's folds.csv)")
@@ -72,8 +79,17 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="extra FIELD=VALUE settings for every run")
     args = parser.parse_args()
     cellscreen = str(Path(sys.executable).with_name("cellscreen"))
+    if not 0 < args.below < 1:
+        sys.exit(f"--below is a probability between 0 and 1, not {args.below}")
+    if args.inner < 2:
+        sys.exit(f"--inner needs at least 2 folds to score every training cell, not {args.inner}")
     outer = read_manifest(args.split)
+    if outer.column != "fold":
+        sys.exit(f"{args.split} is not a k-fold manifest: make one with `cellscreen split --method kfold` "
+                 "or bench/crossval.py")
     folds = sorted({int(row["fold"]) for row in outer.rows})
+    if unknown := sorted(set(args.only or []) - set(folds)):
+        sys.exit(f"{args.split} has no fold {', '.join(map(str, unknown))}; its folds are {folds}")
     out = Path(args.out)
     claim_out(out, "clean_labels.json", {"split": str(Path(args.split).resolve()), "dataset": args.dataset,
                                          "data": args.data, "inner": args.inner, "inner_preset": args.inner_preset,
@@ -86,8 +102,8 @@ def main() -> None:
         labels = np.array([row["label"] for row in rest])
         groups = np.array([row["group"] for row in rest])
         inner_of = group_folds(labels, groups, n_splits=args.inner, seed=0)
-        inner = SplitManifest(rows=[{**row, "fold": str(i)} for row, i in zip(rest, inner_of)],
-                              meta={**outer.meta, "method": "kfold", "inner_of": f"{args.split} fold {fold}"})
+        inner = _manifest(outer, [{**row, "fold": str(i)} for row, i in zip(rest, inner_of)],
+                          inner_of=f"{args.split}, all but fold {fold}")
         inner_path = base / "inner" / "folds.csv"
         if not inner_path.exists():
             inner.write(inner_path)
@@ -95,8 +111,8 @@ def main() -> None:
                    for j in range(args.inner)]
         own = _out_of_fold([base / "inner" / f"fold{j}" / "test" / "predictions.csv" for j in range(args.inner)])
         suspects = {path for path, p in own.items() if p < args.below}
-        kept = SplitManifest(rows=[row for row in outer.rows if row["path"] not in suspects],
-                             meta={**outer.meta, "left_out": len(suspects), "below": args.below})
+        kept = _manifest(outer, [row for row in outer.rows if row["path"] not in suspects],
+                         cleaned_from=args.split, left_out=len(suspects), below=args.below)
         cleaned = base / "cleaned.csv"
         if not cleaned.exists():
             kept.write(cleaned)
