@@ -67,8 +67,13 @@ def claim_out(out: Path, name: str, settings: dict) -> None:
     settings: finished folds are reused, so their figures must be of these settings. A folder from before
     this record existed is taken as it is."""
     record = out / name
-    if record.exists() and json.loads(record.read_text()) != settings:
-        sys.exit(f"{out} holds runs of other settings ({record}): give another --out")
+    if record.exists():
+        try:
+            made = json.loads(record.read_text())
+        except (OSError, ValueError) as exc:
+            sys.exit(f"{record} cannot be read ({exc}); the settings of the runs in {out} are unknown: give another --out")
+        if made != settings:
+            sys.exit(f"{out} holds runs of other settings ({record}): give another --out")
     out.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(settings, indent=2) + "\n")
 
