@@ -71,7 +71,8 @@ def claim_out(out: Path, name: str, settings: dict) -> None:
         try:
             made = json.loads(record.read_text())
         except (OSError, ValueError) as exc:
-            sys.exit(f"{record} cannot be read ({exc}); the settings of the runs in {out} are unknown: give another --out")
+            sys.exit(f"{record} cannot be read ({exc}); the settings of the runs in {out} are unknown: "
+                     "give another --out")
         if made != settings:
             sys.exit(f"{out} holds runs of other settings ({record}): give another --out")
     out.mkdir(parents=True, exist_ok=True)
