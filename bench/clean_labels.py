@@ -18,33 +18,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from crossval import claim_out, fold_row, summarise
+from crossval import claim_out, fold_row, summarise, train_fold
 
 from cellscreen.data.splits import SplitManifest, group_folds, read_manifest
-
-
-def _train(cellscreen: str, args, split: Path, fold: int, out: Path, preset: str) -> float | None:
-    """Run `cellscreen train` unless ``out`` holds its test metrics; the wall seconds it took (kept in
-    ``out/wall_seconds.txt``), or None when that is not known."""
-    seconds = out / "wall_seconds.txt"
-    if (out / "test" / "metrics.json").exists():
-        return float(seconds.read_text()) if seconds.exists() else None
-    start = time.perf_counter()
-    data = ["--data", args.data] if args.data else []
-    command = [cellscreen, "train", "-d", args.dataset, *data, "--preset", preset, "--split", str(split),
-               "--fold", str(fold), "--out", str(out), "-q", "--overwrite"]
-    for assignment in args.set:
-        command += ["--set", assignment]
-    subprocess.run(command, check=True)
-    seconds.write_text(f"{time.perf_counter() - start:.1f}\n")
-    return float(seconds.read_text())
 
 
 def _out_of_fold(predictions: list[Path]) -> dict[str, float]:
@@ -76,7 +57,8 @@ def main() -> None:
     parser.add_argument("--below", type=float, default=0.1, help="leave out cells whose own label gets less")
     parser.add_argument("--final", default="final", help="the final run's folder in each fold's folder")
     parser.add_argument("--only", type=int, nargs="*", help="run only these outer folds")
-    parser.add_argument("--set", action="append", default=[], help="extra FIELD=VALUE settings for every run")
+    parser.add_argument("--set", action="append", default=[],
+                        help="extra FIELD=VALUE settings for every run ({fold} becomes its fold number)")
     args = parser.parse_args()
     cellscreen = str(Path(sys.executable).with_name("cellscreen"))
     if not 0 < args.below < 1:
@@ -107,7 +89,8 @@ def main() -> None:
         inner_path = base / "inner" / "folds.csv"
         if not inner_path.exists():
             inner.write(inner_path)
-        scoring = [_train(cellscreen, args, inner_path, j, base / "inner" / f"fold{j}", args.inner_preset)
+        scoring = [train_fold(cellscreen, base / "inner" / f"fold{j}", dataset=args.dataset, data=args.data,
+                              preset=args.inner_preset, split=inner_path, fold=j, settings=args.set)
                    for j in range(args.inner)]
         own = _out_of_fold([base / "inner" / f"fold{j}" / "test" / "predictions.csv" for j in range(args.inner)])
         suspects = {path for path, p in own.items() if p < args.below}
@@ -122,7 +105,8 @@ def main() -> None:
                 for row in rest:
                     if row["path"] in suspects:
                         writer.writerow([row["path"], row["label"], row["group"], f"{own[row['path']]:.4f}"])
-        final = _train(cellscreen, args, cleaned, fold, base / args.final, args.preset)
+        final = train_fold(cellscreen, base / args.final, dataset=args.dataset, data=args.data, preset=args.preset,
+                           split=cleaned, fold=fold, settings=args.set)
         row = fold_row(base / args.final / "test" / "metrics.json", final, preset=args.preset, fold=fold)
         row["scoring_seconds"] = round(sum(scoring), 1) if None not in scoring else None
         row["left_out"] = len(suspects)

@@ -43,23 +43,30 @@ def main() -> None:
     results = []
     for fold in args.only if args.only is not None else range(args.folds):
         run = out / f"fold{fold}"
-        metrics_path = run / "test" / "metrics.json"
-        seconds = None
-        if not metrics_path.exists():
-            start = time.perf_counter()
-            command = [cellscreen, "train", "-d", args.dataset, *data, "--preset", args.preset, "--split", str(split),
-                       "--fold", str(fold), "--out", str(run), "-q", "--overwrite"]
-            for assignment in args.set:  # {fold} stands for the fold's number (e.g. a teacher run per fold)
-                command += ["--set", assignment.replace("{fold}", str(fold))]
-            subprocess.run(command, check=True)
-            seconds = time.perf_counter() - start
-            (run / "wall_seconds.txt").write_text(f"{seconds:.1f}\n")
-        elif (run / "wall_seconds.txt").exists():
-            seconds = float((run / "wall_seconds.txt").read_text())
-        row = fold_row(metrics_path, seconds, preset=args.preset, fold=fold)
+        seconds = train_fold(cellscreen, run, dataset=args.dataset, data=args.data, preset=args.preset,
+                             split=split, fold=fold, settings=args.set)
+        row = fold_row(run / "test" / "metrics.json", seconds, preset=args.preset, fold=fold)
         results.append(row)
         print(json.dumps(row), flush=True)
     print(json.dumps(summarise(results, preset=args.preset)), flush=True)
+
+
+def train_fold(cellscreen: str, run: Path, *, dataset: str, data: str | None, preset: str, split: Path, fold: int,
+               settings: list[str]) -> float | None:
+    """`cellscreen train --fold FOLD` into ``run``, unless ``run`` holds its test metrics already; the wall
+    seconds it took (kept in ``run/wall_seconds.txt``), or None when that is not known.
+    ``{fold}`` in a setting's value stands for the fold's number (e.g. a teacher run per fold)."""
+    seconds = run / "wall_seconds.txt"
+    if (run / "test" / "metrics.json").exists():
+        return float(seconds.read_text()) if seconds.exists() else None
+    start = time.perf_counter()
+    command = [cellscreen, "train", "-d", dataset, *(["--data", data] if data else []), "--preset", preset,
+               "--split", str(split), "--fold", str(fold), "--out", str(run), "-q", "--overwrite"]
+    for assignment in settings:
+        command += ["--set", assignment.replace("{fold}", str(fold))]
+    subprocess.run(command, check=True)
+    seconds.write_text(f"{time.perf_counter() - start:.1f}\n")
+    return float(seconds.read_text())
 
 
 def claim_out(out: Path, name: str, settings: dict) -> None:
