@@ -66,7 +66,7 @@ class CompactCNN(nn.Module):
     """
 
     def __init__(self, *, num_classes: int, in_chans: int = 3, widths: tuple[int, ...] = (32, 64, 128, 256),
-                 dropout: float = 0.2, pool_before_norm: bool = False, space_to_depth: bool = False,
+                 dropout: float = 0.2, pool_before_norm: bool = False, space_to_depth: int = 1,
                  colour_norm: bool = False):
         super().__init__()
         # each cell's colours divided by their mean over the cell (CellColourNorm), before the first stage;
@@ -76,11 +76,12 @@ class CompactCNN(nn.Module):
         layers, channels = [], in_chans
         for stage, width in enumerate(widths):
             last = stage == len(widths) - 1
-            if stage == 0 and space_to_depth:
+            if stage == 0 and space_to_depth > 1:
                 # each 2x2 block of pixels becomes one position with 4x the channels: the first conv then
                 # sees every pixel at half the resolution, instead of being computed at full resolution
                 # and max-pooled (a quarter of its work, and the most costly layer otherwise)
-                layers.append(nn.Sequential(nn.PixelUnshuffle(2), *_conv_bn_relu(channels * 4, width)))
+                block = space_to_depth
+                layers.append(nn.Sequential(nn.PixelUnshuffle(block), *_conv_bn_relu(channels * block * block, width)))
             elif pool_before_norm:
                 # conv, then the pooling, then batch norm and ReLU on a quarter of the values
                 conv = nn.Conv2d(channels, width, 3, padding=1, bias=False)
@@ -139,12 +140,12 @@ def compact_cnn6p(*, num_classes: int, in_chans: int = 3, input_size: int = 64) 
 
 
 def _space_to_depth_cnn6(name: str, num_classes: int, in_chans: int, input_size: int, colour_norm: bool = False,
-                         widths: tuple[int, ...] = (32, 64, 128, 192, 256, 256)) -> CompactCNN:
-    if input_size % 2:
-        raise UserError(f"{name} folds 2x2 pixel blocks into channels, so its input size must be even "
-                        f"(got {input_size})")
+                         widths: tuple[int, ...] = (32, 64, 128, 192, 256, 256), block: int = 2) -> CompactCNN:
+    if input_size % block:
+        raise UserError(f"{name} folds {block}x{block} pixel blocks into channels, so its input size must be a "
+                        f"multiple of {block} (got {input_size})")
     return CompactCNN(num_classes=num_classes, in_chans=in_chans, widths=widths,
-                      pool_before_norm=True, space_to_depth=True, colour_norm=colour_norm)
+                      pool_before_norm=True, space_to_depth=block, colour_norm=colour_norm)
 
 
 @register_model("compact_cnn6s", data_config=DataConfig(input_size=64), classifier="head",
@@ -164,3 +165,15 @@ def compact_cnn6sc(*, num_classes: int, in_chans: int = 3, input_size: int = 64)
 def compact_cnn6scw(*, num_classes: int, in_chans: int = 3, input_size: int = 96) -> nn.Module:
     return _space_to_depth_cnn6("compact_cnn6scw", num_classes, in_chans, input_size, colour_norm=True,
                                 widths=(48, 96, 192, 288, 384, 512))
+
+
+@register_model("compact_cnn6sc3", data_config=DataConfig(input_size=96), classifier="head",
+                description="compact_cnn6sc folding 3x3 pixel blocks: 96 px cells at about the cost of 64 px")
+def compact_cnn6sc3(*, num_classes: int, in_chans: int = 3, input_size: int = 96) -> nn.Module:
+    return _space_to_depth_cnn6("compact_cnn6sc3", num_classes, in_chans, input_size, colour_norm=True, block=3)
+
+
+@register_model("compact_cnn6sc4", data_config=DataConfig(input_size=128), classifier="head",
+                description="compact_cnn6sc folding 4x4 pixel blocks: 128 px cells at about the cost of 64 px")
+def compact_cnn6sc4(*, num_classes: int, in_chans: int = 3, input_size: int = 128) -> nn.Module:
+    return _space_to_depth_cnn6("compact_cnn6sc4", num_classes, in_chans, input_size, colour_norm=True, block=4)

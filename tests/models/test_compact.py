@@ -124,7 +124,7 @@ def test_space_to_depth_stem_refuses_an_odd_input_size():
 
     from cellscreen.errors import UserError
 
-    with pytest.raises(UserError, match="must be even"):
+    with pytest.raises(UserError, match="must be a multiple of 2"):
         create_model("compact_cnn6s", num_classes=2, input_size=63)
 
 
