@@ -53,10 +53,11 @@ class CompactCNN(nn.Module):
     linear classifier.  Pooling rounds up, so a small input never pools to
     nothing.
 
-    ``space_to_depth`` replaces the first stage's full-resolution conv and
-    pooling by a rearrangement of each 2x2 block of pixels into channels
-    (``PixelUnshuffle``) followed by the conv at half the resolution; the
-    input side must then be even.
+    ``space_to_depth`` (a block side ``k`` > 1) replaces the first stage's
+    full-resolution conv and pooling by a rearrangement of each ``k`` x ``k``
+    block of pixels into channels (``PixelUnshuffle``) followed by the conv at
+    1/``k`` of the resolution; the input side must then be a multiple of ``k``.
+    The registered networks use ``k`` = 2.
 
     ``pool_before_norm`` moves each pooling from after a stage's ReLU to just
     after its conv.  Max-pooling commutes with ReLU, and with batch norm's
@@ -166,14 +167,3 @@ def compact_cnn6scw(*, num_classes: int, in_chans: int = 3, input_size: int = 96
     return _space_to_depth_cnn6("compact_cnn6scw", num_classes, in_chans, input_size, colour_norm=True,
                                 widths=(48, 96, 192, 288, 384, 512))
 
-
-@register_model("compact_cnn6sc3", data_config=DataConfig(input_size=96), classifier="head",
-                description="compact_cnn6sc folding 3x3 pixel blocks: 96 px cells at about the cost of 64 px")
-def compact_cnn6sc3(*, num_classes: int, in_chans: int = 3, input_size: int = 96) -> nn.Module:
-    return _space_to_depth_cnn6("compact_cnn6sc3", num_classes, in_chans, input_size, colour_norm=True, block=3)
-
-
-@register_model("compact_cnn6sc4", data_config=DataConfig(input_size=128), classifier="head",
-                description="compact_cnn6sc folding 4x4 pixel blocks: 128 px cells at about the cost of 64 px")
-def compact_cnn6sc4(*, num_classes: int, in_chans: int = 3, input_size: int = 128) -> nn.Module:
-    return _space_to_depth_cnn6("compact_cnn6sc4", num_classes, in_chans, input_size, colour_norm=True, block=4)
