@@ -87,6 +87,27 @@ def trained_run(learnable_cells, tmp_path_factory):
     return train(config, out=tmp_path_factory.mktemp("run") / "run", data=str(learnable_cells), progress=False)
 
 
+def softened_copy(run: Path, out: Path, divide_by: float) -> Path:
+    """A copy of the checkpoint in ``run`` whose classifier is divided by ``divide_by``, written to ``out``.
+
+    A model trained on the learnable cells is sure of every cell: its probabilities are 0 and 1 to the
+    printed digits, whatever changes in how they are computed.  Scaled down, they follow the computation."""
+    import json
+
+    import torch
+
+    from cellscreen.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    meta = json.loads((run / "model.json").read_text())
+    model = load_checkpoint(run).model
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        head.weight /= divide_by
+        head.bias /= divide_by
+    save_checkpoint(out, model, {k: v for k, v in meta.items() if k != "weights_sha256"})
+    return out
+
+
 @pytest.fixture
 def real_data() -> Path:
     if not (REAL_DATA / "malaria-nih" / "cell_images").is_dir():

@@ -23,15 +23,17 @@ __all__ = ["evaluate_checkpoint", "evaluate_arrays", "report_on_subset"]
 
 
 def evaluate_arrays(checkpoint: Checkpoint, subset, *, n_boot: int = 1000, tta: bool = False,
-                    predictor=None) -> dict:
+                    predictor=None, precision: str = "32") -> dict:
     """Metrics, intervals and per-group rows for one loaded subset.  ``predictor`` (from
-    ``load_predictor``: onnxruntime, the int8 graph) computes the probabilities instead of PyTorch."""
+    ``load_predictor``: onnxruntime, the int8 graph) computes the probabilities instead of PyTorch;
+    ``precision`` is what PyTorch computes in (``"32"``, or ``"bf16"``: bf16 autocast)."""
     classes, positive = checkpoint.classes, checkpoint.positive_class
     images = subset.images.permute(0, 2, 3, 1).numpy()
     temperature = getattr(checkpoint.model, "temperature", 1.0)
     raw = None
     if predictor is None:  # calibrated and, for comparison, uncalibrated: one pass of the model
-        proba, raw = predict_proba_at(checkpoint.model, images, [temperature, 1.0], tta=tta)
+        proba, raw = predict_proba_at(checkpoint.model, images, [temperature, 1.0], tta=tta,
+                                      precision="bf16-mixed" if precision == "bf16" else "32")
     else:
         proba = predictor.predict_batched(images, tta=tta)
     y_true = subset.targets.numpy()
@@ -69,23 +71,27 @@ def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Pa
                         data: str | None = None, split: str | None = None, subset: str | None = None,
                         fold: int | None = None, group_regex: str | None = None, n_boot: int = 1000,
                         tta: bool = False, workers: int | None = None, progress: bool = True,
-                        engine: str | None = "torch") -> dict:
+                        engine: str | None = "torch", precision: str = "32") -> dict:
     """Evaluate ``model`` on a dataset folder (optionally one subset of a split manifest), on ``engine``
     (``torch``, or ``onnx``/``int8`` to measure what ``predict --engine`` gives).
 
     ``model`` may also be an exported ``.onnx`` file on its own (fp32 or 8-bit): its description gives the
     classes and preprocessing, and no PyTorch weights are needed.  ``engine=None`` picks ``onnx`` for such
-    a file and ``torch`` otherwise."""
+    a file and ``torch`` otherwise.  ``precision``: ``"32"``, or ``"bf16"`` (PyTorch's bf16 autocast; torch only)."""
     is_graph = Path(model).suffix == ".onnx"
     engine = engine or ("onnx" if is_graph else "torch")
     if is_graph and engine == "torch":
         raise UserError(f"{model} is an ONNX file; it runs on onnxruntime (use --engine onnx)")
     if engine == "torch":
+        from cellscreen.serve.runtime import PRECISIONS
+
+        if precision not in PRECISIONS:
+            raise UserError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
         checkpoint, predictor = load_checkpoint(model), None
     else:
         from cellscreen.serve.runtime import load_predictor
 
-        predictor = load_predictor(model, engine=engine)
+        predictor = load_predictor(model, engine=engine, precision=precision)
         kind = predictor.description.get("format")
         if is_graph and engine == "int8" and kind != "onnx-int8":
             raise UserError(f"{model} is not an 8-bit graph (its description says {kind!r}); "
@@ -117,11 +123,12 @@ def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Pa
     spec = CacheSpec(size=config.input_size, border_crop=checkpoint.border_crop, interpolation=config.interpolation)
     cache = build_cache(root, records, spec, workers=workers, progress=progress)
     loaded = load_subset(cache, rows, {r.path: r.sha256 for r in records}, checkpoint.classes)
-    result, proba = evaluate_arrays(checkpoint, loaded, n_boot=n_boot, tta=tta, predictor=predictor)
+    result, proba = evaluate_arrays(checkpoint, loaded, n_boot=n_boot, tta=tta, predictor=predictor,
+                                    precision=precision)
     result.update(
         model=str(model), dataset=profile.name, root=str(root), subset=subset or (f"fold {fold}" if fold is not None else None),
         classes=checkpoint.classes, positive_class=checkpoint.positive_class, group_kind=profile.group_kind,
-        skipped=len(index.skipped) + len(cache.skipped), tta=tta, engine=engine,
+        skipped=len(index.skipped) + len(cache.skipped), tta=tta, engine=engine, precision=precision,
         notes=list(index.profile.notes and [index.profile.notes] or []),
     )
     if engine != "torch":

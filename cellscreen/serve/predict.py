@@ -174,12 +174,13 @@ def _check_prefix(journal: Path, selected: Iterator[tuple[Path, str | None]], ro
 def predict_files(model, inputs: list[str | Path], out: str | Path, *, batch_size: int = 256, tta: bool = False,
                   overwrite: bool = False, resume: bool = False, shard: tuple[int, int] | None = None,
                   engine: str = "auto", workers: int | None = None, progress: bool = True,
-                  ray_address: str | None = None) -> dict[str, int]:
+                  ray_address: str | None = None, precision: str = "32") -> dict[str, int]:
     """Write one row per input file into ``out`` (``.csv`` or ``.parquet``); return the counts.
 
     ``model`` is anything ``load_predictor`` takes, or a loaded ``Predictor``.  ``engine="ray"`` computes the
     same rows on a Ray cluster (``cellscreen.serve.distributed``): the one at ``ray_address`` or
     ``$RAY_ADDRESS``, else a local instance of ``workers`` CPUs; ``workers`` is then the number of actors.
+    ``precision``: what a model run in PyTorch computes in (``load_predictor``).
     """
     from cellscreen.serve.runtime import Predictor, load_predictor
 
@@ -194,24 +195,27 @@ def predict_files(model, inputs: list[str | Path], out: str | Path, *, batch_siz
                         "start again")
     if ray_address and engine != "ray":
         raise UserError("--ray-address goes with --engine ray")
+    if engine == "ray" and precision != "32":
+        raise UserError(f"--precision {precision} is for models run in PyTorch; --engine ray runs the ONNX graph")
     inputs = [str(item) for item in inputs]
     if engine == "ray":
         from cellscreen.serve.distributed import RayEngine
 
         predictor = RayEngine(model, address=ray_address)
     else:
-        predictor = model if isinstance(model, Predictor) else load_predictor(model, engine=engine)
+        predictor = (model if isinstance(model, Predictor)
+                     else load_predictor(model, engine=engine, precision=precision))
     classes, size, crop = predictor.classes, predictor.input_size, predictor.border_crop
     header = _header(classes)
     settings = {"model": predictor.source, "model_name": predictor.description.get("model"),
-                "engine": predictor.engine, "classes": classes, "interpolation": predictor.interpolation, "tta": tta,
+                "engine": predictor.engine, "precision": getattr(predictor, "precision", "32"), "classes": classes, "interpolation": predictor.interpolation, "tta": tta,
                 "inputs": inputs, "shard": list(shard) if shard else None}
     settings_file = journal.with_name(journal.name + ".json")
     done = 0
     if resume and journal.exists():
         before = json.loads(settings_file.read_text()) if settings_file.exists() else None
         # a journal begun by a version that did not record the resize is compared on the rest
-        same = ("classes", "interpolation", "tta", "inputs", "shard")
+        same = ("classes", "interpolation", "precision", "tta", "inputs", "shard")
         if before is not None and {k: before.get(k, settings[k]) for k in same} != {k: settings[k] for k in same}:
             raise UserError(f"{journal} was started with other inputs or settings ({settings_file}); "
                             "start again with --overwrite")

@@ -29,9 +29,13 @@ import numpy as np
 from cellscreen import __version__
 from cellscreen.errors import UserError
 
-__all__ = ["ENGINES", "Predictor", "load_predictor", "describe_meta", "dihedral_views_nhwc"]
+__all__ = ["ENGINES", "PRECISIONS", "Predictor", "load_predictor", "describe_meta", "dihedral_views_nhwc"]
 
 ENGINES = ("auto", "torch", "onnx", "int8")
+# What a model run in PyTorch computes in: fp32, or bf16 autocast (about twice as fast on a CPU with bf16
+# units, and the class of a few cells in ten thousand may differ); an ONNX graph keeps the precision it was
+# exported in
+PRECISIONS = ("32", "bf16")
 INT8_NAME = "model.int8.onnx"  # a checkpoint's 8-bit graph, beside its model.json
 FP32_NAME = "model.onnx"  # a checkpoint's fp32 graph, beside its model.json (optional: else exported into the cache)
 INPUT_NAME, OUTPUT_NAMES = "images", ("probabilities", "logits")  # of every exported graph
@@ -71,8 +75,9 @@ class Predictor:
     engine = "torch"
 
     def __init__(self, description: dict, torch_model=None, source: str = "",
-                 load_torch: Callable[[], object] | None = None):
+                 load_torch: Callable[[], object] | None = None, precision: str = "32"):
         self.description = description
+        self.precision = precision  # on PyTorch: one of PRECISIONS
         self.classes: list[str] = list(description["classes"])
         self.positive_class: str | None = description.get("positive_class")
         self.input_size = int(description["data_config"]["input_size"])
@@ -90,7 +95,7 @@ class Predictor:
     def _predict(self, images: np.ndarray) -> np.ndarray:
         from cellscreen.engine.inference import predict_proba
 
-        return predict_proba(self.torch_model, images)
+        return predict_proba(self.torch_model, images, precision="bf16-mixed" if self.precision == "bf16" else "32")
 
     def predict(self, images: np.ndarray, *, tta: bool = False) -> np.ndarray:
         """Probabilities ``(N, classes)`` for ``(N, size, size, 3)`` uint8 images."""
@@ -115,7 +120,7 @@ class Predictor:
         d = self.description
         return {"model": d.get("model"), "engine": self.engine, "source": self.source, "classes": self.classes,
                 "positive_class": self.positive_class, "dataset": d.get("dataset"), "input_size": self.input_size,
-                "border_crop": self.border_crop, "interpolation": self.interpolation,
+                "border_crop": self.border_crop, "interpolation": self.interpolation, "precision": self.precision,
                 "metric": d.get("source", d).get("metric"), "split": d.get("source", d).get("split"),
                 "temperature": d.get("temperature", 1.0), "cellscreen": d.get("cellscreen"),
                 "gradcam": (self._torch_model is not None or self._load_torch is not None)
@@ -273,10 +278,22 @@ def _int8_predictor(model: str | Path, threads: int | None) -> Predictor:
     return OnnxPredictor(description, str(path), source=str(path), threads=threads, load_torch=load_torch)
 
 
-def load_predictor(model: str | Path, *, engine: str = "auto", threads: int | None = None) -> Predictor:
-    """Load ``model`` (checkpoint, run folder, bundled name or ``.onnx`` file) on ``engine``."""
+def load_predictor(model: str | Path, *, engine: str = "auto", threads: int | None = None,
+                   precision: str = "32") -> Predictor:
+    """Load ``model`` (checkpoint, run folder, bundled name or ``.onnx`` file) on ``engine``.
+
+    ``precision`` (one of ``PRECISIONS``) is for a model run in PyTorch: ``"bf16"`` with ``engine="auto"``
+    runs a network there rather than on onnxruntime, and is refused with an ONNX engine."""
     if engine not in ENGINES:
         raise UserError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    if precision != "32" and (engine in ("onnx", "int8") or Path(model).suffix == ".onnx"):
+        what = "an ONNX file" if Path(model).suffix == ".onnx" else f"--engine {engine}"
+        raise UserError(f"--precision {precision} is for models run in PyTorch (--engine torch); {what} runs on "
+                        "onnxruntime in the precision its graph was exported in")
+    if precision != "32" and engine == "auto":
+        engine = "torch"  # only PyTorch computes in bf16
     path = Path(model)
     if path.suffix == ".onnx":
         if engine == "torch":
@@ -310,4 +327,4 @@ def load_predictor(model: str | Path, *, engine: str = "auto", threads: int | No
     checkpoint = load_checkpoint(model)
     description = describe(checkpoint, "checkpoint") if kind == "network" else {
         **checkpoint.meta, "border_crop": checkpoint.border_crop}
-    return Predictor(description, checkpoint.model, source=str(model))
+    return Predictor(description, checkpoint.model, source=str(model), precision=precision)

@@ -1,6 +1,8 @@
+import csv
 import json
 
 from tests.clitools import run, run_here
+from tests.conftest import softened_copy
 
 
 def test_evaluate_a_folder_with_group_intervals(trained_run, learnable_cells, tmp_path):
@@ -24,6 +26,25 @@ def test_evaluate_a_folder_with_group_intervals(trained_run, learnable_cells, tm
     assert sum(b["n"] for b in metrics["reliability"]) == m["n"]
     rows = (out / "predictions.csv").read_text().splitlines()
     assert rows[0] == "path,group,label,predicted,p_Uninfected,p_Parasitized" and len(rows) - 1 == n_test
+
+
+def test_evaluate_in_bf16_on_pytorch_only(trained_run, learnable_cells, tmp_path):
+    run = softened_copy(trained_run.run, tmp_path / "run", 500)  # probabilities that show how they were computed
+    made, probabilities = {}, {}
+    for precision in ("32", "bf16"):
+        result = run_here("evaluate", str(run), str(learnable_cells), "-d", "malaria-nih", "--out",
+                          str(tmp_path / precision), "--bootstrap", "0", "--precision", precision, "-q")
+        assert result.returncode == 0, result.stderr
+        made[precision] = json.loads((tmp_path / precision / "metrics.json").read_text())
+        with (tmp_path / precision / "predictions.csv").open() as handle:
+            probabilities[precision] = [float(row["p_Parasitized"]) for row in csv.DictReader(handle)]
+    assert made["bf16"]["precision"] == "bf16" and made["32"]["precision"] == "32"
+    assert made["bf16"]["metrics"]["n"] == made["32"]["metrics"]["n"]
+    assert abs(made["bf16"]["metrics"]["accuracy"] - made["32"]["metrics"]["accuracy"]) <= 0.02
+    assert 0 < max(abs(a - b) for a, b in zip(probabilities["32"], probabilities["bf16"])) < 0.05
+    refused = run_here("evaluate", str(trained_run.run), str(learnable_cells), "--out", str(tmp_path / "no"),
+                       "--engine", "onnx", "--precision", "bf16", "-q")
+    assert refused.returncode == 2 and "--engine torch" in refused.stderr and not (tmp_path / "no").exists()
 
 
 def test_evaluate_refuses_classes_the_model_does_not_know(trained_run, tmp_path):

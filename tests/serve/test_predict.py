@@ -5,6 +5,7 @@ import pytest
 
 from tests.badfiles import write_all
 from tests.clitools import run
+from tests.conftest import softened_copy
 
 
 def test_one_row_per_input_with_reasons(trained_run, learnable_cells, tmp_path):
@@ -114,6 +115,8 @@ def test_an_interrupted_run_resumes_without_repeating_or_losing_rows(trained_run
     with pytest.raises(UserError, match="other inputs or settings"):
         module.predict_files(trained_run.run, inputs, out, resume=True, progress=False)
     settings.write_text(recorded)
+    with pytest.raises(UserError, match="other inputs or settings"):  # begun in fp32: not finished in bf16
+        module.predict_files(trained_run.run, inputs, out, resume=True, precision="bf16", progress=False)
     counts = module.predict_files(predictor, inputs, out, resume=True, workers=0, progress=False)
     assert counts["resumed"] == 120 and counts["predicted"] + counts["skipped"] == 121
     assert len(calls) == 7  # three batches before the crash, three after, none repeated
@@ -122,6 +125,39 @@ def test_an_interrupted_run_resumes_without_repeating_or_losing_rows(trained_run
     assert all(abs(float(a["p_Parasitized"]) - float(b["p_Parasitized"])) < 1e-5 for a, b in zip(cut, whole)
                if a["status"] == "ok")
     assert cut[-1]["status"] == "skipped: no such file or folder" and not journal.exists()
+
+
+def test_bf16_runs_the_model_in_pytorch_and_is_refused_where_onnxruntime_runs_it(trained_run, learnable_cells,
+                                                                                   tmp_path):
+    from cellscreen.errors import UserError
+    from cellscreen.serve.predict import predict_files
+    from cellscreen.serve.runtime import load_predictor
+
+    run = softened_copy(trained_run.run, tmp_path / "run", 500)
+    inputs = [str(learnable_cells)]
+    fp32, bf16 = tmp_path / "fp32.csv", tmp_path / "bf16.csv"
+    predict_files(run, inputs, fp32, engine="torch", workers=0, progress=False)
+    predict_files(run, inputs, bf16, precision="bf16", workers=0, progress=False)  # engine auto
+    record = json.loads((tmp_path / "bf16.csv.json").read_text())
+    assert (record["engine"], record["precision"]) == ("torch", "bf16")
+    assert json.loads((tmp_path / "fp32.csv.json").read_text())["precision"] == "32"
+    a, b = _rows(fp32), _rows(bf16)
+    assert [r["path"] for r in a] == [r["path"] for r in b] and all(r["status"] == "ok" for r in b)
+    differences = [abs(float(x["p_Parasitized"]) - float(y["p_Parasitized"])) for x, y in zip(a, b)]
+    assert 0.05 < min(float(r["p_Parasitized"]) for r in a) and max(float(r["p_Parasitized"]) for r in a) < 0.95
+    assert 0 < max(differences) < 0.05  # computed in bf16, and close to fp32
+    assert sum(x["predicted"] == y["predicted"] for x, y in zip(a, b)) >= 0.95 * len(a)
+
+    for engine in ("onnx", "int8"):
+        with pytest.raises(UserError, match="--precision bf16 is for models run in PyTorch"):
+            load_predictor("malaria", engine=engine, precision="bf16")
+    with pytest.raises(UserError, match="an ONNX file runs on onnxruntime"):
+        load_predictor("cellscreen/weights/malaria/model.onnx", precision="bf16")
+    with pytest.raises(UserError, match="--engine ray runs the ONNX graph"):
+        predict_files(trained_run.run, inputs, tmp_path / "ray.csv", engine="ray", precision="bf16", progress=False)
+    with pytest.raises(UserError, match="unknown precision 'fp16'"):
+        load_predictor(trained_run.run, precision="fp16")
+    assert not (tmp_path / "ray.csv").exists()
 
 
 def test_shards_merge_into_exactly_one_row_per_input(trained_run, learnable_cells, tmp_path):
@@ -201,11 +237,10 @@ def test_cells_are_resized_as_the_checkpoint_was_trained(trained_run, learnable_
     import shutil
 
     import numpy as np
-    import torch
     from PIL import Image
 
     from cellscreen.data.images import load_prepared
-    from cellscreen.engine.checkpoint import load_checkpoint, save_checkpoint
+    from cellscreen.engine.checkpoint import load_checkpoint
     from cellscreen.engine.inference import predict_proba
     from cellscreen.serve.predict import predict_files
 
@@ -222,15 +257,8 @@ def test_cells_are_resized_as_the_checkpoint_was_trained(trained_run, learnable_
         Image.fromarray(np.clip(blend, 0, 255).astype(np.uint8)).save(cells / f"c{n}.png")
     meta = json.loads((trained_run.run / "model.json").read_text())
     assert meta["data_config"]["interpolation"] == "reduce-bicubic"
-    # the trained model is sure of every blend (probabilities of exactly 0 and 1, whatever the resize): with its
-    # classifier scaled down, the probabilities follow the pixels
-    new = tmp_path / "new"
-    model = load_checkpoint(trained_run.run).model
-    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
-    with torch.no_grad():
-        head.weight /= 20
-        head.bias /= 20
-    save_checkpoint(new, model, {k: v for k, v in meta.items() if k != "weights_sha256"})
+    # with its classifier scaled down, the trained model's probabilities follow the pixels
+    new = softened_copy(trained_run.run, tmp_path / "new", 20)
     meta = json.loads((new / "model.json").read_text())
     old = tmp_path / "old"
     old.mkdir()
