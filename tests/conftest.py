@@ -82,7 +82,7 @@ def trained_run(learnable_cells, tmp_path_factory):
     from cellscreen.config import load_config
     from cellscreen.engine.train import train
 
-    config = load_config("default", {"dataset": "malaria-nih", "input_size": 16, "epochs": 4, "batch_size": 16,
+    config = load_config("default", {"dataset": "malaria-nih", "input_size": 16, "epochs": 6, "batch_size": 16,
                                      "lr": 0.01, "val": 0.2, "test": 0.2})
     return train(config, out=tmp_path_factory.mktemp("run") / "run", data=str(learnable_cells), progress=False)
 

@@ -7,7 +7,7 @@ from cellscreen.engine.svm import train_svm
 from cellscreen.config import load_config
 from cellscreen.engine.checkpoint import load_checkpoint, save_checkpoint
 from cellscreen.engine.ensemble import make_ensemble
-from cellscreen.engine.inference import predict_proba
+from cellscreen.engine.inference import logits_to_proba, normalise, predict_proba
 from cellscreen.errors import UserError
 from cellscreen.models import create_model
 from tests.clitools import run
@@ -31,10 +31,12 @@ def test_ensemble_averages_member_probabilities(members, trained_run, tmp_path):
     # each member sees the 24 px batch at its own size: the network's is resized to 16 px inside
     images24 = np.stack([np.array(_resize(img, 24)) for img in test.images.permute(0, 2, 3, 1).numpy()])
     got = predict_proba(ensemble.model, images24)
-    net = load_checkpoint(members[0])
+    net = load_checkpoint(members[0]).model.eval()
     x = torch.from_numpy(images24).permute(0, 3, 1, 2).float() / 255
     x16 = F.interpolate(x, size=(16, 16), mode="bilinear", antialias=True, align_corners=False)
-    p_net = predict_proba(net.model, (x16 * 255).round().byte().permute(0, 2, 3, 1).numpy())
+    # the 16 px floats as they are: rounded to bytes, a cell near the trained network's boundary can flip
+    with torch.no_grad():
+        p_net = logits_to_proba(net(normalise(x16, net.data_config)), net.temperature).numpy()
     p_svm = predict_proba(load_checkpoint(members[1]).model, images24)
     assert np.allclose(got, (p_net + p_svm) / 2, atol=1e-3)
     # the folder is self-contained: the sources can go

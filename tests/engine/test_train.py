@@ -10,7 +10,7 @@ from cellscreen.errors import UserError
 
 
 def tiny_config(**changes) -> TrainConfig:
-    settings = {"dataset": "malaria-nih", "input_size": 16, "epochs": 4, "batch_size": 16, "lr": 0.01,
+    settings = {"dataset": "malaria-nih", "input_size": 16, "epochs": 6, "batch_size": 16, "lr": 0.01,
                 "val": 0.2, "test": 0.2}
     settings.update(changes)
     return load_config("default", settings)
@@ -35,7 +35,7 @@ def test_run_folder_is_complete_and_self_describing(trained):
     calibration = meta["calibration"]  # temperature scaling fitted on the validation cells
     assert meta["temperature"] == calibration["temperature"] > 0 and calibration["fitted_on"] == "val"
     assert calibration["nll_after"] <= calibration["nll_before"] + 1e-9
-    assert yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 4
+    assert yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 6
 
 
 def test_model_learns_the_synthetic_task(trained):
