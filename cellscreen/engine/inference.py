@@ -73,7 +73,8 @@ def resolve_precision(precision: str, device: str = "auto") -> str:
 
 
 def autocast(precision: str):
-    if precision == "bf16-mixed":
+    """bf16 autocast on the CPU for ``"bf16-mixed"`` (Lightning's name) or ``"bf16"`` (predict's), else nothing."""
+    if precision in ("bf16-mixed", "bf16"):
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

@@ -32,8 +32,7 @@ def evaluate_arrays(checkpoint: Checkpoint, subset, *, n_boot: int = 1000, tta: 
     temperature = getattr(checkpoint.model, "temperature", 1.0)
     raw = None
     if predictor is None:  # calibrated and, for comparison, uncalibrated: one pass of the model
-        proba, raw = predict_proba_at(checkpoint.model, images, [temperature, 1.0], tta=tta,
-                                      precision="bf16-mixed" if precision == "bf16" else "32")
+        proba, raw = predict_proba_at(checkpoint.model, images, [temperature, 1.0], tta=tta, precision=precision)
     else:
         proba = predictor.predict_batched(images, tta=tta)
     y_true = subset.targets.numpy()

@@ -78,11 +78,11 @@ class CompactCNN(nn.Module):
         for stage, width in enumerate(widths):
             last = stage == len(widths) - 1
             if stage == 0 and space_to_depth > 1:
-                # each 2x2 block of pixels becomes one position with 4x the channels: the first conv then
-                # sees every pixel at half the resolution, instead of being computed at full resolution
-                # and max-pooled (a quarter of its work, and the most costly layer otherwise)
-                block = space_to_depth
-                layers.append(nn.Sequential(nn.PixelUnshuffle(block), *_conv_bn_relu(channels * block * block, width)))
+                # each k x k block of pixels becomes one position with k*k times the channels: the first conv
+                # then sees every pixel at 1/k of the resolution, instead of being computed at full resolution
+                # and max-pooled (for k = 2, a quarter of its work, and the most costly layer otherwise)
+                k = space_to_depth
+                layers.append(nn.Sequential(nn.PixelUnshuffle(k), *_conv_bn_relu(channels * k * k, width)))
             elif pool_before_norm:
                 # conv, then the pooling, then batch norm and ReLU on a quarter of the values
                 conv = nn.Conv2d(channels, width, 3, padding=1, bias=False)
@@ -166,4 +166,3 @@ def compact_cnn6sc(*, num_classes: int, in_chans: int = 3, input_size: int = 64)
 def compact_cnn6scw(*, num_classes: int, in_chans: int = 3, input_size: int = 96) -> nn.Module:
     return _space_to_depth_cnn6("compact_cnn6scw", num_classes, in_chans, input_size, colour_norm=True,
                                 widths=(48, 96, 192, 288, 384, 512))
-

@@ -95,7 +95,7 @@ class Predictor:
     def _predict(self, images: np.ndarray) -> np.ndarray:
         from cellscreen.engine.inference import predict_proba
 
-        return predict_proba(self.torch_model, images, precision="bf16-mixed" if self.precision == "bf16" else "32")
+        return predict_proba(self.torch_model, images, precision=self.precision)
 
     def predict(self, images: np.ndarray, *, tta: bool = False) -> np.ndarray:
         """Probabilities ``(N, classes)`` for ``(N, size, size, 3)`` uint8 images."""
