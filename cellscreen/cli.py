@@ -337,7 +337,7 @@ def cmd_serve(args) -> None:
     limits = Limits(max_files=args.max_files, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
                     max_pixels=args.max_pixels)
     serve(args.model, host=args.host, port=args.port, engine=args.engine, limits=limits,
-          max_batch=args.max_batch, log_level="warning" if args.quiet else "info")
+          max_batch=args.max_batch, log_level="warning" if args.quiet else "info", precision=args.precision)
 
 
 def cmd_bench(args) -> None:
@@ -589,6 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--engine", choices=("auto", "torch", "onnx", "int8"), default="auto")
+    _precision_option(p, "; with bf16, --engine auto runs networks in PyTorch too")
     p.add_argument("--max-files", type=int, default=256, help="images per request")
     p.add_argument("--max-upload-mb", type=float, default=32.0, help="size of one request")
     p.add_argument("--max-pixels", type=int, default=16_000_000, help="pixels of one image")

@@ -208,9 +208,11 @@ def _cam_png(model, lock: threading.Lock, picture: np.ndarray, target: int) -> s
 
 
 def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: Limits | None = None,
-               max_batch: int = 128) -> FastAPI:
-    """The service for one model (anything ``load_predictor`` takes, or a loaded predictor)."""
-    predictor = model if isinstance(model, Predictor) else load_predictor(model, engine=engine)
+               max_batch: int = 128, precision: str = "32") -> FastAPI:
+    """The service for one model (anything ``load_predictor`` takes, or a loaded predictor); ``precision``:
+    what a model run in PyTorch computes in (``load_predictor``)."""
+    predictor = (model if isinstance(model, Predictor)
+                 else load_predictor(model, engine=engine, precision=precision))
     limits = limits or Limits()
     batcher = MicroBatcher(predictor.predict, max_batch=max_batch)
     cam_model = None
@@ -314,11 +316,11 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
 
 
 def serve(model, *, host: str = "127.0.0.1", port: int = 8000, engine: str = "auto", limits: Limits | None = None,
-          max_batch: int = 128, log_level: str = "info") -> None:
+          max_batch: int = 128, log_level: str = "info", precision: str = "32") -> None:
     """Run the service with uvicorn until interrupted."""
     import uvicorn
 
-    app = create_app(model, engine=engine, limits=limits, max_batch=max_batch)
+    app = create_app(model, engine=engine, limits=limits, max_batch=max_batch, precision=precision)
     info = app.state.predictor.info()
     print(f"cellscreen: serving {info['model']} ({info['engine']}) on http://{host}:{port}/  "
           f"(API docs: http://{host}:{port}/docs)", flush=True)

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.badfiles import png_header_only
+from tests.conftest import softened_copy
 
 
 def _png(seed: int, size=(20, 20)) -> bytes:
@@ -47,6 +48,29 @@ def test_health_model_and_schema(client):
     schema = client.get("/openapi.json").json()
     body = schema["paths"]["/v1/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]
     assert body["schema"]["properties"]["files"]["type"] == "array"
+
+
+def test_the_service_runs_a_model_in_bf16_when_asked(trained_run, learnable_cells, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from cellscreen.errors import UserError
+    from cellscreen.serve.app import create_app
+
+    run = softened_copy(trained_run.run, tmp_path / "run", 500)  # probabilities that show how they were computed
+    paths = [path for label in ("Parasitized", "Uninfected")
+             for path in sorted((learnable_cells / label).iterdir())[:3]]
+    files = [("files", (p.name, p.read_bytes(), "image/png")) for p in paths]
+    got = {}
+    for precision, engine in (("32", "torch"), ("bf16", "auto")):
+        with TestClient(create_app(run, engine=engine, precision=precision)) as test_client:
+            info = test_client.get("/v1/model").json()
+            assert (info["engine"], info["precision"]) == ("torch", precision)
+            answer = test_client.post("/v1/predict", files=files)
+            assert answer.status_code == 200, answer.text
+            got[precision] = np.array([r["probabilities"]["Parasitized"] for r in answer.json()["results"]])
+    assert 0 < np.abs(got["bf16"] - got["32"]).max() < 0.05
+    with pytest.raises(UserError, match="--engine onnx runs on onnxruntime"):
+        create_app(run, engine="onnx", precision="bf16")
 
 
 def test_predicts_many_images_like_the_command_line(client, trained_run, learnable_cells):
