@@ -58,15 +58,24 @@ def train_fold(cellscreen: str, run: Path, *, dataset: str, data: str | None, pr
     ``{fold}`` in a setting's value stands for the fold's number (e.g. a teacher run per fold)."""
     seconds = run / "wall_seconds.txt"
     if (run / "test" / "metrics.json").exists():
-        return float(seconds.read_text()) if seconds.exists() else None
+        return recorded_seconds(run)
     start = time.perf_counter()
     command = [cellscreen, "train", "-d", dataset, *(["--data", data] if data else []), "--preset", preset,
                "--split", str(split), "--fold", str(fold), "--out", str(run), "-q", "--overwrite"]
     for assignment in settings:
         command += ["--set", assignment.replace("{fold}", str(fold))]
     subprocess.run(command, check=True)
-    seconds.write_text(f"{time.perf_counter() - start:.1f}\n")
-    return float(seconds.read_text())
+    took = round(time.perf_counter() - start, 1)
+    seconds.write_text(f"{took}\n")
+    return took
+
+
+def recorded_seconds(run: Path) -> float | None:
+    """The training seconds kept in ``run/wall_seconds.txt``; None when missing or unreadable."""
+    try:
+        return float((run / "wall_seconds.txt").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def claim_out(out: Path, name: str, settings: dict) -> None:

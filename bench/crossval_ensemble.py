@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from crossval import claim_out, fold_row, summarise
+from crossval import claim_out, fold_row, recorded_seconds, summarise
 
 
 def _split_of(member: Path) -> Path:
@@ -66,8 +66,8 @@ def main() -> None:
                             str(splits[0]), "--fold", str(fold), "--bootstrap", "0", "-q", "--out",
                             str(evaluation), *(["--tta"] if args.tta else [])],
                            check=True, stdout=subprocess.DEVNULL)
-        seconds = [float(t.read_text()) for r in runs if (t := r / "wall_seconds.txt").exists()]
-        row = fold_row(metrics_path, sum(seconds) if len(seconds) == len(runs) else None,
+        seconds = [recorded_seconds(r) for r in runs]
+        row = fold_row(metrics_path, None if None in seconds else sum(seconds),
                        members=len(runs), fold=fold)
         results.append(row)
         print(json.dumps(row), flush=True)

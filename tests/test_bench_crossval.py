@@ -39,6 +39,9 @@ def test_crossval_tests_every_cell_once_reuses_finished_folds_and_refuses_other_
     before = model.stat().st_mtime_ns
     again = lines(bench("crossval.py", "--data", images, "--folds", "2", "--out", out, *QUICK, env=env))
     assert again == printed and model.stat().st_mtime_ns == before  # nothing trained again
+    (out / "fold1" / "wall_seconds.txt").write_text("not a number")  # a damaged record of the time: unknown
+    damaged = lines(bench("crossval.py", "--data", images, "--folds", "2", "--out", out, *QUICK, env=env))
+    assert damaged[1]["wall_seconds"] is None and damaged[1]["accuracy"] == printed[1]["accuracy"]
 
     other = bench("crossval.py", "--data", images, "--folds", "2", "--out", out, *QUICK, "--set", "epochs=5",
                   env=env)

@@ -82,10 +82,9 @@ def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Pa
     if is_graph and engine == "torch":
         raise UserError(f"{model} is an ONNX file; it runs on onnxruntime (use --engine onnx)")
     if engine == "torch":
-        from cellscreen.serve.runtime import PRECISIONS
+        from cellscreen.serve.runtime import check_precision
 
-        if precision not in PRECISIONS:
-            raise UserError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        check_precision(precision)
         checkpoint, predictor = load_checkpoint(model), None
     else:
         from cellscreen.serve.runtime import load_predictor
@@ -127,7 +126,8 @@ def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Pa
     result.update(
         model=str(model), dataset=profile.name, root=str(root), subset=subset or (f"fold {fold}" if fold is not None else None),
         classes=checkpoint.classes, positive_class=checkpoint.positive_class, group_kind=profile.group_kind,
-        skipped=len(index.skipped) + len(cache.skipped), tta=tta, engine=engine, precision=precision,
+        skipped=len(index.skipped) + len(cache.skipped), tta=tta, engine=engine,
+        precision=precision if predictor is None else None,  # None: the graph's own
         notes=list(index.profile.notes and [index.profile.notes] or []),
     )
     if engine != "torch":

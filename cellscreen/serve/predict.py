@@ -208,7 +208,7 @@ def predict_files(model, inputs: list[str | Path], out: str | Path, *, batch_siz
     classes, size, crop = predictor.classes, predictor.input_size, predictor.border_crop
     header = _header(classes)
     settings = {"model": predictor.source, "model_name": predictor.description.get("model"),
-                "engine": predictor.engine, "precision": getattr(predictor, "precision", "32"), "classes": classes,
+                "engine": predictor.engine, "precision": getattr(predictor, "precision", None), "classes": classes,
                 "interpolation": predictor.interpolation, "tta": tta, "inputs": inputs,
                 "shard": list(shard) if shard else None}
     settings_file = journal.with_name(journal.name + ".json")

@@ -29,7 +29,8 @@ import numpy as np
 from cellscreen import __version__
 from cellscreen.errors import UserError
 
-__all__ = ["ENGINES", "PRECISIONS", "Predictor", "load_predictor", "describe_meta", "dihedral_views_nhwc"]
+__all__ = ["ENGINES", "PRECISIONS", "Predictor", "check_precision", "load_predictor", "describe_meta",
+           "dihedral_views_nhwc"]
 
 ENGINES = ("auto", "torch", "onnx", "int8")
 # What a model run in PyTorch computes in: fp32, or bf16 autocast (about twice as fast on a CPU with bf16
@@ -77,7 +78,7 @@ class Predictor:
     def __init__(self, description: dict, torch_model=None, source: str = "",
                  load_torch: Callable[[], object] | None = None, precision: str = "32"):
         self.description = description
-        self.precision = precision  # on PyTorch: one of PRECISIONS
+        self.precision: str | None = precision  # on PyTorch, one of PRECISIONS; None: a graph's own
         self.classes: list[str] = list(description["classes"])
         self.positive_class: str | None = description.get("positive_class")
         self.input_size = int(description["data_config"]["input_size"])
@@ -132,7 +133,7 @@ class OnnxPredictor(Predictor):
 
     def __init__(self, description: dict, model: bytes | str, torch_model=None, source: str = "",
                  threads: int | None = None, load_torch: Callable[[], object] | None = None):
-        super().__init__(description, torch_model, source, load_torch)
+        super().__init__(description, torch_model, source, load_torch, precision=None)
         self._model = model
         self._session = onnx_session(model, threads)
         self._input, self._output = INPUT_NAME, OUTPUT_NAMES[0]
@@ -278,6 +279,13 @@ def _int8_predictor(model: str | Path, threads: int | None) -> Predictor:
     return OnnxPredictor(description, str(path), source=str(path), threads=threads, load_torch=load_torch)
 
 
+def check_precision(precision: str) -> str:
+    """``precision`` if it is one of ``PRECISIONS``, else a ``UserError`` that lists them."""
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    return precision
+
+
 def load_predictor(model: str | Path, *, engine: str = "auto", threads: int | None = None,
                    precision: str = "32") -> Predictor:
     """Load ``model`` (checkpoint, run folder, bundled name or ``.onnx`` file) on ``engine``.
@@ -286,8 +294,7 @@ def load_predictor(model: str | Path, *, engine: str = "auto", threads: int | No
     runs a network there rather than on onnxruntime, and is refused with an ONNX engine."""
     if engine not in ENGINES:
         raise UserError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
-    if precision not in PRECISIONS:
-        raise UserError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    check_precision(precision)
     if precision != "32" and (engine in ("onnx", "int8") or Path(model).suffix == ".onnx"):
         what = "an ONNX file" if Path(model).suffix == ".onnx" else f"--engine {engine}"
         raise UserError(f"--precision {precision} is for models run in PyTorch (--engine torch); {what} runs on "

@@ -74,6 +74,7 @@ def test_evaluate_on_the_onnx_and_int8_graphs(trained_run, learnable_cells, tmp_
         results[engine] = json.loads((out / "metrics.json").read_text())
     torch_m, onnx_m, int8_m = (results[e]["metrics"] for e in ("torch", "onnx", "int8"))
     assert results["int8"]["engine"] == "int8" and "onnx-int8 graph" in " ".join(results["int8"]["notes"])
+    assert results["int8"]["precision"] is None and results["torch"]["precision"] == "32"  # a graph keeps its own
     assert abs(onnx_m["roc_auc"] - torch_m["roc_auc"]) < 1e-6 and onnx_m["accuracy"] == torch_m["accuracy"]
     assert abs(int8_m["accuracy"] - torch_m["accuracy"]) <= 0.02 and int8_m["n"] == torch_m["n"]
 

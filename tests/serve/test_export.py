@@ -144,32 +144,26 @@ def test_folding_the_normalisation_keeps_the_outputs_or_declines(name):
     assert fold_std(shifted, [v * 255 for v in std], 32) is None
 
 
-@pytest.mark.parametrize("k", [2, 3])
-def test_a_leading_space_to_depth_step_is_done_on_the_pixels_or_left_in_the_model(k):
+def test_a_leading_space_to_depth_step_is_done_on_the_pixels_or_left_in_the_model():
     import torch
     from torch import nn
 
     from cellscreen.models import create_model
-    from cellscreen.models.compact import CompactCNN
     from cellscreen.serve.export import ExportedModel, fold_std, lift_space_to_depth
 
     torch.manual_seed(0)
-    size = 16 * k
-    model = CompactCNN(num_classes=2, widths=(8, 16, 16), pool_before_norm=True, space_to_depth=k).eval()
+    model = create_model("compact_cnn6s", num_classes=2, input_size=32).eval()
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
-    lifted, block = lift_space_to_depth(model, size)
-    assert block == k and not any(isinstance(m, nn.PixelUnshuffle) for m in lifted.modules())
+    lifted, block = lift_space_to_depth(model, 32)
+    assert block == 2 and not any(isinstance(m, nn.PixelUnshuffle) for m in lifted.modules())
     assert any(isinstance(m, nn.PixelUnshuffle) for m in model.modules())  # the caller's model is left as it was
-    images = torch.randint(0, 256, (4, size, size, 3), dtype=torch.uint8)
-    folded = fold_std(lifted, [v * 255 for v in std for _ in range(k * k)], 16)
+    images = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
+    folded = fold_std(lifted, [v * 255 for v in std for _ in range(4)], 16)
     with torch.no_grad():
         expected = ExportedModel(model, mean, std)(images)[1]
-        got = ExportedModel(lifted, mean, std, space_to_depth=k)(images)[1]
-        got_folded = ExportedModel(folded, mean, std, normalise="fold", size=size, space_to_depth=k)(images)[1]
+        got = ExportedModel(lifted, mean, std, space_to_depth=2)(images)[1]
+        got_folded = ExportedModel(folded, mean, std, normalise="fold", size=32, space_to_depth=2)(images)[1]
     assert torch.allclose(got, expected, atol=1e-4) and torch.allclose(got_folded, expected, atol=1e-4)
-    if k != 2:
-        return
-    model = create_model("compact_cnn6s", num_classes=2, input_size=32).eval()
 
     class Late(nn.Module):  # its PixelUnshuffle comes first in module order, but not first in what it does
         def __init__(self):
@@ -184,6 +178,29 @@ def test_a_leading_space_to_depth_step_is_done_on_the_pixels_or_left_in_the_mode
     assert lift_space_to_depth(model, 31)[1] == 1  # an odd side has no 2x2 blocks
     plain = create_model("compact_cnn6p", num_classes=2, input_size=32)
     assert lift_space_to_depth(plain, 32) == (plain, 1)
+
+
+def test_larger_pixel_blocks_are_rearranged_on_the_pixels_too():
+    """A ``CompactCNN`` folding 3x3 blocks: the lift, the folded normalisation and the graph's own
+    rearrangement give the model's outputs, as for 2x2 blocks."""
+    import torch
+
+    from cellscreen.models.compact import CompactCNN
+    from cellscreen.serve.export import ExportedModel, fold_std, lift_space_to_depth
+
+    torch.manual_seed(0)
+    model = CompactCNN(num_classes=2, widths=(8, 16, 16), pool_before_norm=True, space_to_depth=3).eval()
+    assert model.features[0][1].in_channels == 27
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    lifted, block = lift_space_to_depth(model, 48)
+    assert block == 3
+    folded = fold_std(lifted, [v * 255 for v in std for _ in range(9)], 16)
+    images = torch.randint(0, 256, (4, 48, 48, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        expected = ExportedModel(model, mean, std)(images)[1]
+        got = ExportedModel(lifted, mean, std, space_to_depth=3)(images)[1]
+        got_folded = ExportedModel(folded, mean, std, normalise="fold", size=48, space_to_depth=3)(images)[1]
+    assert torch.allclose(got, expected, atol=1e-4) and torch.allclose(got_folded, expected, atol=1e-4)
 
 
 def test_int8_export_needs_real_cells_to_calibrate(tmp_path):

@@ -141,6 +141,8 @@ def test_bf16_runs_the_model_in_pytorch_and_is_refused_where_onnxruntime_runs_it
     record = json.loads((tmp_path / "bf16.csv.json").read_text())
     assert (record["engine"], record["precision"]) == ("torch", "bf16")
     assert json.loads((tmp_path / "fp32.csv.json").read_text())["precision"] == "32"
+    predict_files(run, inputs, tmp_path / "graph.csv", engine="onnx", workers=0, progress=False)
+    assert json.loads((tmp_path / "graph.csv.json").read_text())["precision"] is None  # the graph's own
     a, b = _rows(fp32), _rows(bf16)
     assert [r["path"] for r in a] == [r["path"] for r in b] and all(r["status"] == "ok" for r in b)
     differences = [abs(float(x["p_Parasitized"]) - float(y["p_Parasitized"])) for x, y in zip(a, b)]
