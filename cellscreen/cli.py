@@ -343,7 +343,7 @@ def cmd_serve(args) -> None:
 def cmd_bench(args) -> None:
     import torch
 
-    from cellscreen import bench
+    from cellscreen import benchmarks as bench
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -9,7 +9,8 @@ import textwrap
 import pytest
 import torch
 
-from cellscreen import bench
+from cellscreen import benchmarks
+from cellscreen.benchmarks._compare_reference import epoch_end_seconds, reference_seconds_to
 from cellscreen.cli import main
 from cellscreen.errors import UserError
 
@@ -23,7 +24,7 @@ def _common_fields(result: dict, name: str) -> None:
 
 
 def test_ceiling_measures_fp32_and_bf16_matmul_and_conv():
-    result = bench.ceiling(seconds=0.2, matmul_size=64, conv_batch=2, conv_channels=8, conv_size=8)
+    result = benchmarks.ceiling(seconds=0.2, matmul_size=64, conv_batch=2, conv_channels=8, conv_size=8)
     _common_fields(result, "ceiling")
     for dtype in ("fp32", "bf16"):
         for op in ("matmul", "conv"):
@@ -34,7 +35,7 @@ def test_ceiling_measures_fp32_and_bf16_matmul_and_conv():
 
 
 def test_train_throughput_through_the_training_module():
-    result = bench.train_throughput("lenet5", size=32, batch_size=8, steps=3, warmup=1)
+    result = benchmarks.train_throughput("lenet5", size=32, batch_size=8, steps=3, warmup=1)
     _common_fields(result, "train")
     assert (result["model"], result["size"], result["batch_size"], result["steps"]) == ("lenet5", 32, 8, 3)
     assert result["images_per_s"] > 0 and result["forward_gflops_per_image"] > 0
@@ -43,7 +44,7 @@ def test_train_throughput_through_the_training_module():
     assert result["ceiling_source"].startswith("fp32 3x3 conv") and result["ceiling_gflops_per_s"] > 0
     assert result["fraction_of_ceiling"] == pytest.approx(result["gflops_per_s"] / result["ceiling_gflops_per_s"],
                                                           rel=0.02)
-    given = bench.train_throughput("lenet5", size=32, batch_size=8, steps=1, warmup=0, precision="bf16-mixed",
+    given = benchmarks.train_throughput("lenet5", size=32, batch_size=8, steps=1, warmup=0, precision="bf16-mixed",
                                    channels_last=False, ceiling_gflops=100.0)
     assert given["precision"] == "bf16-mixed" and given["channels_last"] is False
     assert given["ceiling_source"] == "given" and given["ceiling_gflops_per_s"] == 100.0
@@ -51,16 +52,16 @@ def test_train_throughput_through_the_training_module():
 
 def test_train_throughput_compiled_times_the_compilation_apart(monkeypatch):
     compiled = []
-    monkeypatch.setattr(bench.torch, "compile", lambda net: compiled.append(net) or net)
-    result = bench.train_throughput("lenet5", size=32, batch_size=4, steps=1, warmup=0, compiled=True,
+    monkeypatch.setattr(torch, "compile", lambda net: compiled.append(net) or net)
+    result = benchmarks.train_throughput("lenet5", size=32, batch_size=4, steps=1, warmup=0, compiled=True,
                                     ceiling_gflops=1.0)
     assert len(compiled) == 1 and result["compiled"] is True and result["compile_seconds"] > 0
-    assert "compile_seconds" not in bench.train_throughput("lenet5", size=32, batch_size=4, steps=1, warmup=0,
+    assert "compile_seconds" not in benchmarks.train_throughput("lenet5", size=32, batch_size=4, steps=1, warmup=0,
                                                            ceiling_gflops=1.0)
 
 
 def test_infer_throughput_per_variant():
-    results = bench.infer_throughput("compact_cnn", size=16, batch_size=8, variants="eager,channels_last,onnx",
+    results = benchmarks.infer_throughput("compact_cnn", size=16, batch_size=8, variants="eager,channels_last,onnx",
                                      seconds=0.1, ceiling_gflops=50.0)
     assert [r["variant"] for r in results] == ["eager", "channels_last", "onnx"]
     for r in results:
@@ -77,21 +78,21 @@ def test_infer_reports_a_failing_variant_and_refuses_unknown_ones(monkeypatch):
         raise RuntimeError("no C++ compiler")
 
     monkeypatch.setattr(torch, "compile", broken)
-    (result,) = bench.infer_throughput("lenet5", size=32, batch_size=4, variants=["compile"], seconds=0.05,
+    (result,) = benchmarks.infer_throughput("lenet5", size=32, batch_size=4, variants=["compile"], seconds=0.05,
                                        ceiling_gflops=10.0)
     assert result["variant"] == "compile" and "no C++ compiler" in result["skipped"]
     with pytest.raises(UserError, match="unknown variant"):
-        bench.infer_throughput("lenet5", variants="eager,tensorrt")
+        benchmarks.infer_throughput("lenet5", variants="eager,tensorrt")
 
 
 def test_cache_build_indexes_and_caches_into_a_temporary_folder(learnable_cells):
     before = sorted(p.name for p in learnable_cells.rglob("*"))
-    result = bench.cache_build("malaria-nih", data=str(learnable_cells), size=16, workers=0)
+    result = benchmarks.cache_build("malaria-nih", data=str(learnable_cells), size=16, workers=0)
     _common_fields(result, "cache")
     assert result["files"] == 240 and 0 < result["images"] <= 240
     assert result["images_per_s"] > 0 and result["seconds"] == pytest.approx(
         result["index_seconds"] + result["cache_seconds"], abs=0.002)
-    limited = bench.cache_build("malaria-nih", data=str(learnable_cells), size=16, limit=20, workers=0)
+    limited = benchmarks.cache_build("malaria-nih", data=str(learnable_cells), size=16, limit=20, workers=0)
     assert limited["files"] == 20 and limited["limit"] == 20
     assert sorted(p.name for p in learnable_cells.rglob("*")) == before  # nothing written into the data
 
@@ -100,7 +101,7 @@ TINY = {"dataset": "malaria-nih", "epochs": 2, "input_size": 16, "batch_size": 1
 
 
 def test_time_to_accuracy_reached(learnable_cells, tmp_path):
-    result = bench.time_to_accuracy(0.5, overrides=TINY, data=str(learnable_cells), out=tmp_path / "run")
+    result = benchmarks.time_to_accuracy(0.5, overrides=TINY, data=str(learnable_cells), out=tmp_path / "run")
     _common_fields(result, "time-to-accuracy")
     assert result["reached"] and result["epoch_reached"] in (1, 2)
     assert 0 < result["fit_seconds_to_target"] <= result["seconds_to_target"] <= result["total_seconds"]
@@ -111,7 +112,7 @@ def test_time_to_accuracy_reached(learnable_cells, tmp_path):
 
 
 def test_time_to_accuracy_never_reached_is_null(learnable_cells):
-    result = bench.time_to_accuracy(1.01, overrides=TINY, data=str(learnable_cells))
+    result = benchmarks.time_to_accuracy(1.01, overrides=TINY, data=str(learnable_cells))
     assert result["reached"] is False
     assert result["seconds_to_target"] is None and result["fit_seconds_to_target"] is None
     assert result["epoch_reached"] is None and len(result["per_epoch"]) == 2 and result["run"] is None
@@ -144,7 +145,7 @@ def test_compare_reference_with_a_fake_reference(learnable_cells, tmp_path):
                method="kfold", folds=3).write(split)
     script = tmp_path / "fake_reference.py"
     script.write_text(FAKE_REFERENCE)
-    result = bench.compare_reference(data=str(learnable_cells), split=split, fold=1, epochs=2, limit=60, size=16,
+    result = benchmarks.compare_reference(data=str(learnable_cells), split=split, fold=1, epochs=2, limit=60, size=16,
                                      reference_python=sys.executable, reference_script=script, predict_limit=10,
                                      predict_engine="torch",  # no ONNX export: keeps the test short
                                      default_recipe=True)
@@ -182,9 +183,9 @@ def test_compare_reference_with_a_fake_reference(learnable_cells, tmp_path):
 
 
 def test_reference_epoch_seconds_may_be_durations_or_running_totals():
-    assert bench._epoch_end_seconds([1.5, 4.0], 4.0) == [1.5, 4.0]
-    assert bench._epoch_end_seconds([2.0, 2.0], 4.0) == [2.0, 4.0]
-    assert bench._reference_seconds_to({"epoch_seconds": [2.0, 2.0, 2.0], "seconds": 6.0,
+    assert epoch_end_seconds([1.5, 4.0], 4.0) == [1.5, 4.0]
+    assert epoch_end_seconds([2.0, 2.0], 4.0) == [2.0, 4.0]
+    assert reference_seconds_to({"epoch_seconds": [2.0, 2.0, 2.0], "seconds": 6.0,
                                         "epoch_val_accuracy": [0.8, 0.9, 0.95]}, 0.9) == 4.0
 
 
