@@ -194,7 +194,8 @@ def test_compare_reference_without_the_keras_python_says_how_to_make_it(monkeypa
     assert main(["bench", "compare-reference", "--split", str(tmp_path / "folds.csv"), "--fold", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert "python -m venv .venv-keras && .venv-keras/bin/pip install -r bench/requirements-keras.txt" in err
+    assert benchmarks.KERAS_SETUP in err and str(benchmarks.KERAS_REQUIREMENTS) in err
+    assert benchmarks.KERAS_REQUIREMENTS.is_file() and benchmarks.REFERENCE_SCRIPT.is_file()
     assert main(["bench", "compare-reference", "--split", "x.csv", "--reference-python",
                  str(tmp_path / "nowhere" / "python")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -84,7 +84,8 @@ def ceiling(*, seconds: float = 1.0, matmul_size: int = 1024, conv_batch: int = 
     onnxruntime, each timed ``seconds`` after a warm-up call (at least one timed call, however slow: bf16
     without hardware support can take seconds)."""
     conv = (conv_batch, conv_channels, conv_size)
-    fields: dict = {"seconds_per_probe": seconds, "matmul": f"{matmul_size}x{matmul_size} @ {matmul_size}x{matmul_size}",
+    square = f"{matmul_size}x{matmul_size}"
+    fields: dict = {"seconds_per_probe": seconds, "matmul": f"{square} @ {square}",
                     "conv": _conv_label(*conv) + ", torch channels-last"}
     for dtype in ("fp32", "bf16"):
         # to significant digits, not to 0.01: a tiny probe on a busy machine can run at less than that

@@ -1,11 +1,16 @@
-"""``bench compare-reference``: cellscreen against the Keras reference (``bench/keras_reference.py``) on
-the same split, fold and epochs, with ratios cellscreen / reference."""
+"""``bench compare-reference``: cellscreen against the Keras reference (``keras_reference.py`` beside this
+module) on the same split, fold and epochs, with ratios cellscreen / reference.
+
+The reference script and its ``requirements-keras.txt`` ship inside the package, so the command works
+from an installed wheel: the script is run by its path with the Keras environment's Python (which has
+no cellscreen), never imported."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -20,16 +25,16 @@ from cellscreen.benchmarks._common import record, rounded, significant
 from cellscreen.benchmarks._time_to_accuracy import epoch_log, first_reaching, time_to_accuracy, train_quietly
 from cellscreen.errors import UserError
 
-__all__ = ["KERAS_SETUP", "REFERENCE_SCRIPT", "compare_reference"]
+__all__ = ["KERAS_REQUIREMENTS", "KERAS_SETUP", "REFERENCE_SCRIPT", "compare_reference"]
 
-REPO = Path(__file__).resolve().parents[2]
-REFERENCE_SCRIPT = REPO / "bench" / "keras_reference.py"
-KERAS_SETUP = "python -m venv .venv-keras && .venv-keras/bin/pip install -r bench/requirements-keras.txt"
+REFERENCE_SCRIPT = Path(__file__).resolve().with_name("keras_reference.py")
+KERAS_REQUIREMENTS = REFERENCE_SCRIPT.with_name("requirements-keras.txt")
+KERAS_SETUP = f"python -m venv .venv-keras && .venv-keras/bin/pip install -r {shlex.quote(str(KERAS_REQUIREMENTS))}"
 
 
 def _reference(python: str | None, script: str | Path | None) -> tuple[str, Path]:
     python = python or os.environ.get("CELLSCREEN_KERAS_PYTHON")
-    how = (f"create it with `{KERAS_SETUP}` (in {REPO}) and pass --reference-python .venv-keras/bin/python "
+    how = (f"create it with `{KERAS_SETUP}` and pass --reference-python .venv-keras/bin/python "
            "or set CELLSCREEN_KERAS_PYTHON")
     if not python:
         raise UserError(f"compare-reference needs a Python with TensorFlow/Keras for the reference: {how}")
@@ -114,15 +119,17 @@ def compare_reference(*, data: str | None = None, split: str | Path, fold: int |
                       limit: int | None = None, dataset: str = "malaria-nih", size: int = 128,
                       batch_size: int = 16, reference_python: str | None = None,
                       reference_script: str | Path | None = None, predict_limit: int | None = None,
-                      predict_engine: str = "auto", default_recipe: bool = False, progress: bool = False, workers: int | None = None) -> dict:
+                      predict_engine: str = "auto", default_recipe: bool = False, progress: bool = False,
+                      workers: int | None = None) -> dict:
     """cellscreen and the Keras reference on the same split, fold, epochs and training-cell limit.
 
     Training: cellscreen's ``seed_malaria_cnn`` preset (Adam, batch 16, early stopping on validation loss
     with patience 2, as the study and the reference do) against the reference's ``train`` (given
     ``--threads``: as many as torch uses here); cellscreen's images/s is training cells x epochs over the
     fitting time (TensorBoard, validation included, set-up not).  Prediction: the test fold's PNGs, copied
-    to a temporary folder, through ``cellscreen predict malaria --engine predict_engine`` and the reference's ``predict``, each timed
-    as a whole process (start-up included), each with its own default threads.  The reference gets ``--data`` as the folder holding the class folders, which the split's paths are
+    to a temporary folder, through ``cellscreen predict malaria --engine predict_engine`` and the reference's
+    ``predict``, each timed as a whole process (start-up included), each with its own default threads.  The
+    reference gets ``--data`` as the folder holding the class folders, which the split's paths are
     relative to.  Ratios are cellscreen / reference.  The time to the reference's
     final validation accuracy is read from both training logs; with ``default_recipe`` cellscreen's default
     recipe is also trained to it (``time_to_accuracy``).
@@ -166,7 +173,8 @@ def compare_reference(*, data: str | None = None, split: str | Path, fold: int |
             test_accuracy = float((predicted == test.targets).float().mean())
         ours_train = {"recipe": "seed_malaria_cnn preset", "size": size,
                       "batch_size": batch_size, "images": train_images, "epochs": len(validations),
-                      "seconds": rounded(fit_seconds), "images_per_s": rounded(train_images * len(validations) / fit_seconds, 1),
+                      "seconds": rounded(fit_seconds),
+                      "images_per_s": rounded(train_images * len(validations) / fit_seconds, 1),
                       "val_accuracy": rounded(accuracies[-1], 4), "test_accuracy": rounded(test_accuracy, 4),
                       "epoch_seconds": [rounded(b - a) for a, b in zip([0.0, *times], times)],
                       "epoch_end_seconds": [rounded(t) for t in times],
@@ -180,9 +188,11 @@ def compare_reference(*, data: str | None = None, split: str | Path, fold: int |
     theirs_train = {k: v for k, v in theirs_train.items() if k not in ("tool", "task")}
     theirs_train["process_seconds"] = rounded(theirs_train_process)
     theirs_predict = {k: v for k, v in theirs_predict.items() if k not in ("tool", "task")}
+    reference_cells = theirs_predict.get("cells", test_cells)
     theirs_predict.update(process_seconds=rounded(theirs_predict_process),
-                          process_cells_per_s=rounded(theirs_predict.get("cells", test_cells) / theirs_predict_process, 1))
-    ours_predict = {"model": "malaria (bundled)", "engine": predict_engine, "cells": ours_cells, "process_seconds": rounded(ours_seconds),
+                          process_cells_per_s=rounded(reference_cells / theirs_predict_process, 1))
+    ours_predict = {"model": "malaria (bundled)", "engine": predict_engine, "cells": ours_cells,
+                    "process_seconds": rounded(ours_seconds),
                     "process_cells_per_s": rounded(ours_cells / ours_seconds, 1)}
 
     target = theirs_train.get("val_accuracy")

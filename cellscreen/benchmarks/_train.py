@@ -75,6 +75,7 @@ def train_throughput(model: str, *, size: int | None = None, batch_size: int | N
     achieved = 3 * flops * images_per_s / 1e9
     return record("train", model=config.model, size=size, batch_size=config.batch_size, precision=config.precision,
                   channels_last=config.channels_last, compiled=compiled, **extra, optimizer=config.optimizer,
-                  preset=preset, params=params, steps=steps, warmup_steps=warmup, seconds=rounded(seconds), step_ms=rounded(1000 * seconds / steps, 2),
+                  preset=preset, params=params, steps=steps, warmup_steps=warmup, seconds=rounded(seconds),
+                  step_ms=rounded(1000 * seconds / steps, 2),
                   images_per_s=rounded(images_per_s, 1), forward_gflops_per_image=significant(flops / 1e9),
                   gflops_per_s=significant(achieved), **ceiling_fields(ceiling_gflops, achieved))

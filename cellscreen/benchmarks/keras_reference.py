@@ -1,14 +1,20 @@
 """Reference run of the malaria study's own software stack: Keras + TensorFlow.
 
-Not part of cellscreen and never imports it.  It runs in its own environment:
+A script, never imported: it ships inside the package only so that ``cellscreen bench
+compare-reference`` finds it in an installed cellscreen and runs it, by its path, with another Python.
+It never imports cellscreen.  It runs in its own environment (``requirements-keras.txt`` beside it):
 
     python3 -m venv /work/.venv-keras
-    /work/.venv-keras/bin/pip install -r bench/requirements-keras.txt
+    /work/.venv-keras/bin/pip install -r cellscreen/benchmarks/requirements-keras.txt
 
-    /work/.venv-keras/bin/python bench/keras_reference.py train \\
+    /work/.venv-keras/bin/python cellscreen/benchmarks/keras_reference.py train \\
         --data /work/shared/data/malaria-nih/cell_images \\
         --split runs/zoo/folds.csv --fold 0 --epochs 20 [--limit 800] [--threads 2]
-    /work/.venv-keras/bin/python bench/keras_reference.py predict --inputs DIR_OR_PNG... [--weights FILE]
+    /work/.venv-keras/bin/python cellscreen/benchmarks/keras_reference.py predict \\
+        --inputs DIR_OR_PNG... [--weights FILE]
+
+(paths from a checkout; in an installed cellscreen, ``cellscreen.benchmarks.REFERENCE_SCRIPT`` and
+``KERAS_REQUIREMENTS`` give them).
 
 Each command prints exactly one JSON line on stdout (TensorFlow's C++ logs are
 silenced with TF_CPP_MIN_LOG_LEVEL=2 unless already set; Python warnings go to
