@@ -4,7 +4,8 @@
 to 32 MiB) with its own ``mmap`` and returns it with ``munmap`` when freed.  A CPU training step
 allocates and frees feature maps of a few MiB dozens of times, so every step asks the kernel for fresh
 pages and takes a page fault on each first touch: on the seed malaria CNN (batch 16, 128 px) that was a
-quarter of the step, much of it kernel time (``bench/cpu_settings.py``).  PyTorch's CPU tuning guide
+quarter of the step, much of it kernel time (BENCHMARKS.md, "Training: freed memory kept, denormals
+flushed").  PyTorch's CPU tuning guide
 suggests swapping in jemalloc or tcmalloc for the same reason; ``keep_freed_memory`` does it with
 glibc's own settings, so nothing needs installing:
 
@@ -18,7 +19,7 @@ The cost is memory: a process holds on to what it has freed, up to about its pea
 (a dead unit, a dropped one) shrink by a constant factor every step until they fall below float32's
 smallest normal number, 1.2e-38.  The CPU computes on such denormal numbers many times more slowly:
 after six epochs 29% of the seed malaria CNN's optimiser state was denormal, and the optimiser's part of
-a step took 5.5-6.6 ms instead of 2.5 ms (``bench/cpu_settings.py``).  ``flush_denormals`` sets
+a step took 5.5-6.6 ms instead of 2.5 ms (the same section).  ``flush_denormals`` sets
 the CPU to read and write them as zero (``torch.set_flush_denormal``), which moves each such value by less
 than 1.2e-38.  The setting belongs to a thread and is copied to the threads it starts, so it reaches
 PyTorch's worker threads only if made before they exist.  ``train()`` keeps freed memory and flushes

@@ -22,7 +22,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cellscreen.errors import UserError
 
-try:  # libspng: 8-bit RGB PNGs (the usual cell crop) to Pillow's pixels, faster (bench/png_decoders.py)
+# libspng: 8-bit RGB PNGs (the usual cell crop) to Pillow's pixels, 1.5x faster
+# (BENCHMARKS.md, "8-bit prediction, libspng decoding, the fused optimiser step")
+try:
     import pyspng
 except ImportError:  # pragma: no cover - an optional speed-up; Pillow reads everything
     pyspng = None
@@ -62,7 +64,8 @@ _MAX_PAD_SIDE = 4096
 # How a cell is shrunk to a model's input size, by the name a checkpoint records (``data_config.interpolation``),
 # as Pillow's ``reducing_gap``.  "bicubic" filters the whole image at once.  "reduce-bicubic" first averages
 # blocks of whole pixels (2x2 for a 133 px malaria cell going to 64 px), then filters what is left; it takes
-# about 40% of the time (bench/resize_methods.py) and stays within a grey level or so of "bicubic" on average.
+# about 70% of the time (0.163 against 0.230 ms per cell at 64 px; BENCHMARKS.md, "Prediction: a cheaper
+# resize, ...") and stays within a grey level or so of "bicubic" on average.
 # Without any shrinking by a factor of 2 or more, the two give the same pixels.
 INTERPOLATIONS = {"bicubic": None, "reduce-bicubic": 1.0}
 DEFAULT_INTERPOLATION = "reduce-bicubic"  # what new models train on

@@ -16,8 +16,8 @@ __all__ = ["INFERENCE_BATCH", "normalise", "logits_to_proba", "predict_logits", 
            "native_bf16", "resolve_precision"]
 
 # Cells per forward pass when PyTorch only infers (validation, evaluation, the torch engine).  Small
-# batches keep the activations in the CPU's caches: 32 ran the seed CNN and the default model 2.7 times
-# as fast as 256 in bf16, and 1.4-1.6 times in fp32 (bench/inference_batch.py).
+# batches keep the activations in the CPU's caches: 32 ran the seed CNN 2.7 times as fast as 256 in bf16
+# and 2.3 times in fp32, compact_cnn6 1.7 and 1.9 times (BENCHMARKS.md, "PyTorch inference in batches of 32").
 INFERENCE_BATCH = 32
 
 

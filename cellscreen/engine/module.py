@@ -120,7 +120,7 @@ class CellClassifier(L.LightningModule):
         params = [p for p in self.model.parameters() if p.requires_grad]
         # The fused update is one kernel over all parameters instead of several per tensor: on the CPU it
         # took the seed malaria CNN's Adam step (a million weights in its dense layer) from 5.8 to 2.2 ms
-        # (bench/train_step_ab.py).
+        # (BENCHMARKS.md, "8-bit prediction, libspng decoding, the fused optimiser step").
         fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params) or None
         if c.optimizer == "sgd":
             optimizer = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay,

@@ -15,7 +15,8 @@ def random_words(count: int) -> torch.Tensor:
     """``count`` uniformly random int64 values.
 
     Large counts come from numpy's SFC64 generator, about twice as fast on the CPU as ``torch.randint``
-    over the whole int64 range (``bench/dropout_mask.py``).  Its seed is one draw from PyTorch's default
+    over the whole int64 range (BENCHMARKS.md, "Training: deterministic algorithms without the NaN fill").
+    Its seed is one draw from PyTorch's default
     generator, so ``torch.manual_seed``, and a resumed run's restored generator state, repeat the values.
     """
     if count < _NUMPY_FROM:
@@ -61,11 +62,12 @@ class Dropout(nn.Dropout):
         words = random_words((n + per_word - 1) // per_word).view(torch.int8 if bits == 8 else torch.int16)[:n]
         threshold = round(q * (1 << bits)) - (1 << (bits - 1))  # the values are signed
         # the mask takes x's memory layout: multiplying a channels-last x by a contiguous mask ran about
-        # 5x slower than with matching layouts (bench/dropout_mask.py)
+        # 5x slower than with matching layouts (BENCHMARKS.md, "Training: freed memory kept, denormals flushed")
         dense = x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last))
         keep = (words.as_strided(x.shape, x.stride()) if dense else words.view(x.shape)) >= threshold
         # bool -> float conversion is not vectorised on the CPU; the same bytes read as uint8 convert about
-        # 6x faster (the seed CNN's four masks: 1.61 -> 0.25 ms, bench/dropout_mask.py)
+        # 6x faster (the seed CNN's four masks: 1.61 -> 0.25 ms; BENCHMARKS.md, "Training: the seed CNN's input
+        # path and dropout draws")
         scale = keep.view(torch.uint8).to(x.dtype).mul_(1.0 / (1.0 - q))  # one multiply forward and one backward
         return x * scale
 
