@@ -1,0 +1,370 @@
+"""Screening whole smear photographs: find every cell, classify each red cell, count per image and sample.
+
+``screen(model, inputs, out)`` is the one function the ``screen`` command
+calls.  For each field image (PNG, JPEG, TIFF, BMP, any size) it finds the
+red and white cells (``cellscreen.screen.detect``), cuts each red cell the
+way the model's training cells were cut (``cut``), classifies the cuts with
+any cellscreen model, and writes into ``out``:
+
+- ``cells.csv``: one row per cell found (image, cell id, kind, centre, box,
+  area, single, touches the border, counted, class, probabilities);
+- ``images.csv``: one row per input file, the counts and parasitemia of a
+  field, or the reason the file was skipped;
+- ``samples.csv``: the same summed per sample (a folder, or ``group_regex``);
+- ``overlays/``: one picture per field with each cell outlined;
+- ``report.html``: a printable page for the whole run; ``screen.json``: the
+  settings and totals.
+
+Fields are read, searched and classified a few at a time by worker
+processes (an ONNX model runs inside them), so memory stays flat however
+many images there are.  Rows go to journals (``*.partial.csv``) flushed after
+every field; an interrupted run goes on with ``resume=True`` after the last
+finished field and ends with the same files an uninterrupted run writes.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from cellscreen.data.images import ImageReadError, load_rgb
+from cellscreen.data.parallel import default_workers
+from cellscreen.errors import UserError
+from cellscreen.files import atomic_write
+from cellscreen.screen import count, cut, overlay
+from cellscreen.screen.detect import find_cells
+from cellscreen.screen.report import write_report
+from cellscreen.serve.predict import list_inputs
+
+__all__ = ["screen", "CELLS", "IMAGES", "SAMPLES", "REPORT", "RECORD", "OVERLAYS", "IMAGE_COLUMNS",
+           "SAMPLE_COLUMNS"]
+
+CELLS, IMAGES, SAMPLES, REPORT, RECORD, OVERLAYS = (
+    "cells.csv", "images.csv", "samples.csv", "report.html", "screen.json", "overlays")
+SETTINGS = "screen.partial.json"  # the settings of a run in progress, kept for its resumption
+_CHUNK = 512  # red cells cut and classified at a time, so a crowded 16-megapixel field stays small
+_CELL_BASE = ["image", "cell_id", "kind", "centre_x", "centre_y", "x0", "y0", "x1", "y1", "area", "single",
+              "touches_border", "counted", "class"]
+COUNT_COLUMNS = ["red_counted", "positive", "flagged", "white", "border", "parasitemia_percent", "ci_low",
+                 "ci_high", "warnings"]
+IMAGE_COLUMNS = ["image", "sample", "status", "width", "height", "cell_diameter_px", "scale", "cells",
+                 *COUNT_COLUMNS, "overlay"]
+SAMPLE_COLUMNS = ["sample", "images", "skipped", *COUNT_COLUMNS]
+
+
+def _journal(out: Path, name: str) -> Path:
+    return out / name.replace(".csv", ".partial.csv")
+
+
+def cell_columns(classes: Sequence[str]) -> list[str]:
+    return [*_CELL_BASE, *[f"p_{c}" for c in classes]]
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldOptions:
+    """What every field is screened with (sent to the worker processes)."""
+
+    out: str
+    classes: tuple[str, ...]
+    positive_class: str | None
+    threshold: float
+    input_size: int
+    border_crop: int
+    interpolation: str
+    batch_size: int
+    cell_diameter: float | None
+    microns_per_pixel: float | None
+
+
+def _shown(path: Path) -> str:
+    from cellscreen.data.index import printable_path  # as predict writes paths
+
+    return printable_path(str(path))
+
+
+def overlay_name(index: int, path: Path) -> str:
+    """The overlay file of the ``index``-th input: numbered, as two folders may hold the same file name."""
+    return f"{OVERLAYS}/{index:06d}_{path.stem[:80]}.png"
+
+
+def screen_field(path: Path, index: int, options: FieldOptions, predictor) -> tuple[list, list[list]]:
+    """Screen one field: its ``images.csv`` row and its ``cells.csv`` rows; the overlay is written here."""
+    shown = _shown(path)
+    try:
+        rgb = load_rgb(path)
+    except ImageReadError as exc:
+        return _skipped_row(shown, str(exc)), []
+    given = options.cell_diameter  # pixels, or None: measured in the field
+    if options.microns_per_pixel is not None:
+        given = cut.RED_CELL_MICRONS / options.microns_per_pixel
+    detection = find_cells(rgb, cell_diameter=given)
+    scale = cut.field_scale(detection.cell_diameter, cell_diameter=given)
+    red = [cell for cell in detection.cells if cell.kind == "red"]
+    proba = np.zeros((len(red), len(options.classes)), np.float32)
+    for start in range(0, len(red), _CHUNK):
+        crops = cut.cut_cells(rgb, detection.labels, red[start:start + _CHUNK], scale)
+        batch = cut.model_batch(crops, options.input_size, options.interpolation, options.border_crop)
+        proba[start:start + len(crops)] = predictor.predict_batched(batch, options.batch_size)
+    names, positive = count.call_cells(proba, options.classes, options.positive_class, options.threshold)
+    by_id = {cell.id: k for k, cell in enumerate(red)}
+    positive_ids = [cell.id for cell, hit in zip(red, positive) if hit]
+    counts = count.count_field(detection.cells, positive_ids)
+    pos = options.classes.index(options.positive_class) if options.positive_class in options.classes else None
+    colours = overlay.colours_for(detection.cells, {} if pos is None else {
+        cell.id: float(p) for cell, p in zip(red, proba[:, pos])})
+    name = overlay_name(index, path)
+    atomic_write(Path(options.out) / name, overlay.overlay_png(overlay.draw_overlay(rgb, detection.labels, colours)))
+    rows = []
+    for cell in detection.cells:
+        k = by_id.get(cell.id)
+        counted = cell.kind == "red" and cell.single and not cell.touches_border
+        rows.append([shown, cell.id, cell.kind, f"{cell.centre[0]:.1f}", f"{cell.centre[1]:.1f}", *cell.box,
+                     cell.area, int(cell.single), int(cell.touches_border), int(counted),
+                     "" if k is None else names[k],
+                     *(["" for _ in options.classes] if k is None else [f"{v:.4f}" for v in proba[k]])])
+    height, width = rgb.shape[:2]
+    image_row = [shown, "", "ok", width, height, f"{detection.cell_diameter:.2f}", f"{scale:.4f}", len(rows),
+                 *_count_values(counts, count.field_warnings(counts)), name]
+    return image_row, rows
+
+
+def _skipped_row(shown: str, reason: str) -> list:
+    return [shown, "", f"skipped: {reason}", *[""] * (len(IMAGE_COLUMNS) - 3)]
+
+
+def _count_values(counts: count.Counts, warnings: list[str]) -> list:
+    found = count.parasitemia(counts.positive, counts.red_counted)
+    share = ["", "", ""] if found is None else [f"{found.percent:.3f}", f"{found.low:.3f}", f"{found.high:.3f}"]
+    return [counts.red_counted, counts.positive, counts.flagged, counts.white, counts.border, *share,
+            "; ".join(warnings)]
+
+
+_worker_predictor = None  # a worker process's own copy of the ONNX model
+
+
+def _start_worker(spec: tuple) -> None:
+    global _worker_predictor
+    from cellscreen.serve.runtime import OnnxPredictor  # only workers of an ONNX model load one
+
+    _worker_predictor = OnnxPredictor(*spec, threads=1)
+
+
+def _field_task(path: Path, index: int, options: FieldOptions) -> tuple[list, list[list]]:
+    return screen_field(path, index, options, _worker_predictor)
+
+
+def _fields(predictor, todo: Iterator[tuple[int, Path, str | None]], options: FieldOptions,
+            workers: int) -> Iterator[tuple[list, list[list]]]:
+    """The rows of each input in order; fields screened by ``workers`` processes when the model can run
+    there (an ONNX model), else here."""
+    spec = getattr(predictor, "worker_spec", None)
+    pool = ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(spec(),)) if (
+        workers > 0 and spec is not None) else None
+    pending: collections.deque = collections.deque()
+    try:
+        for index, path, reason in todo:
+            if reason is not None:
+                pending.append((_skipped_row(_shown(path), reason), []))
+            elif pool is None:
+                pending.append(screen_field(path, index, options, predictor))
+            else:
+                pending.append(pool.submit(_field_task, path, index, options))
+            while pending and (len(pending) > 2 * workers or not hasattr(pending[0], "result")):
+                first = pending.popleft()
+                yield first.result() if hasattr(first, "result") else first
+        while pending:
+            first = pending.popleft()
+            yield first.result() if hasattr(first, "result") else first
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _check_out(out: Path, resume: bool, overwrite: bool) -> bool:
+    """Whether a journal is resumed; refuses to overwrite a finished run or start over an unfinished one."""
+    journal = (out / SETTINGS).exists() or _journal(out, IMAGES).exists()
+    if journal and resume:
+        return True  # whatever its end wrote before the interruption is written again
+    finished = [name for name in (CELLS, IMAGES, SAMPLES, REPORT, RECORD) if (out / name).exists()]
+    if finished and not overwrite:
+        raise UserError(f"{out} already holds a screening run ({', '.join(finished)}); pass --overwrite to "
+                        "replace it")
+    if journal and not overwrite:
+        raise UserError(f"{out} holds an interrupted screening run; pass --resume to continue it or "
+                        "--overwrite to start again")
+    for name in (CELLS, IMAGES, SAMPLES, REPORT, RECORD, SETTINGS, _journal(out, CELLS).name,
+                 _journal(out, IMAGES).name):
+        (out / name).unlink(missing_ok=True)
+    for old in (out / OVERLAYS).glob("*.png") if (out / OVERLAYS).is_dir() else ():
+        old.unlink()
+    return False
+
+
+def _complete_rows(journal: Path, header: list[str]) -> list[list[str]]:
+    """The complete rows of a journal (a torn last line is cut off the file)."""
+    with journal.open("rb+") as handle:
+        data = handle.read()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            handle.truncate(end)
+    with journal.open(newline="") as handle:
+        reader = csv.reader(handle)
+        if next(reader, None) != header:
+            raise UserError(f"{journal} was written for another model or version; start again with --overwrite")
+        return list(reader)
+
+
+def _resume(out: Path, settings: dict, cell_header: list[str]) -> list[list[str]]:
+    """The finished image rows of an interrupted run; its cell journal is cut back to their cells."""
+    before = json.loads((out / SETTINGS).read_text()) if (out / SETTINGS).exists() else {}
+    changed = [k for k in settings if k != "started" and before.get(k) != settings[k]]
+    if changed:
+        raise UserError(f"the interrupted run in {out} was started with other {', '.join(changed)}; start again "
+                        "with --overwrite")
+    settings["started"] = before.get("started", settings["started"])
+    images = _complete_rows(_journal(out, IMAGES), IMAGE_COLUMNS)
+    cells = _journal(out, CELLS)
+    kept = sum(int(row[IMAGE_COLUMNS.index("cells")] or 0) for row in images)
+    rows = _complete_rows(cells, cell_header)[:kept]
+    with cells.open("w", newline="") as handle:
+        csv.writer(handle).writerows([cell_header, *rows])
+    return images
+
+
+def _validation(predictor) -> dict:
+    """What the model's description says about its validation, for the record and the report."""
+    info, train = predictor.info(), predictor.description.get("train") or {}
+    cells = {key.replace("_", " "): train[key] for key in ("images", "val_images") if key in train}
+    return {"metric": info.get("metric"), "split": info.get("split"), "cells": cells}
+
+
+def screen(model, inputs: Sequence[str | Path], out: str | Path, *, cell_diameter: float | None = None,
+           microns_per_pixel: float | None = None, group_regex: str | None = None, resume: bool = False,
+           overwrite: bool = False, workers: int | None = None, progress: bool = True, engine: str = "auto",
+           batch_size: int = 256) -> dict[str, int]:
+    """Screen every field image in ``inputs`` (files and folders) with ``model`` and write the results into
+    the folder ``out``; return the totals.
+
+    ``model`` is anything ``load_predictor`` takes (a run folder, a checkpoint, ``"malaria"``, an ``.onnx``
+    file) or a loaded ``Predictor``.  ``cell_diameter`` (pixels) or ``microns_per_pixel`` fix the red cells'
+    size instead of measuring it in each field.  ``group_regex`` picks the sample from each file name (its
+    first group); without it a sample is a folder.  ``workers`` processes screen fields side by side
+    (default: one per core; 0: all here).
+    """
+    from cellscreen.serve.runtime import Predictor, load_predictor  # loading a model is the slow part
+
+    out = Path(out)
+    pattern = count.check_group_regex(group_regex)
+    cut.field_scale(None, cell_diameter=cell_diameter, microns_per_pixel=microns_per_pixel)  # checks them
+    predictor = model if isinstance(model, Predictor) else load_predictor(model, engine=engine)
+    if predictor.positive_class is not None and predictor.positive_class not in predictor.classes:
+        raise UserError(f"the model's positive class {predictor.positive_class!r} is not one of its classes")
+    inputs = [str(item) for item in inputs]
+    description = predictor.description
+    settings = {"model": str(predictor.source), "model_name": description.get("model"),
+                "dataset": description.get("dataset"), "classes": list(predictor.classes),
+                "positive_class": predictor.positive_class, "threshold": count.decision_threshold(description),
+                "engine": predictor.engine, "interpolation": predictor.interpolation, "inputs": inputs,
+                "cell_diameter": cell_diameter, "microns_per_pixel": microns_per_pixel, "group_regex": group_regex,
+                "training_cell_diameter": cut.TRAINING_CELL_DIAMETER, "validation": _validation(predictor),
+                "started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    cell_header = cell_columns(predictor.classes)
+    out.mkdir(parents=True, exist_ok=True)
+    resumed = _check_out(out, resume, overwrite)
+    done = _resume(out, settings, cell_header) if resumed else []
+    walk = enumerate(list_inputs(inputs))
+    for k, row in enumerate(done):
+        index, (path, _) = next(walk, (None, (None, None)))
+        if path is None or _shown(path) != row[0]:
+            raise UserError(f"the inputs changed since the interrupted run (row {k + 2} of "
+                            f"{_journal(out, IMAGES)} is {row[0]}, the inputs now give {path}); start again with "
+                            "--overwrite")
+    total = sum(1 for _ in list_inputs(inputs)) if progress else None
+    if not done and next(iter(list_inputs(inputs)), None) is None:
+        raise UserError("no input files found")
+    if not resumed:
+        (out / OVERLAYS).mkdir(exist_ok=True)
+        for name, header in ((CELLS, cell_header), (IMAGES, IMAGE_COLUMNS)):
+            with _journal(out, name).open("w", newline="") as handle:
+                csv.writer(handle).writerow(header)
+        (out / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
+    options = FieldOptions(str(out), tuple(predictor.classes), predictor.positive_class, settings["threshold"],
+                           predictor.input_size, predictor.border_crop, predictor.interpolation, batch_size,
+                           cell_diameter, microns_per_pixel)
+    workers = default_workers() if workers is None else workers
+    todo = ((index, path, reason) for index, (path, reason) in walk)
+    bar = tqdm(total=total, initial=len(done), desc="screening", unit="img", disable=not progress, leave=False)
+    try:
+        with _journal(out, CELLS).open("a", newline="") as cells, _journal(out, IMAGES).open("a", newline="") as images:
+            fields = _fields(predictor, todo, options, workers)
+            with contextlib.closing(fields):  # on an interruption, stop the workers now
+                for image_row, cell_rows in fields:
+                    image_row[1] = count.sample_of(image_row[0], pattern)
+                    csv.writer(cells).writerows(cell_rows)
+                    cells.flush()
+                    os.fsync(cells.fileno())  # a field's cells are on disk before the row that says it is done
+                    csv.writer(images).writerow(image_row)
+                    images.flush()
+                    os.fsync(images.fileno())
+                    bar.update(1)
+    finally:
+        bar.close()
+    return _finish(out, settings, resumed=len(done))
+
+
+def _image_counts(row: dict) -> count.Counts:
+    return count.Counts(*(int(row[key]) for key in ("red_counted", "positive", "flagged", "white", "border")))
+
+
+def _read(path: Path) -> Iterator[dict]:
+    with path.open(newline="") as handle:
+        yield from csv.DictReader(handle)
+
+
+def sample_rows(image_rows: Iterator[dict]) -> list[list]:
+    """``samples.csv`` rows, by sample name: each sample's fields summed, its skipped files counted."""
+    totals: dict[str, list] = {}
+    for row in image_rows:
+        entry = totals.setdefault(row["sample"], [count.Counts(images=0), 0])
+        if row["status"] == "ok":
+            entry[0] += _image_counts(row)
+        else:
+            entry[1] += 1
+    return [[sample, counts.images, skipped, *_count_values(counts, count.sample_warnings(counts, skipped))]
+            for sample, (counts, skipped) in sorted(totals.items())]
+
+
+def _finish(out: Path, settings: dict, resumed: int) -> dict[str, int]:
+    """Sum the samples, write the report and the record, and give the journals their final names."""
+    images_journal = _journal(out, IMAGES)
+    samples = sample_rows(_read(images_journal))
+    text = io.StringIO()  # small: one row per sample
+    csv.writer(text).writerows([SAMPLE_COLUMNS, *samples])
+    atomic_write(out / SAMPLES, text.getvalue())
+    totals = {"images": 0, "skipped": 0, "resumed": resumed, "samples": len(samples), "red_counted": 0,
+              "positive": 0, "flagged": 0, "white": 0}
+    for row in _read(images_journal):
+        ok = row["status"] == "ok"
+        totals["images" if ok else "skipped"] += 1
+        for key in ("red_counted", "positive", "flagged", "white"):
+            totals[key] += int(row[key]) if ok else 0
+    record = {**settings, **{k: v for k, v in totals.items() if k != "resumed"}}
+    sample_dicts = [dict(zip(SAMPLE_COLUMNS, map(str, row))) for row in samples]
+    write_report(out / REPORT, out, record, sample_dicts, _read(images_journal))
+    os.replace(_journal(out, CELLS), out / CELLS)
+    os.replace(images_journal, out / IMAGES)
+    atomic_write(out / RECORD, json.dumps(record, indent=2) + "\n")
+    (out / SETTINGS).unlink(missing_ok=True)
+    return totals
