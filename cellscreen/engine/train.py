@@ -277,7 +277,7 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     )
     # Deterministic algorithms also fill every new tensor with NaN by default, to expose reads of memory
     # nobody wrote.  Nothing here reads such memory; the filling cost 10-20% of a training step on the
-    # CPU, for the same weights (bench/deterministic_fill.py).
+    # CPU, for the same weights (BENCHMARKS.md, "Training: deterministic algorithms without the NaN fill").
     torch.utils.deterministic.fill_uninitialized_memory = False
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")  # frozen BN, on purpose
