@@ -27,8 +27,9 @@ def _copy_spread(root: Path, limit: int, into: Path) -> int:
 def cache_build(dataset: str = "malaria-nih", *, data: str | None = None, size: int = 128, limit: int | None = None,
                 workers: int | None = None, interpolation: str | None = None) -> dict:
     """Index the dataset folder (read, hash, full decode) and build its cache at ``size`` into a fresh
-    temporary folder, as ``bench/cache_build.py`` does.  With ``limit``, a spread of that many files is
-    first copied into a temporary folder (not timed) and only those are indexed and cached."""
+    temporary folder, so nothing is reused (the figures of BENCHMARKS.md, "Preprocessing cache build").  With
+    ``limit``, a spread of that many files is first copied into a temporary folder (not timed) and only
+    those are indexed and cached."""
     from cellscreen.data.cache import CacheSpec, build_cache
     from cellscreen.data.images import DEFAULT_INTERPOLATION
     from cellscreen.data.index import scan_dataset
