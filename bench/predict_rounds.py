@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+from cellscreen.benchmarks import KERAS_REQUIREMENTS, REFERENCE_SCRIPT
 
 
 def timed(command: list[str]) -> dict:
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--inputs", required=True, help="folder of cell images")
     parser.add_argument("--reference-python", default=None,
-                        help="the Python with TensorFlow (bench/requirements-keras.txt); omit to skip the reference")
+                        help=f"the Python with TensorFlow ({KERAS_REQUIREMENTS.name} in cellscreen/benchmarks/); "
+                        "omit to skip the reference")
     parser.add_argument("--model", nargs="+", default=["malaria"],
                         help="one or more models; with several, each engine runs each model in every round")
     parser.add_argument("--engines", nargs="+", default=["auto", "int8"])
@@ -61,8 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         out = Path(tmp) / "predicted.csv"
         for round_ in range(1, args.rounds + 1):
             if args.reference_python:
-                run("keras", [args.reference_python, str(HERE / "keras_reference.py"), "predict", "--inputs",
-                              args.inputs])
+                run("keras", [args.reference_python, str(REFERENCE_SCRIPT), "predict", "--inputs", args.inputs])
             for engine, model, what in labelled:
                 run(what, [cellscreen, "predict", model, "--engine", engine, args.inputs, "--out", str(out),
                            "-q", "--overwrite"])
