@@ -11,6 +11,7 @@ to exact counts and an exact parasitemia end to end.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -81,15 +82,19 @@ def smear_background(field: np.ndarray, size: tuple[int, int], *, seed: int = 0)
     return np.clip(np.rint(stretched + noise), 0, 255).astype(np.uint8)
 
 
-def regular_cells(cell_folder: str | Path, *, count: int, seed: int = 0, min_solidity: float = 0.95,
-                  size_range: tuple[float, float] = (0.85, 1.15)) -> list[Path]:
+def regular_cells(cell_folder: str | Path, *, count: int, seed: int = 0, slide: str | None = None,
+                  min_solidity: float = 0.95, size_range: tuple[float, float] = (0.85, 1.15)) -> list[Path]:
     """``count`` cell files of ``cell_folder`` (one class folder of NIH cells) that look like one whole,
-    round-ish red cell: convex (``min_solidity``) and of about the median size; drawn at random, sorted."""
+    round-ish red cell: convex (``min_solidity``) and of about the median size; drawn at random, sorted.
+
+    ``slide`` (``C39``) keeps the cells of one slide, stained alike as the cells of one real field are."""
     from skimage.measure import regionprops  # only choosing cells needs it
 
     from cellscreen.data.images import load_rgb  # the package's own reader of cell files
 
     paths = sorted(Path(cell_folder).glob("*.png"))
+    if slide is not None:
+        paths = [path for path in paths if re.match(rf"{re.escape(slide)}(?!\d)", path.name)]
     order = np.random.default_rng(seed).permutation(len(paths))
     picked, areas = [], []
     for i in order:
@@ -105,7 +110,8 @@ def regular_cells(cell_folder: str | Path, *, count: int, seed: int = 0, min_sol
     low, high = size_range
     chosen = [p for p, a in zip(picked, areas) if low**2 * typical <= a <= high**2 * typical][:count]
     if len(chosen) < count:
-        raise ValueError(f"only {len(chosen)} regular cells found in {cell_folder}, {count} asked for")
+        where = f"{cell_folder}" + (f" (slide {slide})" if slide else "")
+        raise ValueError(f"only {len(chosen)} regular cells found in {where}, {count} asked for")
     return sorted(chosen)
 
 
