@@ -32,8 +32,10 @@ from cellscreen.engine.inference import logits_to_proba, normalise
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
 from cellscreen.models.transfer import backbone_blocks
+from cellscreen.serve.predict import list_inputs, prepare_image
 
-__all__ = ["explain", "target_layer", "feature_maps", "top_channels", "visualise_filters", "grad_cam"]
+__all__ = ["explain", "images_to_explain", "target_layer", "feature_maps", "top_channels", "visualise_filters",
+           "grad_cam"]
 
 
 def _module_of(block: nn.Module) -> nn.Module:
@@ -182,9 +184,34 @@ def grad_cam(model: nn.Module, x: torch.Tensor, picture: np.ndarray, target: int
     return sheet
 
 
+def images_to_explain(checkpoint, inputs: list[str | Path], *, max_images: int = 16
+                      ) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
+    """The first ``max_images`` readable images among ``inputs`` (files or folders), each prepared at the
+    checkpoint's input size and named by its file stem (a stem seen before in another folder gets ``_``
+    appended), and the notes to show the user: each file skipped and why, and whether the count was capped."""
+    config = checkpoint.data_config
+    images, names, notes = [], set(), []
+    for path, reason in list_inputs(inputs):
+        picture = reason or prepare_image(path, config.input_size, checkpoint.border_crop, config.interpolation)
+        if isinstance(picture, str):
+            notes.append(f"skipped {path}: {picture}")
+            continue
+        if len(images) == max_images:
+            notes.append(f"only the first {max_images} images are explained (--max-images)")
+            break
+        name = path.stem
+        while name in names:  # same stem in two folders
+            name += "_"
+        names.add(name)
+        images.append((name, picture))
+    return images, notes
+
+
 def explain(checkpoint, images: list[tuple[str, np.ndarray]], out: str | Path, *, filters: bool = True) -> Path:
     """Write every picture for ``images`` (``(name, (H, W, 3) uint8 at the model's input size)``) into ``out``
     and return the HTML index."""
+    if not images:
+        raise UserError("no readable images to explain")
     model = checkpoint.model
     if checkpoint.meta.get("kind", "network") != "network":
         raise UserError("explain needs a network checkpoint; an SVM or an ensemble has no layers of its own to show")

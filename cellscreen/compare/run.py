@@ -104,6 +104,9 @@ def run_comparison(entries: list[Entry], *, dataset: str, out: str | Path, data:
     from cellscreen.engine.train import train
     from cellscreen.evaluate.run import report_on_subset
 
+    if by == "cell" and not allow_leakage:
+        raise UserError("a cell-level split puts cells of one patient on both sides; pass --allow-leakage to "
+                        "reproduce the studies' protocol anyway (every figure is then marked LEAKY)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     split = _split(dataset, data, out, protocol=protocol, folds=folds, seed=seed, by=by,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import Counter, defaultdict
+from pathlib import Path
 
 from cellscreen.data.index import DatasetIndex
+from cellscreen.errors import UserError
+from cellscreen.files import atomic_write
 
-__all__ = ["audit_dataset", "format_audit"]
+__all__ = ["audit_dataset", "format_audit", "write_audit"]
 
 
 def _stats(values: list[int]) -> dict[str, float]:
@@ -109,3 +113,15 @@ def format_audit(audit: dict, *, max_listed: int = 10) -> str:
     if audit["notes"]:
         lines.append(f"  note: {audit['notes']}")
     return "\n".join(lines)
+
+
+def write_audit(audit: dict, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write the audit as JSON to ``path``; refuse a folder, and an existing file unless ``overwrite``."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give a file name for the report")
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} already exists; pass --overwrite to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, json.dumps(audit, indent=2) + "\n")
+    return path

@@ -25,6 +25,7 @@ __all__ = [
     "default_cache_dir",
     "resolve_data_root",
     "resolve_dataset_dir",
+    "describe_profile",
 ]
 
 
@@ -270,3 +271,24 @@ def _holds_class_folders(folder: Path, profile: DatasetProfile) -> bool:
     if not profile.class_folders:  # generic: any folder with a sub-folder will do
         return any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir())
     return any((folder / c).is_dir() for c in profile.class_folders)
+
+
+def describe_profile(profile: DatasetProfile) -> str:
+    """A profile as ``cellscreen datasets`` lists it: name, description, then one fact a line."""
+    classes = ", ".join(profile.class_folders) or "(the sub-folders found)"
+    lines = [profile.name, f"  {profile.description}",
+             f"  folder     {profile.folder}/{profile.layout}".rstrip("/") if profile.folder else "  folder     DIR",
+             f"  classes    {classes}"]
+    if profile.class_map:
+        lines.append(f"  labels     {', '.join(profile.labels)}")
+    lines.append(f"  positive   {profile.positive_class or '(none: multi-class)'}")
+    grouping = f"{profile.group_kind} from name, pattern {profile.group_regex}" if profile.group_regex else (
+        "byte-identical files (no id in names)")
+    lines.append(f"  groups     {grouping}")
+    if profile.border_crop:
+        lines.append(f"  crop       {profile.border_crop} px border")
+    if profile.download:
+        lines.append(f"  download   {profile.download.url} ({profile.download.size / 1e6:.0f} MB)")
+    if profile.notes:
+        lines.append(f"  note       {profile.notes}")
+    return "\n".join(lines)

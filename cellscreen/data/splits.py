@@ -26,7 +26,7 @@ from cellscreen.data.index import DatasetIndex, ImageRecord
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
 
-__all__ = ["SplitManifest", "group_folds", "make_split", "read_manifest"]
+__all__ = ["SplitManifest", "group_folds", "make_split", "read_manifest", "describe_split", "records_in_manifest"]
 
 SUBSETS = ("train", "val", "test")
 
@@ -252,3 +252,26 @@ def read_manifest(path: str | Path) -> SplitManifest:
     meta.setdefault("leaky", "leaky" in rows[0])
     rows = [{k: v for k, v in row.items() if k != "leaky"} for row in rows]
     return SplitManifest(rows=rows, meta=meta)
+
+
+def describe_split(manifest: SplitManifest) -> str:
+    """What a fresh split holds, part by part, for the terminal."""
+    meta = manifest.meta
+    unit = "cell (LEAKY)" if meta["leaky"] else ("cell" if meta["by"] == "cell" else meta["group_kind"])
+    lines = [f"{meta['dataset']}: {meta['n_images']:,} images, {meta['n_groups']:,} {meta['group_kind']}(s), "
+             f"split by {unit}"]
+    for part, counts in meta["counts"].items():
+        per_class = ", ".join(f"{k} {v:,}" for k, v in counts["per_class"].items())
+        lines.append(f"  {part:<6}{counts['images']:>7,} images ({counts['fraction']:.1%}), "
+                     f"{counts['groups']:>5,} groups: {per_class}")
+    if meta["n_skipped"]:
+        lines.append(f"  skipped {meta['n_skipped']:,} file(s); `cellscreen data info` lists them with reasons")
+    lines += [f"  note: {note}" for note in meta["notes"]]
+    return "\n".join(lines)
+
+
+def records_in_manifest(records: list[ImageRecord], path: str | Path) -> tuple[list[ImageRecord], int]:
+    """The records a split manifest names, and how many of its files are missing or unreadable now."""
+    wanted = {row["path"] for row in read_manifest(path).rows}
+    kept = [r for r in records if r.path in wanted]
+    return kept, len(wanted) - len(kept)

@@ -3,6 +3,7 @@ import pytest
 from PIL import Image
 
 from cellscreen.engine.checkpoint import Checkpoint
+from cellscreen.errors import UserError
 from cellscreen.explain import explain, target_layer
 from cellscreen.models import create_model, list_models
 from tests.clitools import run
@@ -86,3 +87,30 @@ def test_explain_command_skips_bad_inputs_and_refuses_ensembles(trained_run, lea
     run("ensemble", str(trained_run.run), str(trained_run.run), "--out", str(tmp_path / "ens"))
     refused = run("explain", str(tmp_path / "ens"), str(good[0]), "--out", str(tmp_path / "y"))
     assert refused.returncode == 2 and "network checkpoint" in refused.stderr
+
+
+def test_images_to_explain_renames_repeated_stems_and_stops_at_the_cap(tmp_path):
+    from cellscreen.explain import images_to_explain
+
+    model = create_model("lenet5", num_classes=2)
+    checkpoint = Checkpoint(model=model.eval(), meta={"model": "lenet5", "classes": ["Uninfected", "Parasitized"],
+                                                      "data_config": model.data_config.to_dict()})
+    for folder in ("a", "b", "c"):
+        (tmp_path / folder).mkdir()
+        Image.new("RGB", (40, 40), (200, 100, 150)).save(tmp_path / folder / "cell.png")
+    (tmp_path / "a" / "broken.png").write_bytes(b"nope")
+    folders = [str(tmp_path / f) for f in ("a", "b", "c")]
+    images, notes = images_to_explain(checkpoint, folders, max_images=2)
+    assert [name for name, _ in images] == ["cell", "cell_"]
+    assert all(picture.shape == (32, 32, 3) for _, picture in images)
+    assert any(note.startswith("skipped") and "broken.png" in note for note in notes)
+    assert notes[-1] == "only the first 2 images are explained (--max-images)"
+    images, notes = images_to_explain(checkpoint, folders[1:], max_images=2)
+    assert len(images) == 2 and notes == []  # exactly the cap: nothing left out
+
+
+def test_explain_refuses_an_empty_list_of_images(tmp_path):
+    model = create_model("lenet5", num_classes=2)
+    checkpoint = Checkpoint(model=model.eval(), meta={"model": "lenet5", "classes": ["Uninfected", "Parasitized"]})
+    with pytest.raises(UserError, match="no readable images"):
+        explain(checkpoint, [], tmp_path)

@@ -1,0 +1,107 @@
+"""What several commands share: the help layout, the common options and the step from options to a dataset.
+
+Every command is made with ``add_command``, so its ``--help`` shows the
+command's purpose, its options in named groups with their defaults, and ends
+with a few commands to copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+__all__ = ["HelpFormatter", "add_command", "common_options", "dataset_options", "interpolation_option",
+           "precision_option", "scan_index", "train_config", "print_metrics", "list_presets_text"]
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Examples kept as written, and ``(default: X)`` after an option whose help does not already say its
+    default (options that default to nothing or to off say nothing)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        if not action.option_strings and action.nargs not in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def add_command(commands, name: str, *, help: str, examples: list[str], description: str | None = None
+                ) -> argparse.ArgumentParser:
+    """A sub-command whose ``--help`` opens with what it does and ends with ``examples`` (command lines,
+    each optionally followed by ``# what it does``)."""
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+    description = textwrap.fill(description or help[:1].upper() + help[1:] + ".", width=79)
+    return commands.add_parser(name, help=help, description=description, epilog=epilog,
+                               formatter_class=HelpFormatter)
+
+
+def common_options(group) -> None:
+    """--data and --quiet, which almost every command takes."""
+    group.add_argument("--data", metavar="DIR",
+                       help="data root (default: $CELLSCREEN_DATA, else ~/.cache/cellscreen/data)")
+    group.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+
+
+def interpolation_option(group) -> None:
+    from cellscreen.data.images import DEFAULT_INTERPOLATION, INTERPOLATIONS  # numpy and PIL only, no PyTorch
+
+    group.add_argument("--interpolation", choices=list(INTERPOLATIONS), default=DEFAULT_INTERPOLATION,
+                       help="how images are shrunk: the resize new models train on (default: %(default)s) or the "
+                       "exact bicubic of checkpoints from before it")
+
+
+def dataset_options(group) -> None:
+    """The dataset folder and how to read it: DIR, --dataset, --group-regex, --positive, --workers."""
+    group.add_argument("dir", nargs="?", metavar="DIR", help="dataset folder (default: found under the data root)")
+    group.add_argument("--dataset", "-d", default=None,
+                       help="dataset profile (see `cellscreen datasets`; default: folder, or the checkpoint's)")
+    group.add_argument("--group-regex", metavar="REGEX",
+                       help="read the patient/slide id from file names with this pattern")
+    group.add_argument("--positive", metavar="CLASS", help="the positive class, for your own folder of classes")
+    group.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
+
+
+def precision_option(group, more: str = "") -> None:
+    group.add_argument("--precision", choices=("32", "bf16"), default="32",
+                       help="what a model run in PyTorch computes in: 32 (fp32), or bf16 (bf16 autocast: about "
+                       "twice as fast on a CPU with bf16 units such as AMX, slower on one without; the class of "
+                       "a few cells in ten thousand may differ)" + more)
+
+
+def list_presets_text() -> str:
+    """The bundled presets, for the help of --preset."""
+    from cellscreen.config import list_presets  # PyYAML only
+
+    return ", ".join(list_presets())
+
+
+def scan_index(args):
+    """The dataset index that DIR, --dataset, --group-regex, --positive, --data and --workers point at."""
+    from cellscreen.data.index import scan_dataset  # keeps start-up fast
+    from cellscreen.data.sources import get_profile, resolve_dataset_dir
+
+    profile = get_profile(args.dataset or "folder", group_regex=args.group_regex, positive_class=args.positive)
+    root = resolve_dataset_dir(profile, args.dir, data=args.data)
+    return scan_dataset(root, profile, workers=args.workers, progress=not args.quiet)
+
+
+def train_config(args):
+    """The training settings: the preset, then the options given, then every --set."""
+    from cellscreen.config import load_config  # keeps start-up fast
+
+    names = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "split", "fold", "seed", "input_size",
+             "group_regex", "pretrained", "init_from", "trainable", "new_head", "freeze_bn")
+    # flags a command does not have, and switches left off, leave the preset's value
+    flags = {name: getattr(args, name, None) for name in names}
+    flags = {name: None if value is False else value for name, value in flags.items()}
+    return load_config(getattr(args, "preset", None), flags, args.set or [])
+
+
+def print_metrics(result: dict) -> None:
+    """The headline metrics of an evaluation, with their 95% intervals where there are some."""
+    m, ci = result["metrics"], result.get("intervals", {})
+    for name in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "mcc", "roc_auc"):
+        interval = f"  (95% CI {ci[name][0]:.4f}-{ci[name][1]:.4f})" if name in ci else ""
+        print(f"  {name:<18}{m[name]:.4f}{interval}")

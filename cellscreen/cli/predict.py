@@ -1,0 +1,138 @@
+"""Commands that put a model to work: predict, merge, export, serve."""
+
+from __future__ import annotations
+
+from cellscreen.cli.options import add_command, common_options, precision_option
+
+__all__ = ["add_parsers"]
+
+AUTO_BF16 = "; with bf16, --engine auto runs networks in PyTorch too"
+
+
+def cmd_predict(args) -> None:
+    from cellscreen.serve.predict import parse_shard, predict_files  # keeps start-up fast
+
+    counts = predict_files(args.model, args.inputs, args.out, batch_size=args.batch_size, tta=args.tta,
+                           overwrite=args.overwrite, resume=args.resume, shard=parse_shard(args.shard),
+                           engine=args.engine, workers=args.workers, progress=not args.quiet,
+                           ray_address=args.ray_address, precision=args.precision)
+    resumed = f" (continued after {counts['resumed']:,} rows of the interrupted run)" if counts["resumed"] else ""
+    print(f"predicted {counts['predicted']:,} image(s), skipped {counts['skipped']:,} (reasons in the file)"
+          f"{resumed}: {args.out}")
+
+
+def cmd_merge(args) -> None:
+    from cellscreen.serve.predict import merge_predictions  # keeps start-up fast
+
+    counts = merge_predictions(args.parts, args.out, overwrite=args.overwrite)
+    print(f"merged {len(args.parts)} shard(s): {counts['rows']:,} rows ({counts['predicted']:,} predicted, "
+          f"{counts['skipped']:,} skipped): {args.out}")
+
+
+def cmd_export(args) -> None:
+    from cellscreen.serve.export import export_model  # keeps start-up fast
+
+    report = export_model(args.model, args.out, fmt=args.format, check_data=args.check_data,
+                          overwrite=args.overwrite)
+    agreement = f", same class for {report.agreement:.2%}" if report.agreement is not None else ""
+    print(f"parity with PyTorch: max probability difference {report.max_difference:.2e}{agreement} "
+          f"on {report.checked_on}")
+    print(f"written: {report.path} and {report.description}")
+
+
+def cmd_serve(args) -> None:
+    from cellscreen.serve.app import Limits, serve  # keeps start-up fast
+
+    limits = Limits(max_files=args.max_files, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+                    max_pixels=args.max_pixels)
+    serve(args.model, host=args.host, port=args.port, engine=args.engine, limits=limits,
+          max_batch=args.max_batch, log_level="warning" if args.quiet else "info", precision=args.precision)
+
+
+def add_parsers(commands) -> None:
+    """predict, merge, export and serve."""
+    _add_predict(commands)
+
+    p = add_command(commands, "merge", help="join the outputs of predict --shard i/N into one file", examples=[
+        "cellscreen merge part0.csv part1.csv --out predictions.csv",
+        "cellscreen merge part0.parquet part1.parquet part2.parquet --out predictions.parquet --overwrite"])
+    common_options(p.add_argument_group("Common options"))
+    group = p.add_argument_group("Shards and output")
+    group.add_argument("parts", nargs="+", metavar="PART", help="the N shard outputs")
+    group.add_argument("--out", required=True, metavar="FILE", help=".csv or .parquet")
+    group.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=cmd_merge)
+
+    p = add_command(commands, "export", help="export a model to ONNX or TorchScript, checked against PyTorch",
+                    examples=[
+                        "cellscreen export runs/m1 --out runs/m1.onnx",
+                        "cellscreen export malaria --format onnx-int8 --out malaria.int8.onnx",
+                        "cellscreen export runs/m1 --format torchscript --check-data ~/cells/my-slides "
+                        "--out runs/m1.pt"])
+    common_options(p.add_argument_group("Common options"))
+    group = p.add_argument_group("Export parameters")
+    group.add_argument("model", metavar="MODEL", help="run folder, model.json, or a bundled name (malaria)")
+    group.add_argument("--format", choices=("onnx", "onnx-int8", "torchscript"), default="onnx",
+                       help="onnx-int8: 8-bit weights and activations, calibrated on --check-data cells")
+    group.add_argument("--check-data", metavar="PATH", help="cells for the parity check (default: the model's "
+                       "dataset if present, else random pixels)")
+    group = p.add_argument_group("Output")
+    group.add_argument("--out", required=True, metavar="FILE", help="e.g. malaria.onnx (FILE.json describes it)")
+    group.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=cmd_export)
+
+    p = add_command(commands, "serve", help="an HTTP service and web page for a model", examples=[
+        "cellscreen serve malaria                     # then open http://127.0.0.1:8000",
+        "cellscreen serve runs/m1 --host 0.0.0.0 --port 8080 --engine int8",
+        "cellscreen serve runs/m1.onnx --max-files 32 --max-upload-mb 8"])
+    common_options(p.add_argument_group("Common options"))
+    group = p.add_argument_group("Model")
+    group.add_argument("model", metavar="MODEL", help="run folder, model.json, .onnx file, or a bundled name "
+                       "(malaria)")
+    group.add_argument("--engine", choices=("auto", "torch", "onnx", "int8"), default="auto",
+                       help="what runs the model: auto (onnxruntime for networks, PyTorch for SVMs and "
+                       "ensembles), PyTorch, its ONNX graph or its 8-bit graph")
+    precision_option(group, AUTO_BF16)
+    group = p.add_argument_group("Service")
+    group.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    group.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
+    group = p.add_argument_group("Limits")
+    group.add_argument("--max-files", type=int, default=256, help="images per request")
+    group.add_argument("--max-upload-mb", type=float, default=32.0, help="size of one request")
+    group.add_argument("--max-pixels", type=int, default=16_000_000, help="pixels of one image")
+    group.add_argument("--max-batch", type=int, default=128, help="images the model runs at once across requests")
+    p.set_defaults(func=cmd_serve)
+
+
+def _add_predict(commands) -> None:
+    p = add_command(commands, "predict", help="predict the class of image files or folders into a CSV or "
+                    "Parquet file", examples=[
+                        "cellscreen predict malaria ~/cells --out predictions.csv",
+                        "cellscreen predict runs/m1 ~/cells --shard 0/2 --out part0.parquet     "
+                        "# then --shard 1/2, and merge",
+                        "cellscreen predict runs/m1 ~/cells --engine int8 --workers 4 --resume --out predictions.csv"])
+    common_options(p.add_argument_group("Common options"))
+    group = p.add_argument_group("Model")
+    group.add_argument("model", metavar="MODEL", help="run folder, model.json, .onnx file, or a bundled name "
+                       "(malaria)")
+    group.add_argument("--engine", choices=("auto", "torch", "onnx", "int8", "ray"), default="auto",
+                       help="auto: onnxruntime for networks, PyTorch for SVMs and ensembles; int8: the model's "
+                       "8-bit graph (model.int8.onnx, see export --format onnx-int8); ray: spread a network's "
+                       "inference over a Ray cluster with Ray Data (pip install 'cellscreen[ray]')")
+    group.add_argument("--ray-address", metavar="ADDRESS", help="with --engine ray: the cluster to run on, e.g. "
+                       "auto or ray://head:10001 (default: $RAY_ADDRESS, else a local Ray instance); its workers "
+                       "read the inputs by absolute path, so they must be on storage every node mounts at the "
+                       "same path")
+    group.add_argument("--batch-size", type=int, default=256, help="images the model runs at once")
+    group.add_argument("--tta", action="store_true", help="average the 8 rotations/flips of each image")
+    group.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core); an "
+                       "onnxruntime model also runs in them, one thread each (0: everything in this process); "
+                       "with --engine ray: inference actors (default: one per CPU of the cluster)")
+    precision_option(group, AUTO_BF16)
+    group = p.add_argument_group("Inputs and output")
+    group.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    group.add_argument("--out", required=True, metavar="FILE", help="results, .csv or .parquet")
+    group.add_argument("--shard", metavar="i/N", help="only this shard of the inputs (merge with `cellscreen merge`)")
+    group.add_argument("--resume", action="store_true", help="continue an interrupted run into the same --out")
+    group.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=cmd_predict)
