@@ -138,4 +138,4 @@ def test_audit_report_shows_every_suspect_picture(real_audit, page, tmp_path):
     from PIL import Image
 
     shot = Image.open(tmp_path / "report.png")
-    assert len(set(shot.convert("L").resize((64, 128)).getdata())) > 20  # pictures, not an empty shell
+    assert len(set(shot.convert("L").resize((64, 128)).get_flattened_data())) > 20  # pictures, not an empty shell
