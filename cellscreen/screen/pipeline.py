@@ -109,7 +109,10 @@ def screen_field(path: Path, index: int, options: FieldOptions, predictor) -> tu
     given = options.cell_diameter  # pixels, or None: measured in the field
     if options.microns_per_pixel is not None:
         given = cut.RED_CELL_MICRONS / options.microns_per_pixel
-    detection = find_cells(rgb, cell_diameter=given)
+    try:
+        detection = find_cells(rgb, cell_diameter=given)
+    except MemoryError:
+        return _skipped_row(shown, f"not enough memory to search a {rgb.shape[1]}x{rgb.shape[0]} image"), []
     scale = cut.field_scale(detection.cell_diameter, cell_diameter=given)
     red = [cell for cell in detection.cells if cell.kind == "red"]
     proba = np.zeros((len(red), len(options.classes)), np.float32)
@@ -245,9 +248,10 @@ def _resume(out: Path, settings: dict, cell_header: list[str]) -> list[list[str]
 
 def _validation(predictor) -> dict:
     """What the model's description says about its validation, for the record and the report."""
-    info, train = predictor.info(), predictor.description.get("train") or {}
+    description = predictor.description
+    source, train = description.get("source") or description, description.get("train") or {}
     cells = {key.replace("_", " "): train[key] for key in ("images", "val_images") if key in train}
-    return {"metric": info.get("metric"), "split": info.get("split"), "cells": cells}
+    return {"metric": source.get("metric"), "split": source.get("split"), "cells": cells}
 
 
 def screen(model, inputs: Sequence[str | Path], out: str | Path, *, cell_diameter: float | None = None,
@@ -296,10 +300,10 @@ def screen(model, inputs: Sequence[str | Path], out: str | Path, *, cell_diamete
         raise UserError("no input files found")
     if not resumed:
         (out / OVERLAYS).mkdir(exist_ok=True)
+        atomic_write(out / SETTINGS, json.dumps(settings, indent=2) + "\n")  # first: a journal has its settings
         for name, header in ((CELLS, cell_header), (IMAGES, IMAGE_COLUMNS)):
             with _journal(out, name).open("w", newline="") as handle:
                 csv.writer(handle).writerow(header)
-        (out / SETTINGS).write_text(json.dumps(settings, indent=2) + "\n")
     options = FieldOptions(str(out), tuple(predictor.classes), predictor.positive_class, settings["threshold"],
                            predictor.input_size, predictor.border_crop, predictor.interpolation, batch_size,
                            cell_diameter, microns_per_pixel)

@@ -13,6 +13,7 @@ import base64
 import html
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import quote
 
 from cellscreen.files import atomic_write
 from cellscreen.screen import count, overlay
@@ -123,7 +124,7 @@ def write_report(path: Path, out: Path, record: dict, samples: list[dict], image
             rows.append(f"<tr><td class='name'>{_e(row['image'])}</td><td class='name'>{_e(row['sample'])}</td>"
                         f"<td class='warn' colspan='7'>{_e(row['status'])}</td></tr>")
             continue
-        rows.append(f"<tr><td class='name'><a href='{_e(row['overlay'])}'>{_e(row['image'])}</a></td>"
+        rows.append(f"<tr><td class='name'><a href='{_e(quote(row['overlay']))}'>{_e(row['image'])}</a></td>"
                     f"<td class='name'>{_e(row['sample'])}</td>{_count_cells(row)}"
                     f"<td>{float(row['cell_diameter_px']):.1f}</td><td class='warn'>{_e(row['warnings'])}</td></tr>")
         if len(figures) < MAX_THUMBNAILS and (out / row["overlay"]).is_file():
