@@ -99,6 +99,27 @@ def overlay_name(index: int, path: Path) -> str:
     return f"{OVERLAYS}/{index:06d}_{path.stem[:80]}.png"
 
 
+def classify_red_cells(rgb: np.ndarray, detection, scale: float, options: FieldOptions,
+                       predictor) -> tuple[list, np.ndarray]:
+    """A field's red cells and their class probabilities ``(N, classes)``, cut and classified ``_CHUNK``
+    cells at a time."""
+    red = [cell for cell in detection.cells if cell.kind == "red"]
+    proba = np.zeros((len(red), len(options.classes)), np.float32)
+    for start in range(0, len(red), _CHUNK):
+        crops = cut.cut_cells(rgb, detection.labels, red[start:start + _CHUNK], scale)
+        batch = cut.model_batch(crops, options.input_size, options.interpolation, options.border_crop)
+        proba[start:start + len(crops)] = predictor.predict_batched(batch, options.batch_size)
+    return red, proba
+
+
+def _cell_row(shown: str, cell, called: str | None, proba: np.ndarray | None, classes: int) -> list:
+    """One ``cells.csv`` row; a cell that was not classified (a white cell) has no class or probabilities."""
+    counted = cell.kind == "red" and cell.single and not cell.touches_border
+    return [shown, cell.id, cell.kind, f"{cell.centre[0]:.1f}", f"{cell.centre[1]:.1f}", *cell.box, cell.area,
+            int(cell.single), int(cell.touches_border), int(counted), called or "",
+            *([""] * classes if proba is None else [f"{v:.4f}" for v in proba])]
+
+
 def screen_field(path: Path, index: int, options: FieldOptions, predictor) -> tuple[list, list[list]]:
     """Screen one field: its ``images.csv`` row and its ``cells.csv`` rows; the overlay is written here."""
     shown = _shown(path)
@@ -114,29 +135,18 @@ def screen_field(path: Path, index: int, options: FieldOptions, predictor) -> tu
     except MemoryError:
         return _skipped_row(shown, f"not enough memory to search a {rgb.shape[1]}x{rgb.shape[0]} image"), []
     scale = cut.field_scale(detection.cell_diameter, cell_diameter=given)
-    red = [cell for cell in detection.cells if cell.kind == "red"]
-    proba = np.zeros((len(red), len(options.classes)), np.float32)
-    for start in range(0, len(red), _CHUNK):
-        crops = cut.cut_cells(rgb, detection.labels, red[start:start + _CHUNK], scale)
-        batch = cut.model_batch(crops, options.input_size, options.interpolation, options.border_crop)
-        proba[start:start + len(crops)] = predictor.predict_batched(batch, options.batch_size)
+    red, proba = classify_red_cells(rgb, detection, scale, options, predictor)
     names, positive = count.call_cells(proba, options.classes, options.positive_class, options.threshold)
-    by_id = {cell.id: k for k, cell in enumerate(red)}
-    positive_ids = [cell.id for cell, hit in zip(red, positive) if hit]
-    counts = count.count_field(detection.cells, positive_ids)
+    counts = count.count_field(detection.cells, [cell.id for cell, hit in zip(red, positive) if hit])
     pos = options.classes.index(options.positive_class) if options.positive_class in options.classes else None
     colours = overlay.colours_for(detection.cells, {} if pos is None else {
         cell.id: float(p) for cell, p in zip(red, proba[:, pos])})
     name = overlay_name(index, path)
     atomic_write(Path(options.out) / name, overlay.overlay_png(overlay.draw_overlay(rgb, detection.labels, colours)))
-    rows = []
-    for cell in detection.cells:
-        k = by_id.get(cell.id)
-        counted = cell.kind == "red" and cell.single and not cell.touches_border
-        rows.append([shown, cell.id, cell.kind, f"{cell.centre[0]:.1f}", f"{cell.centre[1]:.1f}", *cell.box,
-                     cell.area, int(cell.single), int(cell.touches_border), int(counted),
-                     "" if k is None else names[k],
-                     *(["" for _ in options.classes] if k is None else [f"{v:.4f}" for v in proba[k]])])
+    by_id = {cell.id: k for k, cell in enumerate(red)}
+    rows = [_cell_row(shown, cell, names[by_id[cell.id]], proba[by_id[cell.id]], len(options.classes))
+            if cell.id in by_id else _cell_row(shown, cell, None, None, len(options.classes))
+            for cell in detection.cells]
     height, width = rgb.shape[:2]
     image_row = [shown, "", "ok", width, height, f"{detection.cell_diameter:.2f}", f"{scale:.4f}", len(rows),
                  *_count_values(counts, count.field_warnings(counts)), name]
@@ -265,7 +275,7 @@ def screen(model, inputs: Sequence[str | Path], out: str | Path, *, cell_diamete
     file) or a loaded ``Predictor``.  ``cell_diameter`` (pixels) or ``microns_per_pixel`` fix the red cells'
     size instead of measuring it in each field.  ``group_regex`` picks the sample from each file name (its
     first group); without it a sample is a folder.  ``workers`` processes screen fields side by side
-    (default: one per core; 0: all here).
+    (default: one per core; 0: all here); a model run in PyTorch (an ensemble, an SVM) screens here.
     """
     from cellscreen.serve.runtime import Predictor, load_predictor  # loading a model is the slow part
 
