@@ -1,0 +1,117 @@
+"""The classical cell finder scored on real smear fields: Chula RBC-12 points and TXL-PBC boxes.
+
+    OMP_NUM_THREADS=1 CELLSCREEN_DATA=../shared/data python bench/screen_detection.py
+
+Chula RBC-12 (red cells marked by their centres): the first ``--tuning`` fields by number (60) are the
+ones the detector was tuned on; the figures reported are on the others, unless ``--part tuning``. A hit
+is a one-to-one (Hungarian) match within half the median red-cell radius; the radius is fixed for the
+whole set from the detector's median single-cell diameter on the tuning fields. Chula's annotators
+marked some cells cut by the border and not others, so two rules are printed: "spare" (a found border
+cell may match a label, one that matches none is not a false positive) and "drop" (found border cells
+left out before matching, as if the labels held no border cell).
+
+TXL-PBC (YOLO boxes, cells cut by the border are labelled, so all found cells count): red and white
+F1 with the IoU >= 0.5 rule on top of the distance rule; ``--txl-limit`` fields (every n-th, so that
+all four source sets are in), 0 for all 1,008.
+
+Times are per field, detection only (the JPEG decoded beforehand), one thread. Prints a table and
+one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cellscreen.screen.annotations import read_point_labels, read_yolo_boxes
+from cellscreen.screen.detect import find_cells
+from cellscreen.screen.score import box_match_distance, match_distance, score_image, summarise
+
+
+def _load(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _timed_detection(rgb: np.ndarray, times: list[float]):
+    start = time.perf_counter()
+    detection = find_cells(rgb)
+    times.append(1000 * (time.perf_counter() - start))
+    return detection
+
+
+def chula(root: Path, *, tuning: int, part: str) -> dict:
+    folder = root / "smears" / "chula-rbc12"
+    numbers = sorted(int(p.stem) for p in (folder / "Dataset").glob("*.jpg"))
+    chosen = numbers[:tuning] if part == "tuning" else numbers[tuning:]
+    tuning_diameters, times, spare, drop = [], [], [], []
+    for number in numbers[:tuning]:
+        tuning_diameters.append(find_cells(_load(folder / "Dataset" / f"{number}.jpg")).cell_diameter)
+    diameter = float(np.median(tuning_diameters))
+    for number in chosen:
+        detection = _timed_detection(_load(folder / "Dataset" / f"{number}.jpg"), times)
+        labelled = read_point_labels(folder / "Label" / f"{number}.txt")
+        spare.append(score_image(detection.cells, labelled, max_distance=match_distance(diameter), border="spare"))
+        drop.append(score_image(detection.cells, labelled, max_distance=match_distance(diameter), border="drop"))
+    return {"fields": len(chosen), "part": part, "cell_diameter_px": round(diameter, 1),
+            "spare": summarise(spare), "drop": summarise(drop), "ms_per_field": statistics.median(times)}
+
+
+def txl(root: Path, *, limit: int) -> dict:
+    folder = root / "smears" / "txl-pbc" / "TXL_PBC"
+    paths = sorted((folder / "images" / "train").glob("*.jpg"))
+    if limit:
+        paths = paths[:: max(1, len(paths) // limit)][:limit]
+    times, red, white = [], [], []
+    for path in paths:
+        rgb = _load(path)
+        detection = _timed_detection(rgb, times)
+        labelled = read_yolo_boxes(folder / "labels" / "train" / f"{path.stem}.txt", width=rgb.shape[1],
+                                   height=rgb.shape[0])
+        for kind, scores in (("red", red), ("white", white)):
+            scores.append(score_image(detection.cells, labelled, kind=kind, border="keep",
+                                      max_distance=box_match_distance(labelled, kind=kind)))
+    return {"fields": len(paths), "red": summarise(red), "white": summarise(white),
+            "ms_per_field": statistics.median(times)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tuning", type=int, default=60, help="Chula fields (first by number) used for tuning")
+    parser.add_argument("--part", choices=("report", "tuning"), default="report", help="Chula fields to score")
+    parser.add_argument("--txl-limit", type=int, default=0, help="TXL-PBC fields to score (0: all)")
+    parser.add_argument("--skip", choices=("chula", "txl"), action="append", default=[])
+    args = parser.parse_args()
+    root = Path(os.environ.get("CELLSCREEN_DATA", "../shared/data"))
+    if not (root / "smears").is_dir():
+        raise SystemExit(f"no smears/ under {root} (set CELLSCREEN_DATA to the data folder)")
+    result = {}
+    if "chula" not in args.skip:
+        result["chula"] = found = chula(root, tuning=args.tuning, part=args.part)
+        for rule in ("spare", "drop"):
+            s = found[rule]
+            print(f"Chula {found['part']} ({found['fields']} fields), border rule {rule}: red F1 {s.f1}, "
+                  f"precision {s.precision}, recall {s.recall}, median |count error| {s.median_abs_count_error} "
+                  f"({s.hits} hits, {s.found} found, {s.labelled} labelled)")
+        print(f"Chula: {found['ms_per_field']:.0f} ms per field (median), cell diameter {found['cell_diameter_px']} px")
+    if "txl" not in args.skip:
+        result["txl"] = found = txl(root, limit=args.txl_limit)
+        for kind in ("red", "white"):
+            s = found[kind]
+            print(f"TXL-PBC ({found['fields']} fields): {kind} F1 {s.f1}, precision {s.precision}, "
+                  f"recall {s.recall}, median |count error| {s.median_abs_count_error} "
+                  f"({s.hits} hits, {s.found} found, {s.labelled} labelled)")
+        print(f"TXL-PBC: {found['ms_per_field']:.0f} ms per field (median)")
+    print(json.dumps(result, default=lambda o: {k: round(v, 4) if isinstance(v, float) else v
+                                                  for k, v in vars(o).items()} if hasattr(o, "__dict__") else str(o)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""The classical cell finder on tiny drawn fields, and on three real Chula fields when the data is here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage as ndi
+
+from cellscreen.screen.annotations import read_point_labels
+from cellscreen.screen.detect import Detection, find_cells
+from cellscreen.screen.score import match_distance, score_image
+from tests.conftest import REAL_DATA
+
+BACKGROUND = (150, 160, 170)
+RED_CELL = (150, 105, 140)
+NUCLEUS = (85, 40, 150)
+CYTOPLASM = (175, 160, 190)
+
+
+def _disc(canvas: np.ndarray, centre: tuple[float, float], radius: float, colour, *, squash: float = 1.0) -> None:
+    yy, xx = np.ogrid[: canvas.shape[0], : canvas.shape[1]]
+    inside = ((xx - centre[0]) / radius) ** 2 + ((yy - centre[1]) / (radius * squash)) ** 2 <= 1
+    canvas[inside] = colour
+
+
+def drawn_field(scale: float = 1.0, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """A 240x200 field (times ``scale``): 5 lone red cells, a touching pair, a white cell, a platelet,
+    and a red cell cut by the left border. Returns the picture and what is on it."""
+    s = scale
+    canvas = np.zeros((round(200 * s), round(240 * s), 3), np.float32)
+    canvas[:] = BACKGROUND
+    lone = [(40, 40), (110, 35), (190, 50), (60, 150), (200, 160)]
+    for x, y in lone:
+        _disc(canvas, (x * s, y * s), 15 * s, RED_CELL)
+    _disc(canvas, (130 * s, 75 * s), 15 * s, RED_CELL, squash=0.85)  # an ellipse
+    pair = [(100, 120), (126, 128)]  # centres 27 px apart: the two cells overlap
+    for x, y in pair:
+        _disc(canvas, (x * s, y * s), 15 * s, RED_CELL)
+    _disc(canvas, (175 * s, 110 * s), 21 * s, CYTOPLASM)  # a white cell: pale cytoplasm, dark nucleus
+    _disc(canvas, (175 * s, 110 * s), 13 * s, NUCLEUS)
+    _disc(canvas, (40 * s, 95 * s), 4 * s, NUCLEUS)  # a platelet
+    _disc(canvas, (6 * s, 185 * s), 15 * s, RED_CELL)  # cut by the left border
+    rng = np.random.default_rng(seed)
+    canvas = ndi.gaussian_filter(canvas, sigma=(s, s, 0)) + rng.normal(0, 3, canvas.shape)
+    truth = {"red": [(x * s, y * s) for x, y in [*lone, (130, 75), *pair]], "white": [(175 * s, 110 * s)],
+             "platelet": (40 * s, 95 * s), "border": (6 * s, 185 * s)}
+    return canvas.clip(0, 255).astype(np.uint8), truth
+
+
+def _nearest(detection: Detection, point: tuple[float, float]):
+    return min(detection.cells, key=lambda c: np.hypot(c.centre[0] - point[0], c.centre[1] - point[1]))
+
+
+def _close(cell, point, tolerance: float) -> bool:
+    return np.hypot(cell.centre[0] - point[0], cell.centre[1] - point[1]) <= tolerance
+
+
+@pytest.fixture(scope="module")
+def drawn():
+    field, truth = drawn_field()
+    return field, truth, find_cells(field)
+
+
+def test_every_red_cell_is_found_once_and_the_pair_is_split(drawn):
+    _, truth, detection = drawn
+    inside = [c for c in detection.red if not c.touches_border]
+    assert len(inside) == len(truth["red"])
+    for point in truth["red"]:
+        assert _close(_nearest(detection, point), point, 5), point
+
+
+def test_the_white_cell_is_told_apart_by_its_stain(drawn):
+    _, truth, detection = drawn
+    assert len(detection.white) == 1
+    white = detection.white[0]
+    assert _close(white, truth["white"][0], 4)
+    x0, y0, x1, y1 = white.box
+    assert x1 - x0 >= 36 and y1 - y0 >= 36, "the box holds the cytoplasm, not the nucleus only"
+    assert not white.single
+
+
+def test_a_platelet_is_not_a_cell(drawn):
+    _, truth, detection = drawn
+    assert not _close(_nearest(detection, truth["platelet"]), truth["platelet"], 10)
+
+
+def test_a_cell_cut_by_the_border_is_kept_and_marked(drawn):
+    _, truth, detection = drawn
+    cut = _nearest(detection, truth["border"])
+    assert cut.touches_border and cut.box[0] == 0
+    assert sum(c.touches_border for c in detection.cells) == 1
+
+
+def test_labels_boxes_and_areas_agree(drawn):
+    field, _, detection = drawn
+    assert detection.labels.dtype == np.int32 and detection.labels.shape == field.shape[:2]
+    assert sorted(c.id for c in detection.cells) == sorted(set(np.unique(detection.labels)) - {0})
+    for cell in detection.cells:
+        x0, y0, x1, y1 = cell.box
+        inside = detection.labels == cell.id
+        assert inside.sum() == cell.area
+        assert not inside[:y0].any() and not inside[y1:].any() and not inside[:, :x0].any() and not inside[:, x1:].any()
+        assert x0 <= cell.centre[0] < x1 and y0 <= cell.centre[1] < y1
+
+
+def test_lone_round_cells_are_single_and_the_diameter_is_measured(drawn):
+    _, truth, detection = drawn
+    assert all(_nearest(detection, point).single for point in truth["red"][:5])
+    assert detection.cell_diameter == pytest.approx(30, rel=0.12)
+
+
+def test_the_same_field_three_times_larger_gives_the_same_cells():
+    field, truth = drawn_field(scale=3.0)
+    detection = find_cells(field)
+    assert len([c for c in detection.red if not c.touches_border]) == len(truth["red"])
+    assert len(detection.white) == 1
+    assert detection.cell_diameter == pytest.approx(90, rel=0.12)
+    assert detection.labels.shape == field.shape[:2]
+
+
+def test_a_given_cell_diameter_is_used_and_returned(drawn):
+    field, truth, _ = drawn
+    detection = find_cells(field, cell_diameter=30.0)
+    assert detection.cell_diameter == 30.0
+    assert len([c for c in detection.red if not c.touches_border]) == len(truth["red"])
+
+
+def test_grey_and_blank_images_do_not_fail():
+    field, _ = drawn_field()
+    grey = field.mean(axis=2).astype(np.uint8)
+    assert len(find_cells(grey).cells) >= 5
+    blank = np.full((64, 80, 3), 200, np.uint8)
+    detection = find_cells(blank)
+    assert detection.cells == [] and not detection.labels.any()
+
+
+REAL_FIELDS = (1, 4, 6)  # fields whose every red cell is labelled
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("number", REAL_FIELDS)
+def test_real_chula_field(number):
+    folder = REAL_DATA / "smears" / "chula-rbc12"
+    if not (folder / "Dataset").is_dir():
+        pytest.skip("real data (../shared/data or $CELLSCREEN_DATA) is not available")
+    with Image.open(folder / "Dataset" / f"{number}.jpg") as image:
+        detection = find_cells(np.asarray(image.convert("RGB")))
+    labelled = read_point_labels(folder / "Label" / f"{number}.txt")
+    score = score_image(detection.cells, labelled, max_distance=match_distance(detection.cell_diameter),
+                        border="spare")
+    assert 30 < detection.cell_diameter < 50
+    assert score.recall >= 0.75 and score.precision >= 0.75, score
