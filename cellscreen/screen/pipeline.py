@@ -29,6 +29,7 @@ import contextlib
 import csv
 import dataclasses
 import io
+import itertools
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -218,25 +219,35 @@ def _check_out(out: Path, resume: bool, overwrite: bool) -> bool:
         raise UserError(f"{out} holds an interrupted screening run; pass --resume to continue it or "
                         "--overwrite to start again")
     for name in (CELLS, IMAGES, SAMPLES, REPORT, RECORD, SETTINGS, _journal(out, CELLS).name,
-                 _journal(out, IMAGES).name):
+                 _journal(out, IMAGES).name, "cells.resumed.csv"):
         (out / name).unlink(missing_ok=True)
     for old in (out / OVERLAYS).glob("*.png") if (out / OVERLAYS).is_dir() else ():
         old.unlink()
     return False
 
 
-def _complete_rows(journal: Path, header: list[str]) -> list[list[str]]:
-    """The complete rows of a journal (a torn last line is cut off the file)."""
+def _cut_torn_line(journal: Path) -> None:
+    """Cut a journal back to its last whole line (a crash may have torn the one being written)."""
     with journal.open("rb+") as handle:
-        data = handle.read()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):
-            handle.truncate(end)
+        position = handle.seek(0, os.SEEK_END)
+        while position > 0:
+            step = min(1 << 16, position)
+            position -= step
+            handle.seek(position)
+            end = handle.read(step).rfind(b"\n")
+            if end >= 0:
+                handle.truncate(position + end + 1)
+                return
+        handle.truncate(0)
+
+
+def _journal_rows(journal: Path, header: list[str]) -> Iterator[list[str]]:
+    """The whole rows of a journal, lazily, after checking its header."""
     with journal.open(newline="") as handle:
         reader = csv.reader(handle)
         if next(reader, None) != header:
             raise UserError(f"{journal} was written for another model or version; start again with --overwrite")
-        return list(reader)
+        yield from reader
 
 
 def _resume(out: Path, settings: dict, cell_header: list[str]) -> list[list[str]]:
@@ -247,12 +258,21 @@ def _resume(out: Path, settings: dict, cell_header: list[str]) -> list[list[str]
         raise UserError(f"the interrupted run in {out} was started with other {', '.join(changed)}; start again "
                         "with --overwrite")
     settings["started"] = before.get("started", settings["started"])
-    images = _complete_rows(_journal(out, IMAGES), IMAGE_COLUMNS)
-    cells = _journal(out, CELLS)
+    for name in (IMAGES, CELLS):
+        _cut_torn_line(_journal(out, name))
+    images = list(_journal_rows(_journal(out, IMAGES), IMAGE_COLUMNS))
     kept = sum(int(row[IMAGE_COLUMNS.index("cells")] or 0) for row in images)
-    rows = _complete_rows(cells, cell_header)[:kept]
-    with cells.open("w", newline="") as handle:
-        csv.writer(handle).writerows([cell_header, *rows])
+    cells, copy = _journal(out, CELLS), out / "cells.resumed.csv"
+    with copy.open("w", newline="") as handle:  # the finished fields' cells, without the unfinished one's
+        writer = csv.writer(handle)
+        writer.writerow(cell_header)
+        copied = 0
+        for row in itertools.islice(_journal_rows(cells, cell_header), kept):
+            writer.writerow(row)
+            copied += 1
+    if copied != kept:
+        raise UserError(f"{cells} lacks cells of finished images (damaged); start again with --overwrite")
+    os.replace(copy, cells)
     return images
 
 
