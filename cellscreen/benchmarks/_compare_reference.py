@@ -137,7 +137,7 @@ def compare_reference(*, data: str | None = None, split: str | Path, fold: int |
     from cellscreen.config import load_config
     from cellscreen.data.sources import get_profile, resolve_dataset_dir
     from cellscreen.data.splits import read_manifest
-    from cellscreen.engine.checkpoint import load_checkpoint
+    from cellscreen.engine.kinds import load_checkpoint
     from cellscreen.engine.data import subset_rows
     from cellscreen.engine.inference import logits_to_proba, predict_logits
 

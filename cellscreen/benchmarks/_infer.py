@@ -21,7 +21,7 @@ VARIANTS = ("eager", "channels_last", "bf16", "compile", "onnx")
 
 def _inference_model(model: str, size: int | None, seed: int):
     """(checkpoint or None, ONNX file or None, what it is): a registered name gets random weights."""
-    from cellscreen.engine.checkpoint import Checkpoint, load_checkpoint
+    from cellscreen.engine.kinds import Checkpoint, load_checkpoint
     from cellscreen.models import create_model, list_models
 
     if model in list_models():

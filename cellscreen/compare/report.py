@@ -54,7 +54,7 @@ def _pooled(entry_dir: Path) -> dict:
 def _speed_and_size(run_dir: Path, root: Path, paths: list[str]) -> dict:
     """Params, FLOPs at the input size and inference cells/s (fp32, batches of 256, after a warm-up)."""
     from cellscreen.data.images import load_prepared
-    from cellscreen.engine.checkpoint import load_checkpoint
+    from cellscreen.engine.kinds import load_checkpoint
     from cellscreen.engine.inference import predict_proba
     from cellscreen.models import count_flops
 

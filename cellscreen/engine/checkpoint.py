@@ -9,6 +9,12 @@ unpickles anything.
 
 ``resolve_checkpoint`` accepts a run folder, either file, or the name of a
 model shipped with cellscreen (``malaria``).
+
+Each kind of checkpoint (``network`` here, ``svm`` and ``ensemble`` in their
+own modules) registers how to load it with ``register_kind``, the way
+torchvision's ``register_model`` does for models, so this module knows no kind
+but its own.  ``cellscreen.engine.kinds`` imports every kind; load through it
+whenever the checkpoint may be of any kind.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -29,9 +36,48 @@ from cellscreen.errors import UserError
 from cellscreen.models import DataConfig, create_model
 from cellscreen.models.transfer import replace_head
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "resolve_checkpoint", "file_sha256", "BUNDLED"]
+__all__ = ["Checkpoint", "CheckpointKind", "save_checkpoint", "load_checkpoint", "resolve_checkpoint",
+           "file_sha256", "BUNDLED", "FORMAT", "register_kind", "get_kind", "list_kinds", "checkpoint_files"]
 
 FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointKind:
+    """How to load one kind of checkpoint, and which files beside its ``model.json`` belong to it."""
+
+    load: Callable[[Path, dict], torch.nn.Module]  # (path of model.json, its contents) -> model
+    files: Callable[[Path, dict], list[str]]  # (folder, contents of model.json) -> files relative to the folder
+
+
+KINDS: dict[str, CheckpointKind] = {}
+
+
+def register_kind(name: str, *, files: Callable[[Path, dict], list[str]]):
+    """Decorator: register a checkpoint kind's loader (refuses a name registered already)."""
+
+    def wrapper(load: Callable[[Path, dict], torch.nn.Module]):
+        if name in KINDS:
+            raise ValueError(f"a checkpoint kind named {name!r} is already registered")
+        KINDS[name] = CheckpointKind(load=load, files=files)
+        return load
+
+    return wrapper
+
+
+def list_kinds() -> list[str]:
+    return sorted(KINDS)
+
+
+def get_kind(name: str) -> CheckpointKind:
+    if name not in KINDS:
+        raise UserError(f"unknown checkpoint kind {name!r}; known: {', '.join(list_kinds())}")
+    return KINDS[name]
+
+
+def checkpoint_files(folder: Path, meta: dict) -> list[str]:
+    """The files (relative to ``folder``) that make up a checkpoint of any kind."""
+    return get_kind(meta.get("kind", "network")).files(folder, meta)
 
 
 @dataclasses.dataclass
@@ -96,22 +142,21 @@ def load_checkpoint(where: str | Path) -> Checkpoint:
     path = resolve_checkpoint(where)
     try:
         meta = json.loads(path.read_text())
-        name, classes = meta["model"], meta["classes"]
+        meta["model"], meta["classes"]  # every kind names both (a KeyError otherwise)
         DataConfig.from_dict(meta["data_config"])
     except (ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path} is not a cellscreen checkpoint description ({exc})") from None
     if meta.get("format", 0) > FORMAT:
         raise UserError(f"{path} was written by a newer cellscreen ({meta.get('cellscreen')}); upgrade to read it")
+    model = get_kind(meta.get("kind", "network")).load(path, meta)
+    return Checkpoint(model=model.eval(), meta=meta)
+
+
+@register_kind("network", files=lambda folder, meta: ["model.json", "model.safetensors"])
+def load_network(path: Path, meta: dict) -> torch.nn.Module:
+    """A network from the registry with its weights from the safetensors file beside ``path``."""
+    name, classes = meta["model"], meta["classes"]
     config = DataConfig.from_dict(meta["data_config"])
-    kind = meta.get("kind", "network")
-    if kind in ("svm", "ensemble"):
-        if kind == "svm":
-            from cellscreen.engine.svm import load_svm as load
-        else:
-            from cellscreen.engine.ensemble import load_ensemble as load
-        model = load(path.parent, meta)
-        model.data_config, model.model_name, model.single_logit = config, meta["model"], False
-        return Checkpoint(model=model.eval(), meta=meta)
     model = create_model(name, num_classes=len(classes), in_chans=len(config.mean), input_size=config.input_size)
     model.data_config = config
     if meta.get("head"):
@@ -132,5 +177,4 @@ def load_checkpoint(where: str | Path) -> Checkpoint:
         raise UserError(f"weights in {path.with_suffix('.safetensors')} do not fit {name}: "
                         f"missing {missing[:3]}, unexpected {unexpected[:3]}")
     model.temperature = float(meta.get("temperature", 1.0))  # fitted on the validation cells after training
-    model.eval()
-    return Checkpoint(model=model, meta=meta)
+    return model

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from cellscreen.data.cache import CacheSpec, build_cache
-from cellscreen.engine.checkpoint import load_checkpoint
+from cellscreen.engine.kinds import load_checkpoint
 from cellscreen.engine.data import PreparedData
 from cellscreen.engine.inference import predict_proba, resolve_precision
 from cellscreen.errors import UserError

@@ -19,13 +19,21 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cellscreen.engine.checkpoint import FORMAT, Checkpoint, load_checkpoint, resolve_checkpoint
+from cellscreen.engine import svm  # noqa: F401  (members may be SVM baselines: importing registers that kind)
+from cellscreen.engine.checkpoint import (
+    FORMAT,
+    Checkpoint,
+    checkpoint_files,
+    load_checkpoint,
+    register_kind,
+    resolve_checkpoint,
+)
 from cellscreen.engine.inference import logits_to_proba, normalise
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
 from cellscreen.models import DataConfig
 
-__all__ = ["EnsembleModel", "make_ensemble", "checkpoint_files"]
+__all__ = ["EnsembleModel", "make_ensemble", "load_ensemble", "ensemble_files"]
 
 
 class EnsembleModel(nn.Module):
@@ -49,23 +57,22 @@ class EnsembleModel(nn.Module):
         return torch.log(torch.stack(probabilities).mean(dim=0).clamp_min(1e-7))
 
 
-def checkpoint_files(folder: Path, meta: dict) -> list[str]:
-    """The files (relative to ``folder``) that make up a checkpoint of any kind."""
-    kind = meta.get("kind", "network")
-    if kind == "svm":
-        return ["model.json", "svm.skops"] + (["backbone/model.json", "backbone/model.safetensors"]
-                                              if meta["svm"]["features"] == "deep" else [])
-    if kind == "ensemble":
-        files = ["model.json"]
-        for member in meta["members"]:
-            member_meta = json.loads((folder / member / "model.json").read_text())
-            files += [f"{member}/{f}" for f in checkpoint_files(folder / member, member_meta)]
-        return files
-    return ["model.json", "model.safetensors"]
+def ensemble_files(folder: Path, meta: dict) -> list[str]:
+    """``model.json`` and every member's files, each under its member folder."""
+    files = ["model.json"]
+    for member in meta["members"]:
+        member_meta = json.loads((folder / member / "model.json").read_text())
+        files += [f"{member}/{f}" for f in checkpoint_files(folder / member, member_meta)]
+    return files
 
 
-def load_ensemble(folder: Path, meta: dict) -> EnsembleModel:
-    return EnsembleModel([load_checkpoint(folder / member).model for member in meta["members"]])
+@register_kind("ensemble", files=ensemble_files)
+def load_ensemble(path: Path, meta: dict) -> EnsembleModel:
+    """The ensemble described by ``path`` (its ``model.json``), with every member loaded."""
+    model = EnsembleModel([load_checkpoint(path.parent / member).model for member in meta["members"]])
+    model.data_config = DataConfig.from_dict(meta["data_config"])
+    model.model_name, model.single_logit = meta["model"], False
+    return model
 
 
 def make_ensemble(runs: list[str | Path], out: str | Path, *, overwrite: bool = False) -> Path:

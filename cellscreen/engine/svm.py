@@ -24,10 +24,14 @@ import torch
 from torch import nn
 
 from cellscreen.config import TrainConfig
+from cellscreen.engine.checkpoint import BUNDLED, FORMAT, load_checkpoint, register_kind, save_checkpoint
+from cellscreen.engine.inference import normalise
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
+from cellscreen.models import DataConfig, create_model, list_models
+from cellscreen.models.transfer import forward_features
 
-__all__ = ["SVMClassifier", "train_svm", "load_svm"]
+__all__ = ["SVMClassifier", "train_svm", "load_svm", "svm_files"]
 
 _TRUSTED_PREFIXES = ("sklearn.", "numpy.")
 
@@ -43,13 +47,10 @@ class SVMClassifier(nn.Module):
 
     def features(self, x: torch.Tensor) -> np.ndarray:
         if self.backbone is None:
-            from cellscreen.data.features import handcrafted_batch
+            from cellscreen.data.features import handcrafted_batch  # keeps loading any checkpoint fast: scikit-image
 
             pixels = (x.float() * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
             return handcrafted_batch(pixels.numpy(), workers=self.workers)
-        from cellscreen.engine.inference import normalise
-        from cellscreen.models.transfer import forward_features
-
         with torch.no_grad():
             return forward_features(self.backbone.eval(), normalise(x.float(), self.backbone.data_config)).numpy()
 
@@ -60,9 +61,6 @@ class SVMClassifier(nn.Module):
 
 def _backbone(source: str, config: TrainConfig) -> nn.Module:
     """The feature network: a cellscreen run or checkpoint, or a registered model (with ``pretrained``)."""
-    from cellscreen.engine.checkpoint import BUNDLED, load_checkpoint
-    from cellscreen.models import create_model, list_models
-
     if source in BUNDLED or Path(source).exists():
         return load_checkpoint(source).model
     if source in list_models():
@@ -75,15 +73,14 @@ def _backbone(source: str, config: TrainConfig) -> nn.Module:
 def train_svm(config: TrainConfig, *, features: str, out: str | Path, data: str | None = None, C: float = 10.0,
               overwrite: bool = False, progress: bool = True, workers: int | None = None):
     """Fit an SVM on the training subset of ``config``'s split; return ``(run folder, prepared data, seconds)``."""
+    # only training needs these; loading a checkpoint of any kind stays fast without them
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
     from skops.io import dump
 
-    from cellscreen.engine.checkpoint import FORMAT, save_checkpoint
-    from cellscreen.engine.data import manifest_copy, prepare_data
-    from cellscreen.models import DataConfig
+    from cellscreen.engine.data import manifest_copy, prepare_data  # scikit-learn, through the splits
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
@@ -142,12 +139,19 @@ def train_svm(config: TrainConfig, *, features: str, out: str | Path, data: str 
     return out, prepared, time.perf_counter() - start
 
 
-def load_svm(folder: Path, meta: dict) -> SVMClassifier:
-    """The SVM of a run folder, loading only trusted scikit-learn/numpy types."""
-    from skops.io import get_untrusted_types, load
+def svm_files(folder: Path, meta: dict) -> list[str]:
+    """``model.json``, the fitted pipeline and, for deep features, the feature network's checkpoint."""
+    return ["model.json", "svm.skops"] + (["backbone/model.json", "backbone/model.safetensors"]
+                                          if meta["svm"]["features"] == "deep" else [])
 
-    from cellscreen.engine.checkpoint import load_checkpoint
 
+@register_kind("svm", files=svm_files)
+def load_svm(path: Path, meta: dict) -> SVMClassifier:
+    """The SVM described by ``path`` (a run folder's ``model.json``), loading only trusted scikit-learn/numpy
+    types."""
+    from skops.io import get_untrusted_types, load  # keeps loading a network fast: skops imports scikit-learn
+
+    folder = path.parent
     path = folder / "svm.skops"
     try:
         types = get_untrusted_types(file=path)
@@ -160,4 +164,7 @@ def load_svm(folder: Path, meta: dict) -> SVMClassifier:
     except Exception as exc:  # missing or damaged file
         raise UserError(f"cannot read the SVM {path}: {exc}") from None
     backbone = load_checkpoint(folder / "backbone").model if meta["svm"]["features"] == "deep" else None
-    return SVMClassifier(pipeline, backbone)
+    model = SVMClassifier(pipeline, backbone)
+    model.data_config = DataConfig.from_dict(meta["data_config"])
+    model.model_name, model.single_logit = meta["model"], False
+    return model

@@ -32,11 +32,12 @@ from cellscreen.config import TrainConfig, load_config
 from cellscreen.cpu import denormals_flushed, keep_freed_memory
 from cellscreen.data.images import UNRECORDED_INTERPOLATION
 from cellscreen.engine.calibration import fit_temperature
-from cellscreen.engine.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
+from cellscreen.engine.checkpoint import save_checkpoint
 from cellscreen.engine.curves import plot_learning_curves
 from cellscreen.engine.data import PreparedData, manifest_copy, prepare_data
 from cellscreen.engine.distill import teacher_probabilities
 from cellscreen.engine.inference import INFERENCE_BATCH, predict_logits, resolve_precision
+from cellscreen.engine.kinds import Checkpoint, load_checkpoint, resolve_checkpoint
 from cellscreen.engine.module import CellClassifier
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write

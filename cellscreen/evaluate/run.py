@@ -11,7 +11,7 @@ from cellscreen.data.cache import CacheSpec, build_cache
 from cellscreen.data.index import scan_dataset
 from cellscreen.data.sources import get_profile, resolve_dataset_dir
 from cellscreen.data.splits import read_manifest
-from cellscreen.engine.checkpoint import Checkpoint, load_checkpoint
+from cellscreen.engine.kinds import Checkpoint, load_checkpoint
 from cellscreen.engine.data import load_subset
 from cellscreen.engine.inference import predict_proba_at
 from cellscreen.errors import UserError

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cellscreen.engine.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
+from cellscreen.engine.kinds import Checkpoint, load_checkpoint, resolve_checkpoint
 from cellscreen.errors import UserError
 from cellscreen.models.compact import CompactCNN
 from cellscreen.models.layers import CellColourNorm

@@ -213,7 +213,7 @@ def network_onnx(model: str | Path) -> tuple[bytes, dict]:
     weights = path.with_suffix(".safetensors")
     digest = file_sha256(weights) if weights.is_file() else None
     if digest is None or (meta.get("weights_sha256") and digest != meta["weights_sha256"]):
-        from cellscreen.engine.checkpoint import load_checkpoint
+        from cellscreen.engine.kinds import load_checkpoint
 
         load_checkpoint(model)  # says what is wrong with the weights
     key = hashlib.sha256(text + digest.encode()).hexdigest()[:24]
@@ -224,7 +224,7 @@ def network_onnx(model: str | Path) -> tuple[bytes, dict]:
         return own.read_bytes(), description  # the export below gives the same probabilities
     if cached.is_file():
         return cached.read_bytes(), description
-    from cellscreen.engine.checkpoint import load_checkpoint
+    from cellscreen.engine.kinds import load_checkpoint
     from cellscreen.serve.export import onnx_bytes
 
     blob = onnx_bytes(load_checkpoint(model))
@@ -272,7 +272,7 @@ def _int8_predictor(model: str | Path, threads: int | None) -> Predictor:
                         f"make it again with `{export} --overwrite`")
 
     def load_torch():
-        from cellscreen.engine.checkpoint import load_checkpoint
+        from cellscreen.engine.kinds import load_checkpoint
 
         return load_checkpoint(model).model
 
@@ -323,12 +323,12 @@ def load_predictor(model: str | Path, *, engine: str = "auto", threads: int | No
         blob, description = network_onnx(model)
 
         def load_torch():
-            from cellscreen.engine.checkpoint import load_checkpoint
+            from cellscreen.engine.kinds import load_checkpoint
 
             return load_checkpoint(model).model
 
         return OnnxPredictor(description, blob, source=str(model), threads=threads, load_torch=load_torch)
-    from cellscreen.engine.checkpoint import load_checkpoint
+    from cellscreen.engine.kinds import load_checkpoint
     from cellscreen.serve.export import describe
 
     checkpoint = load_checkpoint(model)

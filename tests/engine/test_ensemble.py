@@ -5,9 +5,10 @@ from torch.nn import functional as F
 
 from cellscreen.engine.svm import train_svm
 from cellscreen.config import load_config
-from cellscreen.engine.checkpoint import load_checkpoint, save_checkpoint
+from cellscreen.engine.checkpoint import save_checkpoint
 from cellscreen.engine.ensemble import make_ensemble
 from cellscreen.engine.inference import logits_to_proba, normalise, predict_proba
+from cellscreen.engine.kinds import load_checkpoint
 from cellscreen.errors import UserError
 from cellscreen.models import create_model
 from tests.clitools import run

@@ -4,7 +4,7 @@ import pytest
 from cellscreen.data.features import N_FEATURES, handcrafted_features
 from cellscreen.engine.svm import train_svm
 from cellscreen.config import load_config
-from cellscreen.engine.checkpoint import load_checkpoint
+from cellscreen.engine.kinds import load_checkpoint
 from cellscreen.engine.inference import predict_proba
 from cellscreen.errors import UserError
 
