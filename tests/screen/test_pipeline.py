@@ -273,3 +273,10 @@ def test_fields_of_real_nih_cells_are_counted_exactly_and_reported(real_data, tm
     assert len(shown) == 2 and all(complete and width > 100 for _, complete, width in shown), shown
     assert len(rows) == 3 and "slideA" in rows[1] and "25.00%" in rows[1] and "33.33%" in rows[2]
     assert printed.startswith(b"%PDF") and len(printed) > 20_000
+
+
+def test_worker_processes_write_what_one_process_writes(fields, tmp_path):
+    pipeline.screen("malaria", [fields / "slide1"], tmp_path / "here", workers=0, progress=False)
+    pipeline.screen("malaria", [fields / "slide1"], tmp_path / "workers", workers=2, progress=False)
+    assert outputs(tmp_path / "workers") == outputs(tmp_path / "here")
+    assert sum(int(r["red_counted"]) for r in read_csv(tmp_path / "here" / "images.csv")) > 0
