@@ -48,7 +48,7 @@ def cmd_split(args) -> None:
 
 
 def cmd_cache(args) -> None:
-    from cellscreen.data.cache import CacheSpec, build_cache  # keeps start-up fast
+    from cellscreen.data.cache import CacheSpec, build_cache, describe_cache  # keeps start-up fast
     from cellscreen.data.splits import records_in_manifest
 
     index = scan_index(args)
@@ -56,13 +56,10 @@ def cmd_cache(args) -> None:
     if missing:
         print(f"  warning: {missing:,} manifest file(s) are missing or unreadable now")
     crop = index.profile.border_crop if args.crop is None else args.crop
-    cache = build_cache(index.root, records, CacheSpec(size=args.size, border_crop=crop,
-                                                       interpolation=args.interpolation),
-                        cache_dir=args.cache_dir, workers=args.workers, progress=not args.quiet)
-    state = "built" if cache.built else "reused"
-    rate = f", {len(records) / cache.seconds:,.0f} images/s" if cache.built and cache.seconds > 0 else ""
-    print(f"{state} cache {cache.folder}: {len(cache.row_of):,} distinct images at {args.size}x{args.size}, "
-          f"border crop {crop} px, in {cache.seconds:.1f} s{rate}")
+    spec = CacheSpec(size=args.size, border_crop=crop, interpolation=args.interpolation)
+    cache = build_cache(index.root, records, spec, cache_dir=args.cache_dir, workers=args.workers,
+                        progress=not args.quiet)
+    print(describe_cache(cache, images=len(records)))
     skipped = len(index.skipped) + len(cache.skipped)
     if skipped:
         print(f"  skipped {skipped:,} file(s) that could not be read")

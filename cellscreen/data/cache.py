@@ -32,7 +32,7 @@ from cellscreen.data.parallel import parallel_map
 from cellscreen.data.sources import default_cache_dir
 from cellscreen.errors import UserError
 
-__all__ = ["CacheSpec", "ImageCache", "build_cache", "default_cache_dir"]
+__all__ = ["CacheSpec", "ImageCache", "build_cache", "default_cache_dir", "describe_cache"]
 
 CACHE_FORMAT = 1
 _CHUNK = 512  # images decoded between two progress checkpoints
@@ -201,3 +201,12 @@ def _load(folder: Path, spec: CacheSpec, *, built: bool, start: float) -> ImageC
         built=built,
         seconds=time.perf_counter() - start,
     )
+
+
+def describe_cache(cache: ImageCache, *, images: int) -> str:
+    """One line on a cache just built or reused for ``images`` files: where, what and how fast."""
+    state = "built" if cache.built else "reused"
+    rate = f", {images / cache.seconds:,.0f} images/s" if cache.built and cache.seconds > 0 else ""
+    size = cache.spec.size
+    return (f"{state} cache {cache.folder}: {len(cache.row_of):,} distinct images at {size}x{size}, "
+            f"border crop {cache.spec.border_crop} px, in {cache.seconds:.1f} s{rate}")
