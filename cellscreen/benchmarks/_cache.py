@@ -30,7 +30,7 @@ def cache_build(dataset: str = "malaria-nih", *, data: str | None = None, size: 
     temporary folder, so nothing is reused (the figures of BENCHMARKS.md, "Preprocessing cache build").  With
     ``limit``, a spread of that many files is first copied into a temporary folder (not timed) and only
     those are indexed and cached."""
-    from cellscreen.data.cache import CacheSpec, build_cache
+    from cellscreen.data.cache import CacheSpec, build_cache  # keeps start-up fast
     from cellscreen.data.images import DEFAULT_INTERPOLATION
     from cellscreen.data.index import scan_dataset
     from cellscreen.data.parallel import default_workers

@@ -79,7 +79,7 @@ def _test_folder(root: Path, rows: list[dict], limit: int | None, into: Path) ->
 def _cellscreen_predict(inputs: Path, out: Path, engine: str = "auto") -> tuple[int, float]:
     """``cellscreen predict malaria INPUTS`` as a whole process: (cells predicted, wall seconds)."""
     if engine in ("auto", "onnx"):
-        from cellscreen.serve.runtime import load_predictor
+        from cellscreen.serve.runtime import load_predictor  # keeps start-up fast
 
         load_predictor("malaria", engine="onnx")  # its ONNX export is cached once, as after a first use
     script = Path(sys.executable).with_name("cellscreen")
@@ -134,7 +134,7 @@ def compare_reference(*, data: str | None = None, split: str | Path, fold: int |
     final validation accuracy is read from both training logs; with ``default_recipe`` cellscreen's default
     recipe is also trained to it (``time_to_accuracy``).
     """
-    from cellscreen.config import load_config
+    from cellscreen.config import load_config  # keeps start-up fast
     from cellscreen.data.sources import get_profile, resolve_dataset_dir
     from cellscreen.data.splits import read_manifest
     from cellscreen.engine.kinds import load_checkpoint

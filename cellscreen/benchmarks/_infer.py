@@ -21,7 +21,7 @@ VARIANTS = ("eager", "channels_last", "bf16", "compile", "onnx")
 
 def _inference_model(model: str, size: int | None, seed: int):
     """(checkpoint or None, ONNX file or None, what it is): a registered name gets random weights."""
-    from cellscreen.engine.kinds import Checkpoint, load_checkpoint
+    from cellscreen.engine.kinds import Checkpoint, load_checkpoint  # keeps start-up fast
     from cellscreen.models import create_model, list_models
 
     if model in list_models():
@@ -42,7 +42,7 @@ def _inference_model(model: str, size: int | None, seed: int):
 
 def _torch_runner(checkpoint, *, channels_last: bool, precision: str, compiled: bool = False):
     """uint8 NHWC batch -> probabilities, as ``predict_proba`` does, with the layout and precision chosen."""
-    from cellscreen.engine.inference import autocast, logits_to_proba, normalise
+    from cellscreen.engine.inference import autocast, logits_to_proba, normalise  # keeps start-up fast
 
     layout = torch.channels_last if channels_last else torch.contiguous_format
     net = copy.deepcopy(checkpoint.model).float().eval().to(memory_format=layout)
@@ -61,12 +61,12 @@ def _torch_runner(checkpoint, *, channels_last: bool, precision: str, compiled: 
 
 def _onnx_runner(model: str, checkpoint, registered: bool):
     """onnxruntime through the serving ``OnnxPredictor``, with torch's thread count; and the export seconds."""
-    from cellscreen.serve.runtime import OnnxPredictor, load_predictor
+    from cellscreen.serve.runtime import OnnxPredictor, load_predictor  # keeps start-up fast
 
     threads = torch.get_num_threads()
     start = time.perf_counter()
     if registered:  # random weights: export now (a checkpoint's export is cached by load_predictor)
-        from cellscreen.serve.export import describe, onnx_bytes
+        from cellscreen.serve.export import describe, onnx_bytes  # keeps start-up fast
 
         predictor = OnnxPredictor(describe(checkpoint, "onnx"), onnx_bytes(checkpoint), threads=threads)
     else:
@@ -101,7 +101,7 @@ def infer_throughput(model: str, *, size: int | None = None, batch_size: int = 2
     its first call reported as ``compile_seconds`` and left out of the rate; ``onnx``: onnxruntime (the
     default engine of ``predict``).  A variant that cannot run is reported with ``skipped`` and the reason.
     """
-    from cellscreen.models import count_flops
+    from cellscreen.models import count_flops  # keeps start-up fast
 
     names = parse_variants(variants)
     if batch_size < 1 or batches < 1:
@@ -113,7 +113,7 @@ def infer_throughput(model: str, *, size: int | None = None, batch_size: int = 2
         flops = count_flops(copy.deepcopy(checkpoint.model).float(), size)
         model_name = checkpoint.meta["model"]
     else:
-        from cellscreen.serve.runtime import load_predictor
+        from cellscreen.serve.runtime import load_predictor  # keeps start-up fast
 
         probe = load_predictor(onnx_file, engine="onnx")
         size, flops, model_name = probe.input_size, None, probe.description.get("model")

@@ -19,7 +19,7 @@ __all__ = ["epoch_log", "first_reaching", "time_to_accuracy", "train_quietly"]
 def epoch_log(run: str | Path) -> tuple[float, list[tuple[float, float]]]:
     """From a run's TensorBoard events (the latest version): the time the log began (about when fitting
     started) and ``(wall_time, val_acc)`` of every validation, in order."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # keeps start-up fast
 
     versions = sorted((Path(run) / "logs" / "tb").glob("version_*"), key=lambda p: int(p.name.split("_")[-1]))
     if not versions:
@@ -50,7 +50,7 @@ def _run_folder(out: str | Path | None):
 def train_quietly(config, *, out: Path, data: str | None, progress: bool, workers: int | None,
                    overwrite: bool = False):
     """``train`` with anything it prints (progress bars, warnings) on stderr: stdout carries the JSON."""
-    from cellscreen.engine.train import train
+    from cellscreen.engine.train import train  # keeps start-up fast
 
     with contextlib.redirect_stdout(sys.stderr):
         return train(config, out=out, data=data, progress=progress, workers=workers, overwrite=overwrite)
@@ -66,7 +66,7 @@ def time_to_accuracy(target: float, *, preset: str = "default", overrides: dict 
     ``fit_seconds_to_target`` from the start of fitting (the TensorBoard log's first event).  Without
     ``out`` the run goes to a temporary folder that is removed afterwards.
     """
-    from cellscreen.config import load_config
+    from cellscreen.config import load_config  # keeps start-up fast
 
     config = load_config(preset, overrides or {}, list(settings))
     with _run_folder(out) as run:

@@ -25,7 +25,7 @@ def train_throughput(model: str, *, size: int | None = None, batch_size: int | N
     from ``preset``.  The learning-rate schedule is left out (it needs a Trainer and costs nothing
     measurable).  ``compiled`` wraps the network in ``torch.compile``; its first step (the compilation) is
     reported as ``compile_seconds`` and left out of the rate."""
-    from cellscreen.config import load_config
+    from cellscreen.config import load_config  # keeps start-up fast
     from cellscreen.engine.inference import autocast, resolve_precision
     from cellscreen.engine.module import CellClassifier
     from cellscreen.engine.train import build_model
