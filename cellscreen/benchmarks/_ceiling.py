@@ -37,7 +37,7 @@ def _conv_gflops(dtype: str, batch: int, channels: int, size: int, seconds: floa
 def _onnx_conv_gflops(batch: int, channels: int, size: int, seconds: float) -> float:
     """The same fp32 3x3 convolution on onnxruntime (its own kernels, often faster on CPUs without AVX-512),
     with as many threads as torch uses."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper, numpy_helper  # keeps start-up fast
 
     from cellscreen.serve.runtime import onnx_session
 
