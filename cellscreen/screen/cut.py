@@ -74,13 +74,14 @@ def cut_cell(rgb: np.ndarray, labels: np.ndarray, cell_id: int, box: tuple[int, 
     mask = labels[top:bottom, left:right] == cell_id
     size = (max(1, round(region.shape[1] * scale)), max(1, round(region.shape[0] * scale)))
     region = _resized(np.ascontiguousarray(region), size, Image.Resampling.BICUBIC)
-    if size != (mask.shape[1], mask.shape[0]):
-        mask = _resized(mask.astype(np.float32), size, Image.Resampling.BILINEAR) >= 0.5
-    if not mask.any():  # a cell too small to keep one pixel at this scale: keep its box
-        mask = np.ones(mask.shape, bool)
-    ys, xs = np.nonzero(mask)
-    crop = region[ys.min():ys.max() + 1, xs.min():xs.max() + 1].copy()
-    crop[~mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1]] = 0
+    if size != (mask.shape[1], mask.shape[0]):  # the outline resampled smoothly, then cut at half way
+        mask = _resized(mask.view(np.uint8) * np.uint8(255), size, Image.Resampling.BILINEAR) >= 128
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:  # a cell too small to keep one pixel at this scale: keep its box
+        return region.copy()
+    tight = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+    crop = region[tight].copy()
+    crop[~mask[tight]] = 0
     return crop
 
 
