@@ -198,31 +198,44 @@ def _check_oof_matches(oof: OutOfFold, index: DatasetIndex) -> OutOfFold:
 
 def audit_labels(index: DatasetIndex, *, out_dir: str | Path, folds: int = 5, preset: str = "default",
                  settings: dict | Sequence[str] | None = None, seeds: Sequence[int] = (0,), split_seed: int = 0,
-                 tta: bool = True, oof: str | Path | None = None, filter_by: str = "prune_by_noise_rate",
-                 max_suspects: int | None = None, relabels: Relabels | None = None, show: int = 60,
-                 workers: int | None = None, progress: bool = True) -> LabelAudit:
+                 tta: bool = True, oof: str | Path | None = None, rounds: int = 1,
+                 filter_by: str = "prune_by_noise_rate", max_suspects: int | None = None,
+                 relabels: Relabels | None = None, show: int = 60, workers: int | None = None,
+                 progress: bool = True) -> LabelAudit:
     """Audit the labels of ``index`` (already relabelled, if ``relabels`` were applied: they are recorded)
     and write the audit folder ``out_dir`` (see the module docstring).
 
     Out-of-fold probabilities come from ``folds``-fold training by slide with ``preset`` (``settings``
     override its fields; each fold once per seed in ``seeds``), or from ``oof``, an ``oof.csv`` made before
-    (to rerun the ranking without training).  ``filter_by`` is cleanlab's rule for how many cells to flag;
-    ``max_suspects`` caps the list; the report shows the ``show`` most suspect cells."""
+    (to rerun the ranking without training).  With ``rounds`` > 1, each further round trains the folds again
+    without the previous round's suspects (they are still scored, in their own fold), so that wrong labels
+    teach the models less; its runs are in ``out_dir/roundN``, the earlier probabilities in
+    ``oof-roundN.csv``.  ``filter_by`` is cleanlab's rule for how many cells to flag; ``max_suspects`` caps
+    the list; the report shows the ``show`` most suspect cells."""
     from cleanlab import __version__ as cleanlab_version  # cleanlab brings pandas: loaded only for an audit
 
+    if rounds < 1:
+        raise UserError(f"rounds must be 1 or more, not {rounds}")
     out_dir = Path(out_dir)
+    training = {"folds": folds, "preset": preset,
+                "settings": dict(settings) if isinstance(settings, dict) else list(settings or []),
+                "seeds": list(seeds), "split_seed": split_seed, "tta": tta}
+    arguments = {"folds": folds, "preset": preset, "settings": settings, "seeds": seeds, "split_seed": split_seed,
+                 "tta": tta, "workers": workers, "progress": progress}
     if oof is not None:
         scored = _check_oof_matches(read_oof(oof), index)
         made = {"oof_from": str(oof)}
     else:
-        scored = out_of_fold_probabilities(index, out_dir=out_dir, folds=folds, preset=preset, settings=settings,
-                                           seeds=seeds, split_seed=split_seed, tta=tta, workers=workers,
-                                           progress=progress)
-        made = {"folds": folds, "preset": preset,
-                "settings": dict(settings) if isinstance(settings, dict) else list(settings or []),
-                "seeds": list(seeds), "split_seed": split_seed, "tta": tta}
+        scored = out_of_fold_probabilities(index, out_dir=out_dir, **arguments)
+        made = dict(training)
+    for round_number in range(2, rounds + 1):
+        earlier, _ = find_suspects(scored, filter_by=filter_by)
+        write_oof(scored, out_dir / f"oof-round{round_number - 1}.csv")
+        scored = out_of_fold_probabilities(index, out_dir=out_dir / f"round{round_number}",
+                                           leave_out={s.path for s in earlier}, **arguments)
+        made = {**training, "rounds": round_number, "left_out_of_training": len(earlier), "earlier": made}
     out_dir.mkdir(parents=True, exist_ok=True)
-    if oof is None or Path(oof).resolve() != (out_dir / "oof.csv").resolve():
+    if oof is None or rounds > 1 or Path(oof).resolve() != (out_dir / "oof.csv").resolve():
         write_oof(scored, out_dir / "oof.csv")
     suspects, scores = find_suspects(scored, filter_by=filter_by, max_suspects=max_suspects)
     audit = LabelAudit(

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from cellscreen.data.index import DatasetIndex
-from cellscreen.data.splits import make_split
+from cellscreen.data.splits import SplitManifest, make_split
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
 
@@ -136,12 +137,27 @@ def _train_and_predict(run: Path, done: Path, index: DatasetIndex, config, *, tt
                         [config.fold] * len(held_out), classes, proba), done)
 
 
+def _without(manifest: SplitManifest, leave_out: set[str], fold: int, path: Path) -> Path:
+    """A copy of the k-fold ``manifest`` at ``path`` whose training folds lack the cells in ``leave_out``
+    (fold ``fold`` keeps all its cells, to be scored)."""
+    rows = [row for row in manifest.rows if row["fold"] == str(fold) or row["path"] not in leave_out]
+    kept = {key: manifest.meta[key] for key in ("dataset", "root", "by", "group_kind", "leaky", "seed")
+            if key in manifest.meta}
+    SplitManifest(rows=rows, meta={**kept, "method": "kfold", "n_images": len(rows),
+                                   "left_out": len(manifest.rows) - len(rows)}).write(path, overwrite=True)
+    return path
+
+
 def out_of_fold_probabilities(index: DatasetIndex, *, out_dir: str | Path, folds: int = 5, preset: str = "default",
                               settings: dict | Sequence[str] | None = None, seeds: Sequence[int] = (0,), split_seed: int = 0,
-                              tta: bool = True, workers: int | None = None, progress: bool = True) -> OutOfFold:
+                              tta: bool = True, leave_out: Collection[str] = (), workers: int | None = None,
+                              progress: bool = True) -> OutOfFold:
     """Train ``folds`` x ``seeds`` models of ``preset`` (with ``settings`` overriding its fields) on the
     cells of ``index`` with the labels it gives, and return every cell's held-out probabilities.  Runs go to
-    ``out_dir/runs/``; the split is ``out_dir/folds.csv``."""
+    ``out_dir/runs/``; the split is ``out_dir/folds.csv``.
+
+    Cells in ``leave_out`` (suspects of an earlier round) are not trained on, but still scored in their own
+    fold: each fold then trains on its own copy of the split (``out_dir/splits/foldK.csv``)."""
     out_dir = Path(out_dir)
     settings = dict(settings) if isinstance(settings, dict) else list(settings or [])
     seeds = list(seeds)
@@ -150,6 +166,9 @@ def out_of_fold_probabilities(index: DatasetIndex, *, out_dir: str | Path, folds
     manifest = make_split(index, method="kfold", folds=folds, seed=split_seed)
     record = {"manifest_sha256": manifest.sha256, "preset": preset, "settings": settings, "seeds": seeds,
               "tta": tta}
+    leave_out = set(leave_out)
+    if leave_out:
+        record["leave_out_sha256"] = hashlib.sha256("\n".join(sorted(leave_out)).encode()).hexdigest()
     recorded = out_dir / "oof-settings.json"
     if recorded.is_file() and json.loads(recorded.read_text()) != record:
         raise UserError(f"{out_dir} holds an audit of other cells, labels or settings ({recorded}); "
@@ -162,7 +181,9 @@ def out_of_fold_probabilities(index: DatasetIndex, *, out_dir: str | Path, folds
     total, classes = None, None
     for seed in seeds:
         for fold in range(folds):
-            config = _train_settings(index, preset, settings, split, fold, seed)
+            fold_split = _without(manifest, leave_out, fold, out_dir / "splits" / f"fold{fold}.csv") if leave_out \
+                else split
+            config = _train_settings(index, preset, settings, fold_split, fold, seed)
             name = f"fold{fold}" if len(seeds) == 1 else f"fold{fold}-seed{seed}"
             paths, proba, fold_classes = _fold_probabilities(out_dir / "runs" / name, index, config, tta=tta,
                                                              workers=workers, progress=progress)

@@ -79,6 +79,9 @@ def write_audit_report(summary: dict, suspects: Sequence, path: str | Path, *, r
     else:
         source = (f"{made['folds']}-fold training by {summary['group_kind']} with the {made['preset']} preset, "
                   f"{len(made['seeds'])} seed(s)" + (", 8 rotations and flips averaged" if made.get("tta") else ""))
+        if made.get("rounds", 1) > 1:
+            source += (f"; round {made['rounds']}, trained without the previous round's "
+                       f"{made['left_out_of_training']:,} suspects")
     relabels = summary.get("relabels")
     labels_used = "the labels the dataset folder gives"
     if relabels:
