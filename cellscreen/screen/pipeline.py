@@ -396,7 +396,7 @@ def _finish(out: Path, settings: dict, resumed: int) -> dict[str, int]:
             totals[key] += int(row[key]) if ok else 0
     record = {**settings, **{k: v for k, v in totals.items() if k != "resumed"}}
     sample_dicts = [dict(zip(SAMPLE_COLUMNS, map(str, row))) for row in samples]
-    write_report(out / REPORT, out, record, sample_dicts, _read(images_journal))
+    write_report(out / REPORT, out, record, sample_dicts, lambda: _read(images_journal))
     os.replace(_journal(out, CELLS), out / CELLS)
     os.replace(images_journal, out / IMAGES)
     atomic_write(out / RECORD, json.dumps(record, indent=2) + "\n")

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-from cellscreen.files import atomic_write
+from cellscreen.files import atomic_path
 from cellscreen.screen import count, overlay
 
 __all__ = ["MAX_THUMBNAILS", "write_report", "validation_notes"]
@@ -97,51 +97,67 @@ def validation_notes(record: dict) -> list[tuple[str, str]]:
     return notes
 
 
-def write_report(path: Path, out: Path, record: dict, samples: list[dict], images: Iterable[dict]) -> Path:
-    """Write ``report.html`` for the run in ``out`` from its record, sample rows and image rows (streamed)."""
+def _sample_table(samples: list[dict]) -> Iterator[str]:
+    yield ("<h2>Samples</h2><table id='samples'><tr><th class='name'>sample</th><th>fields</th><th>skipped</th>"
+           f"{_COUNT_HEAD}<th class='name'>warnings</th></tr>")
+    for row in samples:
+        yield (f"<tr><td class='name'>{_e(row['sample'])}</td><td>{int(row['images']):,}</td>"
+               f"<td>{int(row['skipped']):,}</td>{_count_cells(row)}<td class='warn'>{_e(row['warnings'])}</td></tr>")
+    yield ("</table><p>A red cell is counted when it is one single red cell not cut by the image border; objects "
+           "that are not (clumps, overlapping cells, debris) are flagged and not counted. A thin-film count needs "
+           f"at least {count.MIN_RED_CELLS:,} red cells per sample.</p>")
+
+
+def _thumbnails(out: Path, images: Iterable[dict], screened: int) -> Iterator[str]:
     legend = "".join(f"<span style='background:{_css(name)}'></span>{_e(meaning)}"
                      for name, meaning in overlay.LEGEND.items())
-    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>cellscreen smear screening"
-             f"</title><style>{_STYLE}</style></head><body>",
-             "<h1>Smear screening report</h1>",
-             f"<p>{record.get('images', 0):,} field images screened, {record.get('skipped', 0):,} skipped; "
-             f"{record.get('red_counted', 0):,} red cells counted in {len(samples):,} "
-             f"sample{'s' if len(samples) != 1 else ''}. Run started {_e(record.get('started', ''))}.</p>",
-             "<h2>Samples</h2>",
-             "<table id='samples'><tr><th class='name'>sample</th><th>fields</th><th>skipped</th>"
-             f"{_COUNT_HEAD}<th class='name'>warnings</th></tr>"]
-    for row in samples:
-        parts.append(f"<tr><td class='name'>{_e(row['sample'])}</td><td>{int(row['images']):,}</td>"
-                     f"<td>{int(row['skipped']):,}</td>{_count_cells(row)}<td class='warn'>{_e(row['warnings'])}"
-                     "</td></tr>")
-    parts.append("</table>")
-    parts.append(f"<p>A red cell is counted when it is one single red cell not cut by the image border; "
-                 f"objects that are not (clumps, overlapping cells, debris) are flagged and not counted. A "
-                 f"thin-film count needs at least {count.MIN_RED_CELLS:,} red cells per sample.</p>")
-    rows, figures = [], []
+    yield f"<h2>Fields</h2><p class='legend'>Outlines:{legend}</p><div class='fields'>"
+    shown = 0
+    for row in images:
+        if shown == MAX_THUMBNAILS:
+            break
+        if row["status"] == "ok" and (out / row["overlay"]).is_file():
+            data = base64.b64encode(overlay.thumbnail_jpeg(out / row["overlay"])).decode()
+            yield (f"<figure><img alt='{_e(row['image'])}' src='data:image/jpeg;base64,{data}'>"
+                   f"<figcaption>{_e(row['image'])}: {_percent(row)}</figcaption></figure>")
+            shown += 1
+    yield "</div>"
+    if screened > shown:
+        yield f"<p>{shown} of {screened:,} fields shown; every overlay is in the overlays folder.</p>"
+
+
+def _image_table(images: Iterable[dict]) -> Iterator[str]:
+    yield ("<h2>Images</h2><table id='images'><tr><th class='name'>image</th><th class='name'>sample</th>"
+           f"{_COUNT_HEAD}<th>red cell diameter (px)</th><th class='name'>warnings</th></tr>")
     for row in images:
         if row["status"] != "ok":
-            rows.append(f"<tr><td class='name'>{_e(row['image'])}</td><td class='name'>{_e(row['sample'])}</td>"
-                        f"<td class='warn' colspan='7'>{_e(row['status'])}</td></tr>")
-            continue
-        rows.append(f"<tr><td class='name'><a href='{_e(quote(row['overlay']))}'>{_e(row['image'])}</a></td>"
-                    f"<td class='name'>{_e(row['sample'])}</td>{_count_cells(row)}"
-                    f"<td>{float(row['cell_diameter_px']):.1f}</td><td class='warn'>{_e(row['warnings'])}</td></tr>")
-        if len(figures) < MAX_THUMBNAILS and (out / row["overlay"]).is_file():
-            data = base64.b64encode(overlay.thumbnail_jpeg(out / row["overlay"])).decode()
-            figures.append(f"<figure><img alt='{_e(row['image'])}' src='data:image/jpeg;base64,{data}'>"
-                           f"<figcaption>{_e(row['image'])}: {_percent(row)}</figcaption></figure>")
-    parts += ["<h2>Fields</h2>", f"<p class='legend'>Outlines:{legend}</p>",
-              f"<div class='fields'>{''.join(figures)}</div>"]
-    if record.get("images", 0) > len(figures):
-        parts.append(f"<p>{len(figures)} of {record.get('images', 0):,} fields shown; every overlay is in "
-                     "the overlays folder.</p>")
-    parts += ["<h2>Images</h2>", "<table id='images'><tr><th class='name'>image</th><th class='name'>sample</th>"
-              f"{_COUNT_HEAD}<th>red cell diameter (px)</th><th class='name'>warnings</th></tr>", *rows,
-              "</table>", "<h2>The model and what it was validated on</h2><dl>"]
-    parts += [f"<dt>{_e(term)}</dt><dd>{_e(text)}</dd>" for term, text in validation_notes(record)]
-    parts.append("</dl></body></html>\n")
-    return atomic_write(path, "".join(parts))
+            yield (f"<tr><td class='name'>{_e(row['image'])}</td><td class='name'>{_e(row['sample'])}</td>"
+                   f"<td class='warn' colspan='7'>{_e(row['status'])}</td></tr>")
+        else:
+            yield (f"<tr><td class='name'><a href='{_e(quote(row['overlay']))}'>{_e(row['image'])}</a></td>"
+                   f"<td class='name'>{_e(row['sample'])}</td>{_count_cells(row)}"
+                   f"<td>{float(row['cell_diameter_px']):.1f}</td><td class='warn'>{_e(row['warnings'])}</td></tr>")
+    yield "</table>"
+
+
+def write_report(path: Path, out: Path, record: dict, samples: list[dict],
+                 images: Callable[[], Iterable[dict]]) -> Path:
+    """Write ``report.html`` for the run in ``out`` from its record, its sample rows and ``images()``, which
+    gives the image rows afresh each time it is called: the page is written as it is read, never held whole."""
+    head = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>cellscreen smear screening"
+            f"</title><style>{_STYLE}</style></head><body><h1>Smear screening report</h1>"
+            f"<p>{record.get('images', 0):,} field images screened, {record.get('skipped', 0):,} skipped; "
+            f"{record.get('red_counted', 0):,} red cells counted in {len(samples):,} "
+            f"sample{'s' if len(samples) != 1 else ''}. Run started {_e(record.get('started', ''))}.</p>")
+    with atomic_path(path) as partial, partial.open("w", encoding="utf-8") as page:
+        page.write(head)
+        page.writelines(_sample_table(samples))
+        page.writelines(_thumbnails(out, images(), record.get("images", 0)))
+        page.writelines(_image_table(images()))
+        page.write("<h2>The model and what it was validated on</h2><dl>")
+        page.writelines(f"<dt>{_e(term)}</dt><dd>{_e(text)}</dd>" for term, text in validation_notes(record))
+        page.write("</dl></body></html>\n")
+    return path
 
 
 def _css(name: str) -> str:
