@@ -28,6 +28,7 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
 th, td { border: 1px solid #bbb; padding: 0.25em 0.5em; text-align: right; vertical-align: top; }
 th { background: #eee; } td.name, th.name, td.text { text-align: left; }
+td.name { max-width: 22em; overflow-wrap: anywhere; } td.pct { white-space: nowrap; }
 td.warn { color: #a40; text-align: left; max-width: 28em; }
 .fields { display: flex; flex-wrap: wrap; gap: 12px; }
 figure { margin: 0; width: 300px; break-inside: avoid; page-break-inside: avoid; }
@@ -51,7 +52,7 @@ def _percent(row: dict) -> str:
 
 def _count_cells(row: dict) -> str:
     values = [f"{int(row[key]):,}" for key in ("red_counted", "positive")]
-    return "".join(f"<td>{v}</td>" for v in values) + f"<td>{_percent(row)}</td>" + "".join(
+    return "".join(f"<td>{v}</td>" for v in values) + f"<td class='pct'>{_percent(row)}</td>" + "".join(
         f"<td>{int(row[key]):,}</td>" for key in ("flagged", "white"))
 
 
