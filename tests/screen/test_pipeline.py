@@ -280,3 +280,14 @@ def test_worker_processes_write_what_one_process_writes(fields, tmp_path):
     pipeline.screen("malaria", [fields / "slide1"], tmp_path / "workers", workers=2, progress=False)
     assert outputs(tmp_path / "workers") == outputs(tmp_path / "here")
     assert sum(int(r["red_counted"]) for r in read_csv(tmp_path / "here" / "images.csv")) > 0
+
+
+def test_tiff_and_bmp_fields_are_screened_as_png(tmp_path, fake_finder):
+    png = write_field(tmp_path / "in" / "a.png", seed=4)
+    with Image.open(png) as picture:
+        picture.save(tmp_path / "in" / "b.bmp")
+        picture.save(tmp_path / "in" / "c.tif")
+    pipeline.screen("malaria", [tmp_path / "in"], tmp_path / "out", workers=0, progress=False)
+    rows = read_csv(tmp_path / "out" / "images.csv")
+    assert [r["status"] for r in rows] == ["ok"] * 3
+    assert len({(r["red_counted"], r["positive"], r["parasitemia_percent"]) for r in rows}) == 1
