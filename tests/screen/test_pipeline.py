@@ -291,3 +291,21 @@ def test_tiff_and_bmp_fields_are_screened_as_png(tmp_path, fake_finder):
     rows = read_csv(tmp_path / "out" / "images.csv")
     assert [r["status"] for r in rows] == ["ok"] * 3
     assert len({(r["red_counted"], r["positive"], r["parasitemia_percent"]) for r in rows}) == 1
+
+
+def test_a_given_cell_size_is_what_the_cells_are_found_and_cut_at(fields, tmp_path, monkeypatch):
+    from cellscreen.screen.cut import RED_CELL_MICRONS, TRAINING_CELL_DIAMETER
+
+    asked = []
+    monkeypatch.setattr(pipeline, "find_cells", lambda rgb, cell_diameter=None: asked.append(cell_diameter)
+                        or find_discs(rgb, cell_diameter=cell_diameter))
+    pipeline.screen("malaria", [fields / "slide1" / "f0.png"], tmp_path / "um", workers=0, progress=False,
+                    microns_per_pixel=0.5)
+    pipeline.screen("malaria", [fields / "slide1" / "f0.png"], tmp_path / "px", workers=0, progress=False,
+                    cell_diameter=20.0)
+    assert asked == [pytest.approx(RED_CELL_MICRONS / 0.5), 20.0]
+    scales = [float(read_csv(tmp_path / name / "images.csv")[0]["scale"]) for name in ("um", "px")]
+    assert scales == [pytest.approx(TRAINING_CELL_DIAMETER / 15, abs=1e-4), pytest.approx(TRAINING_CELL_DIAMETER / 20,
+                                                                                           abs=1e-4)]
+    with pytest.raises(UserError, match="not both"):
+        pipeline.screen("malaria", [fields], tmp_path / "both", cell_diameter=20.0, microns_per_pixel=0.5)
