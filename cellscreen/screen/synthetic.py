@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 
-__all__ = ["PlacedCell", "SyntheticField", "smear_background", "cell_mask", "regular_cells", "make_field"]
+__all__ = ["PlacedCell", "SyntheticField", "smear_background", "cell_mask", "regular_cells", "confident_cells",
+           "make_field"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +114,19 @@ def regular_cells(cell_folder: str | Path, *, count: int, seed: int = 0, slide: 
         where = f"{cell_folder}" + (f" (slide {slide})" if slide else "")
         raise ValueError(f"only {len(chosen)} regular cells found in {where}, {count} asked for")
     return sorted(chosen)
+
+
+def confident_cells(predictor, paths: Sequence[Path], label: str, *, min_probability: float = 0.95) -> list[Path]:
+    """The cells of ``paths`` (all of class ``label``) that ``predictor`` gives ``label`` with at least
+    ``min_probability``, read as ``predict`` reads a file: cells whose class a field test can demand exactly."""
+    from cellscreen.data.images import load_prepared  # the package's own reader of cell files
+
+    if not paths:
+        return []
+    batch = np.stack([load_prepared(path, size=predictor.input_size, crop=predictor.border_crop,
+                                    interpolation=predictor.interpolation) for path in paths])
+    proba = predictor.predict(batch)[:, list(predictor.classes).index(label)]
+    return [path for path, p in zip(paths, proba) if p >= min_probability]
 
 
 def _scaled(cell: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:

@@ -202,16 +202,12 @@ def test_no_input_is_refused(tmp_path):
         pipeline.screen("malaria", [tmp_path / "empty"], tmp_path / "out", workers=0, progress=False)
 
 
-def confident_cells(predictor, folder: Path, slide: str, count: int, positive: bool) -> list[Path]:
+def confident_cells(predictor, folder: Path, slide: str, count: int) -> list[Path]:
     """Regular NIH cells of one slide that the model classifies correctly with a probability of 0.95 or more."""
-    from cellscreen.data.images import load_prepared
-    from cellscreen.screen.synthetic import regular_cells
+    from cellscreen.screen.synthetic import confident_cells, regular_cells
 
-    paths = regular_cells(folder, count=2 * count, seed=5, slide=slide, min_solidity=0.93)
-    batch = np.stack([load_prepared(p, size=predictor.input_size, interpolation=predictor.interpolation)
-                      for p in paths])
-    p_positive = predictor.predict(batch)[:, predictor.classes.index("Parasitized")]
-    chosen = [path for path, p in zip(paths, p_positive) if (p >= 0.95 if positive else p <= 0.05)][:count]
+    chosen = confident_cells(predictor, regular_cells(folder, count=2 * count, seed=5, slide=slide, min_solidity=0.93),
+                             folder.name)[:count]
     assert len(chosen) == count
     return chosen
 
@@ -229,8 +225,8 @@ def test_fields_of_real_nih_cells_are_counted_exactly_and_reported(real_data, tm
     plan = {"A": ("C39", 18, 6, 0.5, (600, 800)), "B": ("C137", 20, 10, 0.35, (480, 640))}
     truth = {}
     for name, (slide, n_neg, n_pos, scale, size) in plan.items():
-        paths = (confident_cells(predictor, cells / "Uninfected", slide, n_neg, False)
-                 + confident_cells(predictor, cells / "Parasitized", slide, n_pos, True))
+        paths = (confident_cells(predictor, cells / "Uninfected", slide, n_neg)
+                 + confident_cells(predictor, cells / "Parasitized", slide, n_pos))
         field = make_field([load_rgb(p) for p in paths], ["Uninfected"] * n_neg + ["Parasitized"] * n_pos,
                            [False] * n_neg + [True] * n_pos, smear_background(smear, size, seed=len(truth)),
                            scale=scale, seed=len(truth))

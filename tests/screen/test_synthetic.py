@@ -87,3 +87,21 @@ def test_regular_nih_cells_are_whole_round_cells(real_data):
         mask = synthetic.cell_mask(load_rgb(path))
         assert ndi.label(mask)[1] == 1
         assert 2 * np.sqrt(mask.sum() / np.pi) == pytest.approx(125, rel=0.35)
+
+
+def test_confident_cells_are_those_the_model_gives_their_class_surely(tmp_path):
+    from PIL import Image
+
+    class Model:  # calls a cell Parasitized with the probability of its red level over 255
+        classes, input_size, border_crop, interpolation = ["Uninfected", "Parasitized"], 8, 0, "bicubic"
+
+        def predict(self, images):
+            p = images[..., 0].max(axis=(1, 2)) / 255.0
+            return np.stack([1 - p, p], axis=1)
+
+    paths = []
+    for red in (250, 200, 245):
+        paths.append(tmp_path / f"cell{red}.png")
+        Image.fromarray(disc_cell(6, (red, 100, 100))).save(paths[-1])
+    assert synthetic.confident_cells(Model(), paths, "Parasitized") == [paths[0], paths[2]]
+    assert synthetic.confident_cells(Model(), paths, "Uninfected") == []
