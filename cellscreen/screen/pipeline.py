@@ -41,6 +41,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cellscreen.data.images import ImageReadError, load_rgb
+from cellscreen.data.index import printable_path
 from cellscreen.data.parallel import default_workers
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
@@ -49,7 +50,7 @@ from cellscreen.screen.detect import find_cells
 from cellscreen.screen.report import write_report
 from cellscreen.serve.predict import list_inputs
 
-__all__ = ["screen", "CELLS", "IMAGES", "SAMPLES", "REPORT", "RECORD", "OVERLAYS", "IMAGE_COLUMNS",
+__all__ = ["screen", "screen_field", "cell_columns", "CELLS", "IMAGES", "SAMPLES", "REPORT", "RECORD", "OVERLAYS", "IMAGE_COLUMNS",
            "SAMPLE_COLUMNS"]
 
 CELLS, IMAGES, SAMPLES, REPORT, RECORD, OVERLAYS = (
@@ -66,10 +67,12 @@ SAMPLE_COLUMNS = ["sample", "images", "skipped", *COUNT_COLUMNS]
 
 
 def _journal(out: Path, name: str) -> Path:
+    """Where the rows of output ``name`` go while the run is going on."""
     return out / name.replace(".csv", ".partial.csv")
 
 
 def cell_columns(classes: Sequence[str]) -> list[str]:
+    """The columns of ``cells.csv`` for a model with these classes."""
     return [*_CELL_BASE, *[f"p_{c}" for c in classes]]
 
 
@@ -90,8 +93,7 @@ class FieldOptions:
 
 
 def _shown(path: Path) -> str:
-    from cellscreen.data.index import printable_path  # as predict writes paths
-
+    """The path as the results write it (undecodable bytes as ``\\xe9``), as predict writes it."""
     return printable_path(str(path))
 
 
