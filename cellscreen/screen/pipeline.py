@@ -286,6 +286,32 @@ def _validation(predictor) -> dict:
     return {"metric": source.get("metric"), "split": source.get("split"), "cells": cells}
 
 
+def _open_run(out: Path, settings: dict, cell_header: list[str], resume: bool,
+              overwrite: bool) -> tuple[int, Iterator[tuple[int, tuple[Path, str | None]]]]:
+    """Start the journals in ``out``, or take up an interrupted run's: how many inputs are done, and the walk
+    of the inputs (numbered) after them."""
+    inputs = settings["inputs"]
+    if next(iter(list_inputs(inputs)), None) is None:
+        raise UserError("no input files found")
+    out.mkdir(parents=True, exist_ok=True)
+    if _check_out(out, resume, overwrite):
+        done = _resume(out, settings, cell_header)
+        walk = enumerate(list_inputs(inputs))
+        for k, row in enumerate(done):
+            path = next(walk, (None, (None, None)))[1][0]
+            if path is None or _shown(path) != row[0]:
+                raise UserError(f"the inputs changed since the interrupted run (row {k + 2} of "
+                                f"{_journal(out, IMAGES)} is {row[0]}, the inputs now give {path}); start again "
+                                "with --overwrite")
+        return len(done), walk
+    (out / OVERLAYS).mkdir(exist_ok=True)
+    atomic_write(out / SETTINGS, json.dumps(settings, indent=2) + "\n")  # first: a journal has its settings
+    for name, header in ((CELLS, cell_header), (IMAGES, IMAGE_COLUMNS)):
+        with _journal(out, name).open("w", newline="") as handle:
+            csv.writer(handle).writerow(header)
+    return 0, enumerate(list_inputs(inputs))
+
+
 def screen(model, inputs: Sequence[str | Path], out: str | Path, *, cell_diameter: float | None = None,
            microns_per_pixel: float | None = None, group_regex: str | None = None, resume: bool = False,
            overwrite: bool = False, workers: int | None = None, progress: bool = True, engine: str = "auto",
@@ -317,31 +343,14 @@ def screen(model, inputs: Sequence[str | Path], out: str | Path, *, cell_diamete
                 "training_cell_diameter": cut.TRAINING_CELL_DIAMETER, "validation": _validation(predictor),
                 "started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     cell_header = cell_columns(predictor.classes)
-    out.mkdir(parents=True, exist_ok=True)
-    resumed = _check_out(out, resume, overwrite)
-    done = _resume(out, settings, cell_header) if resumed else []
-    walk = enumerate(list_inputs(inputs))
-    for k, row in enumerate(done):
-        index, (path, _) = next(walk, (None, (None, None)))
-        if path is None or _shown(path) != row[0]:
-            raise UserError(f"the inputs changed since the interrupted run (row {k + 2} of "
-                            f"{_journal(out, IMAGES)} is {row[0]}, the inputs now give {path}); start again with "
-                            "--overwrite")
+    done, walk = _open_run(out, settings, cell_header, resume, overwrite)
     total = sum(1 for _ in list_inputs(inputs)) if progress else None
-    if not done and next(iter(list_inputs(inputs)), None) is None:
-        raise UserError("no input files found")
-    if not resumed:
-        (out / OVERLAYS).mkdir(exist_ok=True)
-        atomic_write(out / SETTINGS, json.dumps(settings, indent=2) + "\n")  # first: a journal has its settings
-        for name, header in ((CELLS, cell_header), (IMAGES, IMAGE_COLUMNS)):
-            with _journal(out, name).open("w", newline="") as handle:
-                csv.writer(handle).writerow(header)
     options = FieldOptions(str(out), tuple(predictor.classes), predictor.positive_class, settings["threshold"],
                            predictor.input_size, predictor.border_crop, predictor.interpolation, batch_size,
                            cell_diameter, microns_per_pixel)
     workers = default_workers() if workers is None else workers
     todo = ((index, path, reason) for index, (path, reason) in walk)
-    bar = tqdm(total=total, initial=len(done), desc="screening", unit="img", disable=not progress, leave=False)
+    bar = tqdm(total=total, initial=done, desc="screening", unit="img", disable=not progress, leave=False)
     try:
         with _journal(out, CELLS).open("a", newline="") as cells, _journal(out, IMAGES).open("a", newline="") as images:
             fields = _fields(predictor, todo, options, workers)
@@ -357,7 +366,7 @@ def screen(model, inputs: Sequence[str | Path], out: str | Path, *, cell_diamete
                     bar.update(1)
     finally:
         bar.close()
-    return _finish(out, settings, resumed=len(done))
+    return _finish(out, settings, resumed=done)
 
 
 def _image_counts(row: dict) -> count.Counts:
