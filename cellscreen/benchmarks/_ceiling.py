@@ -39,7 +39,7 @@ def _onnx_conv_gflops(batch: int, channels: int, size: int, seconds: float) -> f
     with as many threads as torch uses."""
     from onnx import TensorProto, helper, numpy_helper  # keeps start-up fast
 
-    from cellscreen.serve.runtime import onnx_session
+    from cellscreen.serve.graph import onnx_session
 
     weights = np.random.default_rng(0).standard_normal((channels, channels, 3, 3)).astype(np.float32)
     graph = helper.make_graph(

@@ -21,8 +21,8 @@ from torch import nn
 from cellscreen.data.images import DEFAULT_INTERPOLATION, UNRECORDED_INTERPOLATION, check_interpolation
 from cellscreen.errors import UserError
 
-__all__ = ["DataConfig", "register_model", "create_model", "list_models", "get_data_config", "count_flops",
-           "model_summary", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["DataConfig", "ModelEntry", "register_model", "create_model", "list_models", "model_entry",
+           "get_data_config", "count_flops", "model_summary", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -58,7 +58,9 @@ class DataConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Entry:
+class ModelEntry:
+    """What ``register_model`` records about an architecture."""
+
     builder: Callable[..., nn.Module]
     data_config: DataConfig
     description: str
@@ -68,7 +70,7 @@ class _Entry:
     imagenet: str | None  # where ImageNet weights come from: "torchvision:Enum.MEMBER" or "timm:name.tag"
 
 
-_MODELS: dict[str, _Entry] = {}
+_MODELS: dict[str, ModelEntry] = {}
 
 
 def register_model(name: str, *, data_config: DataConfig, description: str = "", single_logit: bool = False,
@@ -86,8 +88,8 @@ def register_model(name: str, *, data_config: DataConfig, description: str = "",
     def decorate(builder):
         if name in _MODELS:
             raise ValueError(f"a model named {name!r} is already registered")
-        _MODELS[name] = _Entry(builder, data_config, description or (builder.__doc__ or "").strip().split("\n")[0],
-                               single_logit, classifier, pool, imagenet)
+        summary = description or (builder.__doc__ or "").strip().split("\n")[0]
+        _MODELS[name] = ModelEntry(builder, data_config, summary, single_logit, classifier, pool, imagenet)
         return builder
 
     return decorate
@@ -98,7 +100,8 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def _entry(name: str) -> _Entry:
+def model_entry(name: str) -> ModelEntry:
+    """What was registered under ``name`` (a ``UserError`` listing the known names if nothing was)."""
     try:
         return _MODELS[name]
     except KeyError:
@@ -106,11 +109,11 @@ def _entry(name: str) -> _Entry:
 
 
 def get_data_config(name: str) -> DataConfig:
-    return _entry(name).data_config
+    return model_entry(name).data_config
 
 
 def describe(name: str) -> str:
-    return _entry(name).description
+    return model_entry(name).description
 
 
 def create_model(
@@ -132,7 +135,7 @@ def create_model(
     ``in_chans``.  ``input_size`` overrides the model's default input size
     (for networks that pool globally).
     """
-    entry = _entry(name)
+    entry = model_entry(name)
     if num_classes < 2:
         raise UserError(f"a classifier needs at least 2 classes, got {num_classes}")
     if entry.single_logit and num_classes != 2:
@@ -185,7 +188,7 @@ def _download(url: str) -> dict[str, torch.Tensor]:
 
 def imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
     """Published ImageNet weights for a registered model, from the library cache (or downloaded if online)."""
-    source = _entry(name).imagenet
+    source = model_entry(name).imagenet
     if source is None:
         raise UserError(f"{name} has no published ImageNet weights; pass a weights file instead")
     library, _, spec = source.partition(":")

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from cellscreen.errors import UserError
-from cellscreen.models._registry import _entry
+from cellscreen.models._registry import model_entry
 
 __all__ = ["classifier_path", "replace_head", "forward_features", "backbone_blocks", "set_trainable",
            "parse_trainable"]
@@ -22,7 +22,7 @@ __all__ = ["classifier_path", "replace_head", "forward_features", "backbone_bloc
 
 def classifier_path(model: nn.Module) -> str:
     """Attribute path of the model's final classifier (``fc``, ``classifier``, ``head.fc``...)."""
-    path = _entry(model.model_name).classifier
+    path = model_entry(model.model_name).classifier
     if path is None:  # timm records it in the model's pretrained_cfg
         path = model.pretrained_cfg["classifier"]
     return path
@@ -48,7 +48,7 @@ def replace_head(model: nn.Module, *, hidden: int = 0, dropout: float = 0.0) -> 
     size = model.data_config.input_size
     with torch.no_grad():
         features = forward_features(model.eval(), torch.zeros(1, len(model.data_config.mean), size, size)).shape[1]
-    pool = _entry(model.model_name).pool
+    pool = model_entry(model.model_name).pool
     if pool:
         _set_submodule(model, pool, nn.AdaptiveAvgPool2d(1))
     layers: list[nn.Module] = [PoolFlatten(), nn.Dropout(dropout)]
@@ -65,7 +65,7 @@ def forward_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The feature vector the classifier sees, ``(N, D)``: the classifier's input, globally average-pooled
     if it is a feature map.  For AlexNet and VGG, whose dense layers read a fixed 6x6 or 7x7 grid, it is
     the last convolutional map pooled globally (512 values for VGG)."""
-    entry = _entry(model.model_name)
+    entry = model_entry(model.model_name)
     grab = model.get_submodule(entry.pool) if entry.pool else model.get_submodule(classifier_path(model))
     seen = {}
 

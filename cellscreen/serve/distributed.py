@@ -6,7 +6,7 @@ order, and the candidate image paths go, a chunk at a time, into a
 loads the model itself (the network's ONNX export, shipped once through the
 object store, on onnxruntime with one thread) and decodes its image files
 itself, so only paths go out and probabilities come back.  The results are
-put back in input order here and handed to ``predict_files``, which writes
+put back in input order here and handed to ``predict.predict_files``, which writes
 the journal, the output and its record exactly as for the other engines, so
 ``--shard``, ``--resume`` and ``--overwrite`` behave the same.
 
@@ -30,7 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from cellscreen.data.parallel import default_workers
 from cellscreen.errors import UserError
+from cellscreen.serve.graph import interpolation_of, onnx_description
+from cellscreen.serve.inputs import prepare_files
+from cellscreen.serve.outputs import row
+from cellscreen.serve.runtime import OnnxPredictor, Predictor, network_onnx
 
 __all__ = ["RayEngine"]
 
@@ -40,7 +45,7 @@ _NEEDS_RAY = "--engine ray needs Ray Data: pip install 'cellscreen[ray]'"
 
 
 def _import_ray():
-    try:
+    try:  # optional dependency
         import ray
         import ray.data
     except ImportError:
@@ -52,10 +57,8 @@ class _InferenceActor:
     """One Ray actor: decodes a batch of files and runs the ONNX model on them."""
 
     def __init__(self, model, description: dict, tta: bool, batch_size: int):
-        from cellscreen.serve.runtime import OnnxPredictor
-
         if not isinstance(model, bytes):  # an ObjectRef: fetched from the object store once per actor
-            import ray
+            import ray  # optional dependency; an actor runs where Ray is installed
 
             model = ray.get(model)
         self.predictor = OnnxPredictor(description, model, threads=1)  # one core per actor
@@ -65,10 +68,8 @@ class _InferenceActor:
         self.host = socket.gethostname()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from cellscreen.serve.predict import _prepare_task
-
         paths = [str(p) for p in batch["file"]]
-        pixels, reasons = _prepare_task([Path(p) for p in paths], *self.prepare)
+        pixels, reasons = prepare_files([Path(p) for p in paths], *self.prepare)
         proba = np.full((len(paths), self.classes), np.nan, np.float32)
         if len(pixels):
             ok = np.array([r is None for r in reasons])
@@ -94,8 +95,6 @@ class RayEngine:
     engine = "ray"
 
     def __init__(self, model, *, address: str | None = None):
-        from cellscreen.serve.runtime import Predictor, interpolation_of
-
         _import_ray()
         if isinstance(model, Predictor):  # each actor loads the model itself, from where it came
             if not model.source:
@@ -114,7 +113,7 @@ class RayEngine:
     def _ray(self, workers: int | None):
         """Ray for the run: the caller's session if one is up, else the cluster at ``address``, else a local one."""
         ray = _import_ray()
-        from ray.data import DataContext
+        from ray.data import DataContext  # optional dependency, there once _import_ray succeeded
 
         started = False
         if not ray.is_initialized():
@@ -124,8 +123,6 @@ class RayEngine:
                 except ConnectionError as exc:
                     raise UserError(f"cannot connect to the Ray cluster at {self.address}: {exc}") from None
             else:
-                from cellscreen.data.parallel import default_workers
-
                 ray.init(address="local", num_cpus=workers or default_workers(), include_dashboard=False,
                          log_to_driver=False)
             started = True
@@ -179,8 +176,6 @@ class RayEngine:
 
     def _in_order(self, items, batches) -> Iterator[list[list[str]]]:
         """The rows of ``items`` in their order, from result batches that come back in any order."""
-        from cellscreen.serve.predict import _row
-
         results: dict[int, tuple[np.ndarray | None, str | None]] = {}
         done, rows = 0, []
 
@@ -192,9 +187,9 @@ class RayEngine:
                     if done not in results:
                         return
                     proba, reason = results.pop(done)
-                    rows.append(_row(path, self.classes, proba=proba, reason=reason))
+                    rows.append(row(path, self.classes, proba=proba, reason=reason))
                 else:
-                    rows.append(_row(path, self.classes, reason=reason))
+                    rows.append(row(path, self.classes, reason=reason))
                 done += 1
 
         for batch in batches:
@@ -218,12 +213,10 @@ class RayEngine:
 
 def _onnx_model(model) -> tuple[bytes, dict]:
     """The network's ONNX bytes and description, as ``load_predictor(model, engine="onnx")`` would run them."""
-    from cellscreen.serve.runtime import _onnx_description, network_onnx
-
     path = Path(model)
     if path.suffix == ".onnx":
         if not path.is_file():
             raise UserError(f"no such ONNX file: {path}")
-        return path.read_bytes(), _onnx_description(path)
+        return path.read_bytes(), onnx_description(path)
 
     return network_onnx(model)

@@ -17,185 +17,42 @@ calibrated on real cells), about 1.7 times as fast on a CPU with VNNI or AMX
 units.  Its probabilities move by a few hundredths, so its check is on the
 decisions instead: on cells the calibration did not see, at least 99% must
 get the class the PyTorch model gives, or nothing is written.
+
+The graph itself (the model with its preprocessing folded in) is
+``exported_model``; the names and description every graph shares are ``graph``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import hashlib
 import io
 import json
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
+from cellscreen.data.sources import get_profile, resolve_dataset_dir
 from cellscreen.engine.kinds import Checkpoint, load_checkpoint, resolve_checkpoint
 from cellscreen.errors import UserError
-from cellscreen.models.compact import CompactCNN
-from cellscreen.models.layers import CellColourNorm
-from cellscreen.serve.runtime import INPUT_NAME, OUTPUT_NAMES, onnx_session
+from cellscreen.files import atomic_write
+from cellscreen.serve.exported_model import NORMALISATION_WORDS, ExportedModel, fold_std, lift_colour_norm, \
+    lift_space_to_depth
+from cellscreen.serve.graph import INPUT_NAME, OUTPUT_NAMES, describe_meta, onnx_session
+from cellscreen.serve.inputs import list_inputs, prepare_image
 
-__all__ = ["PARITY_TOLERANCE", "NORMALISATIONS", "ExportReport", "ExportedModel", "export_model", "fold_std",
-           "lift_space_to_depth", "lift_colour_norm", "onnx_bytes", "describe", "check_images"]
+__all__ = ["PARITY_TOLERANCE", "ExportReport", "export_model", "onnx_bytes", "quantize_int8", "describe",
+           "check_images"]
 
 PARITY_TOLERANCE = 1e-4
 RANDOM_CELLS = "64 random-pixel images (no cells found)"
 INT8_MIN_AGREEMENT = 0.99  # share of check cells whose class the int8 model must keep
 FORMATS = {"onnx": ".onnx", "onnx-int8": ".onnx", "torchscript": ".pt"}
-
-
-NORMALISATIONS = ("sub_div", "conv", "fold")  # how the graph normalises its input (ExportedModel)
-_NORMALISATION_WORDS = {"sub_div": "subtract the mean, divide by the standard deviation",
-                        "conv": "a 1x1 convolution per channel",
-                        "fold": "the mean subtracted, the division folded into the first convolution"}
-
-
-class ExportedModel(nn.Module):
-    """uint8 NHWC pixels -> (probabilities, logits): the checkpoint's model with its preprocessing folded in.
-
-    ``normalise`` says how the graph normalises its input; all three give the same outputs in exact
-    arithmetic:
-
-    - ``"sub_div"``: ``(x - mean) / std``, what the fp32 export keeps;
-    - ``"conv"``: the same as a 1x1 convolution per channel (weight ``1/std``, bias ``-mean/std``), which
-      onnxruntime quantises and runs in 8 bits, where the float subtraction and division over every pixel
-      took about a quarter of the 8-bit graph's time;
-    - ``"fold"``: ``model`` is given with its first convolution's weights already divided by ``std``
-      (``fold_std``), so only ``x - mean`` is left here.  That convolution pads with zeros, and a zero of
-      ``x - mean`` is a zero of the normalised input, so the padding agrees too.  The mean is subtracted as
-      a whole ``size`` x ``size`` map, not one value per channel: onnxruntime moves the subtraction into
-      channels-last order, where broadcasting three values over every pixel is slow.  The int8 export
-      uses it: the 8-bit graph's only normalisation step is then that subtraction.
-
-    ``space_to_depth`` (``k`` > 1): ``model`` is given without the ``PixelUnshuffle(k)`` it starts with
-    (``lift_space_to_depth``), and the graph rearranges each ``k`` x ``k`` block of pixels into channels
-    itself, on the uint8 pixels and in the same step that moves the colour channels first: one
-    rearrangement of single bytes, where the model's own would be a second one, of floats.  ``mean`` and
-    ``std`` are then repeated for the ``k * k`` channels each colour becomes.
-    """
-
-    def __init__(self, model: nn.Module, mean, std, temperature: float = 1.0, single_logit: bool = False,
-                 normalise: str = "sub_div", size: int | None = None, space_to_depth: int = 1,
-                 colour: CellColourNorm | None = None):
-        super().__init__()
-        if normalise not in NORMALISATIONS:
-            raise ValueError(f"normalise must be one of {NORMALISATIONS}, not {normalise!r}")
-        self.model = model
-        self.colour = colour
-        self.space_to_depth = int(space_to_depth)
-        per_colour = self.space_to_depth ** 2  # PixelUnshuffle's order: colour c becomes channels c*k*k ...
-        self.register_buffer("mean", (torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255)
-                             .repeat_interleave(per_colour, dim=1))
-        self.register_buffer("std", (torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255)
-                             .repeat_interleave(per_colour, dim=1))
-        if normalise == "fold":
-            if size is None:
-                raise ValueError("normalise='fold' needs the input size")
-            side = size // self.space_to_depth
-            self.mean = self.mean.expand(1, -1, side, side).contiguous()
-        self.temperature = float(temperature)
-        self.single_logit = single_logit
-        self.normalise = normalise
-
-    def _planes(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 ``(batch, size, size, colours)`` -> uint8 ``(batch, channels, side, side)``."""
-        k = self.space_to_depth
-        if k == 1:
-            return images.permute(0, 3, 1, 2)
-        _, height, width, colours = images.shape
-        # pixel (k*y + i, k*x + j) of colour c goes to channel c*k*k + i*k + j at (y, x), as in PixelUnshuffle
-        blocks = images.reshape(-1, height // k, k, width // k, k, colours).permute(0, 5, 2, 4, 1, 3)
-        return blocks.reshape(-1, colours * k * k, height // k, width // k)
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self._planes(images).float()
-        if self.colour is not None:  # the model's first step, lifted out of it (lift_colour_norm)
-            x = self.colour.rescale(x, 255.0, self.space_to_depth)
-        if self.normalise == "conv":
-            x = nn.functional.conv2d(x, (1 / self.std).view(-1, 1, 1, 1), (-self.mean / self.std).view(-1),
-                                     groups=x.shape[1])
-        elif self.normalise == "fold":
-            x = x - self.mean
-        else:
-            x = (x - self.mean) / self.std
-        logits = self.model(x)
-        scaled = logits.float() / self.temperature
-        if self.single_logit:  # one sigmoid output: P(class 1)
-            p = torch.sigmoid(scaled)
-            return torch.cat([1 - p, p], dim=1), logits
-        return torch.softmax(scaled, dim=1), logits
-
-
-def fold_std(model: nn.Module, std, size: int) -> nn.Module | None:
-    """A copy of ``model`` that takes ``x - mean`` instead of ``(x - mean) / std`` (``std`` per channel, in
-    pixel units), its first convolution's weights divided by ``std``; None where that would not be the same
-    model.
-
-    It is only the same model when that convolution is the first thing done to the input (or comes right
-    after a space-to-depth rearrangement, whose channels it then sees in ``PixelUnshuffle``'s order), pads
-    with zeros and sees every input channel.  The first ``Conv2d`` in module order usually is, but nothing in a
-    module's structure guarantees it, so the copy is checked against the model on random inputs.
-    """
-    std = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    channels = std.shape[1]
-    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if first is None or first.in_channels % channels or first.groups != 1 or first.padding_mode != "zeros":
-        return None
-    # After a space-to-depth step (PixelUnshuffle) input channel c becomes channels c*k .. c*k + k - 1
-    per_channel = std.repeat_interleave(first.in_channels // channels, dim=1)
-    reference = copy.deepcopy(model).eval()  # the caller's model keeps its mode
-    folded = copy.deepcopy(reference)
-    conv = next(m for m in folded.modules() if isinstance(m, nn.Conv2d))
-    with torch.no_grad():
-        conv.weight.div_(per_channel.to(conv.weight.dtype))
-        centred = torch.randn(4, channels, size, size, generator=torch.Generator().manual_seed(0)) * std
-        expected, got = reference(centred / std), folded(centred)
-    if not torch.allclose(got, expected, rtol=1e-3, atol=1e-3 * float(expected.abs().max()) + 1e-6):
-        return None
-    return folded
-
-
-def lift_space_to_depth(model: nn.Module, size: int, colours: int = 3) -> tuple[nn.Module, int]:
-    """``model`` without the ``PixelUnshuffle`` it starts with, and that step's factor, for ``ExportedModel``
-    to rearrange the pixels itself; ``(model, 1)`` for a model that does not start with one.
-
-    "Starts with" is read off module order (the first module without children), which nothing in a
-    module's structure guarantees, so the copy is checked against the model on random inputs.
-    """
-    leaves = ((name, m) for name, m in model.named_modules()
-              if not list(m.children()) and not isinstance(m, nn.Identity))
-    name, first = next(leaves, (None, None))
-    if not isinstance(first, nn.PixelUnshuffle) or size % first.downscale_factor:
-        return model, 1
-    k = first.downscale_factor
-    reference = copy.deepcopy(model).eval()  # the caller's model keeps its mode
-    lifted = copy.deepcopy(reference)
-    parent, _, attribute = name.rpartition(".")
-    setattr(lifted.get_submodule(parent) if parent else lifted, attribute, nn.Identity())
-    with torch.no_grad():
-        x = torch.randn(2, colours, size, size, generator=torch.Generator().manual_seed(0))
-        expected, got = reference(x), lifted(nn.functional.pixel_unshuffle(x, k))
-    if got.shape != expected.shape or not torch.allclose(got, expected, rtol=1e-4, atol=1e-5):
-        return model, 1
-    return lifted, k
-
-
-def lift_colour_norm(model: nn.Module) -> tuple[nn.Module, CellColourNorm | None]:
-    """``model`` without the ``CellColourNorm`` it starts with, and that step, for ``ExportedModel`` to do on
-    the pixels before it normalises them (and before a lifted space-to-depth step's channels reach the first
-    convolution, which can then take the division by the standard deviation); ``(model, None)`` for a model
-    without one.  Only cellscreen's compact CNNs have one, as ``colour``, which their ``forward`` runs first."""
-    if not isinstance(model, CompactCNN) or not isinstance(model.colour, CellColourNorm):
-        return model, None
-    lifted = copy.deepcopy(model)
-    lifted.colour = nn.Identity()
-    return lifted, model.colour
 
 
 @dataclasses.dataclass
@@ -236,8 +93,6 @@ def _wrapped(checkpoint: Checkpoint, normalise: str = "sub_div", lift: bool = Tr
 
 def describe(checkpoint: Checkpoint, fmt: str) -> dict:
     """What a runtime needs besides the graph: classes, preprocessing, input and output names, provenance."""
-    from cellscreen.serve.runtime import describe_meta
-
     meta = {**checkpoint.meta, "temperature": float(getattr(checkpoint.model, "temperature", 1.0))}
     return describe_meta(meta, fmt, meta.get("weights_sha256") or _weights_digest(checkpoint))
 
@@ -254,7 +109,7 @@ def onnx_bytes(checkpoint: Checkpoint, *, opset: int = 18, normalise: str = "sub
                wrapped: ExportedModel | None = None) -> bytes:
     """The checkpoint as a serialised single-file ONNX model with a dynamic batch size (``normalise``:
     see ``ExportedModel``; ``wrapped``: the checkpoint's ``ExportedModel`` if already made)."""
-    import onnx
+    import onnx  # keeps start-up fast: only exporting needs it
 
     wrapped = wrapped if wrapped is not None else _wrapped(checkpoint, normalise)
     size = checkpoint.data_config.input_size
@@ -288,8 +143,7 @@ def quantize_int8(blob: bytes, calibration: np.ndarray, description: dict, float
     quantisation in QDQ form, weights per output channel, activation ranges from ``calibration``
     (prepared uint8 cells).  ``description`` goes into the file's metadata.  ``float_stem``: everything
     before the first convolution stays in float (a cell's colour gains, which 8-bit steps would distort)."""
-    import tempfile
-
+    # keeps start-up fast: only an int8 export needs these
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -336,14 +190,10 @@ def _float_nodes(proto, stem: bool = False) -> list[str]:
 def check_images(checkpoint: Checkpoint, data: str | Path | None = None, count: int = 256) -> tuple[np.ndarray, str]:
     """Cells for the parity check: from ``data`` (files or a folder), else the checkpoint's dataset if it is in
     the data root, else random pixels (and the description says so)."""
-    from cellscreen.serve.predict import list_inputs, prepare_image
-
     config, crop = checkpoint.data_config, checkpoint.border_crop
     size, interpolation = config.input_size, config.interpolation
     sources = [data] if data else []
     if not sources and checkpoint.meta.get("dataset"):
-        from cellscreen.data.sources import get_profile, resolve_dataset_dir
-
         try:
             sources = [resolve_dataset_dir(get_profile(checkpoint.meta["dataset"]), None)]
         except (UserError, KeyError):
@@ -399,7 +249,7 @@ def export_model(model: str | Path, out: str | Path, *, fmt: str = "onnx", check
         blob = onnx_bytes(checkpoint, opset=opset, wrapped=graph)
         if fmt == "onnx-int8":  # calibrate on every other cell, check on the rest
             info["quantization"] = {"method": "onnxruntime static, QDQ, per-channel int8 weights, uint8 activations",
-                                    "normalisation": _NORMALISATION_WORDS[graph.normalise],
+                                    "normalisation": NORMALISATION_WORDS[graph.normalise],
                                     "calibrated_on": f"{len(images[0::2])} of the {checked_on}"}
             blob = quantize_int8(blob, images[0::2], info, float_stem=graph.colour is not None)
             images, expected = images[1::2], expected[1::2]
@@ -434,13 +284,7 @@ def export_model(model: str | Path, out: str | Path, *, fmt: str = "onnx", check
         info["parity"] = {"max_probability_difference": difference, "tolerance": PARITY_TOLERANCE,
                           "checked_on": checked_on}
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(out, blob)
-    _write_atomically(description, (json.dumps(info, indent=2) + "\n").encode())
+    atomic_write(out, blob)
+    atomic_write(description, json.dumps(info, indent=2) + "\n")
     return ExportReport(path=out, description=description, format=fmt, max_difference=difference,
                         checked_on=checked_on, agreement=agreement)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -15,6 +15,10 @@ contents); the PyTorch model is kept for Grad-CAM.  ``engine="int8"`` runs the c
 has one), after checking that it was made from these weights.
 ``engine="auto"`` picks onnxruntime for networks and PyTorch for SVM
 baselines and ensembles, which have no ONNX form here.
+
+It stands on ``graph`` (the names and description every graph shares) and
+calls ``export`` only to make a graph a checkpoint lacks; ``predict`` and
+``app`` stand on it.
 """
 
 from __future__ import annotations
@@ -26,11 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cellscreen import __version__
+from cellscreen.data.sources import default_cache_dir
+from cellscreen.engine.paths import file_sha256, resolve_checkpoint
 from cellscreen.errors import UserError
+from cellscreen.serve.graph import INPUT_NAME, OUTPUT_NAMES, describe_meta, interpolation_of, onnx_description, \
+    onnx_session
 
-__all__ = ["ENGINES", "PRECISIONS", "Predictor", "check_precision", "load_predictor", "describe_meta",
-           "dihedral_views_nhwc"]
+__all__ = ["ENGINES", "PRECISIONS", "INT8_NAME", "FP32_NAME", "Predictor", "OnnxPredictor", "check_precision",
+           "load_predictor", "network_onnx", "dihedral_views_nhwc"]
 
 ENGINES = ("auto", "torch", "onnx", "int8")
 # What a model run in PyTorch computes in: fp32, or bf16 autocast (about twice as fast on a CPU with bf16
@@ -39,27 +46,6 @@ ENGINES = ("auto", "torch", "onnx", "int8")
 PRECISIONS = ("32", "bf16")
 INT8_NAME = "model.int8.onnx"  # a checkpoint's 8-bit graph, beside its model.json
 FP32_NAME = "model.onnx"  # a checkpoint's fp32 graph, beside its model.json (optional: else exported into the cache)
-INPUT_NAME, OUTPUT_NAMES = "images", ("probabilities", "logits")  # of every exported graph
-
-
-def onnx_session(model: bytes | str, threads: int | None = None):
-    """An onnxruntime CPU session for a file or serialised model."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    # Idle onnxruntime threads spin by default, taking the CPU from the processes decoding the next images.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-
-
-def interpolation_of(description: dict) -> str:
-    """How a described model's cells are resized (one described before the choice existed: exact bicubic)."""
-    from cellscreen.data.images import UNRECORDED_INTERPOLATION, check_interpolation
-
-    return check_interpolation(description["data_config"].get("interpolation", UNRECORDED_INTERPOLATION))
 
 
 def dihedral_views_nhwc(images: np.ndarray) -> list[np.ndarray]:
@@ -94,7 +80,7 @@ class Predictor:
         return self._torch_model
 
     def _predict(self, images: np.ndarray) -> np.ndarray:
-        from cellscreen.engine.inference import predict_proba
+        from cellscreen.engine.inference import predict_proba  # keeps start-up fast: PyTorch, needed only here
 
         return predict_proba(self.torch_model, images, precision=self.precision)
 
@@ -148,60 +134,10 @@ class OnnxPredictor(Predictor):
         return self._session.run([self._output], {self._input: images})[0]
 
 
-def _onnx_description(path: Path) -> dict:
-    """The description saved beside an exported file, else the one inside its metadata."""
-    beside = path.with_name(path.name + ".json")
-    if beside.is_file():
-        return json.loads(beside.read_text())
-    import onnx
-
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise UserError(f"{path} is not a readable ONNX file ({exc})") from None
-    for entry in proto.metadata_props:
-        if entry.key == "cellscreen":
-            return json.loads(entry.value)
-    raise UserError(f"{path} has no cellscreen description (neither {beside.name} nor ONNX metadata); "
-                    "export it with `cellscreen export`")
-
-
-def describe_meta(meta: dict, fmt: str, weights_sha256: str | None = None) -> dict:
-    """What a runtime needs besides the graph, from a checkpoint's ``model.json``: classes, preprocessing,
-    input and output names, provenance."""
-    config = meta["data_config"]
-    size, crop = int(config["input_size"]), int(meta.get("border_crop", 0))
-    return {
-        "format": fmt,
-        "cellscreen": __version__,
-        "model": meta["model"],
-        "classes": meta["classes"],
-        "positive_class": meta.get("positive_class"),
-        "dataset": meta.get("dataset"),
-        "kind": meta.get("kind", "network"),
-        "border_crop": crop,
-        "temperature": float(meta.get("temperature", 1.0)),
-        "input": {"name": INPUT_NAME, "dtype": "uint8", "shape": ["batch", size, size, 3], "layout": "NHWC RGB"},
-        "outputs": list(OUTPUT_NAMES),
-        "preprocessing": {
-            "border_crop": crop,
-            "pad_to_square": "centred, black",
-            "resize": {"size": size, "interpolation": config.get("interpolation", "bicubic"), "antialias": True},
-            "normalisation": {"mean": list(config["mean"]), "std": list(config["std"]), "inside_graph": True},
-        },
-        "data_config": dict(config),
-        "source": {"metric": meta.get("metric"), "split": meta.get("split"), "created": meta.get("created"),
-                   "weights_sha256": weights_sha256},
-    }
-
-
 def network_onnx(model: str | Path) -> tuple[bytes, dict]:
     """A network checkpoint's ONNX export and description: its own ``model.onnx`` if that was exported from
     these weights, else one exported once and then read from the cache folder (keyed by the checkpoint's
     description and weights).  Either way a model starts without PyTorch after the first time."""
-    from cellscreen.data.sources import default_cache_dir
-    from cellscreen.engine.paths import file_sha256, resolve_checkpoint
-
     path = resolve_checkpoint(model)
     text = path.read_bytes()
     try:
@@ -213,7 +149,7 @@ def network_onnx(model: str | Path) -> tuple[bytes, dict]:
     weights = path.with_suffix(".safetensors")
     digest = file_sha256(weights) if weights.is_file() else None
     if digest is None or (meta.get("weights_sha256") and digest != meta["weights_sha256"]):
-        from cellscreen.engine.kinds import load_checkpoint
+        from cellscreen.engine.kinds import load_checkpoint  # keeps start-up fast: PyTorch
 
         load_checkpoint(model)  # says what is wrong with the weights
     key = hashlib.sha256(text + digest.encode()).hexdigest()[:24]
@@ -224,12 +160,14 @@ def network_onnx(model: str | Path) -> tuple[bytes, dict]:
         return own.read_bytes(), description  # the export below gives the same probabilities
     if cached.is_file():
         return cached.read_bytes(), description
+    # only the first run of a checkpoint without its graph exports one (PyTorch, and the ONNX exporter)
     from cellscreen.engine.kinds import load_checkpoint
     from cellscreen.serve.export import onnx_bytes
 
     blob = onnx_bytes(load_checkpoint(model))
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
+        # not files.atomic_write: several processes may fill the cache at once, each needs its own partial file
         tmp = cached.with_name(cached.name + f".{id(blob)}.partial")
         tmp.write_bytes(blob)
         tmp.replace(cached)
@@ -248,7 +186,7 @@ def _own_graph(graph: Path, fmt: str, wanted: dict) -> bool:
     """Whether ``graph`` is there and a ``fmt`` export of the checkpoint described by ``wanted``: the same
     weights, and the same classes, temperature and preprocessing (which ``model.json`` could change alone)."""
     try:
-        found = _onnx_description(graph) if graph.is_file() else None
+        found = onnx_description(graph) if graph.is_file() else None
     except (UserError, ValueError):
         return False
     return found is not None and _made_from(found, fmt, wanted["source"]["weights_sha256"]) and all(
@@ -257,22 +195,20 @@ def _own_graph(graph: Path, fmt: str, wanted: dict) -> bool:
 
 def _int8_predictor(model: str | Path, threads: int | None) -> Predictor:
     """The checkpoint's ``model.int8.onnx``, refused if it is missing or was made from other weights."""
-    from cellscreen.engine.paths import file_sha256, resolve_checkpoint
-
     checkpoint = resolve_checkpoint(model)
     path = checkpoint.with_name(INT8_NAME)
     export = f"cellscreen export {model} --format onnx-int8 --out {path}"
     if not path.is_file():
         raise UserError(f"{model} has no 8-bit graph ({path} is missing); make one with `{export}` "
                         "(it calibrates on cells of the model's dataset, or pass --check-data)")
-    description = _onnx_description(path)
+    description = onnx_description(path)
     weights = checkpoint.with_suffix(".safetensors")
     if not weights.is_file() or not _made_from(description, "onnx-int8", file_sha256(weights)):
         raise UserError(f"{path} was not made from {weights.name} (it is stale or not an int8 export); "
                         f"make it again with `{export} --overwrite`")
 
     def load_torch():
-        from cellscreen.engine.kinds import load_checkpoint
+        from cellscreen.engine.kinds import load_checkpoint  # keeps start-up fast: PyTorch, for Grad-CAM only
 
         return load_checkpoint(model).model
 
@@ -307,9 +243,7 @@ def load_predictor(model: str | Path, *, engine: str = "auto", threads: int | No
             raise UserError(f"{path} is an ONNX file; it runs on onnxruntime (use --engine onnx or auto)")
         if not path.is_file():
             raise UserError(f"no such ONNX file: {path}")
-        return OnnxPredictor(_onnx_description(path), str(path), source=str(path), threads=threads)
-
-    from cellscreen.engine.paths import resolve_checkpoint
+        return OnnxPredictor(onnx_description(path), str(path), source=str(path), threads=threads)
 
     if engine == "int8":
         return _int8_predictor(model, threads)
@@ -323,11 +257,12 @@ def load_predictor(model: str | Path, *, engine: str = "auto", threads: int | No
         blob, description = network_onnx(model)
 
         def load_torch():
-            from cellscreen.engine.kinds import load_checkpoint
+            from cellscreen.engine.kinds import load_checkpoint  # keeps start-up fast: PyTorch, for Grad-CAM only
 
             return load_checkpoint(model).model
 
         return OnnxPredictor(description, blob, source=str(model), threads=threads, load_torch=load_torch)
+    # a model run in PyTorch: only now is PyTorch imported
     from cellscreen.engine.kinds import load_checkpoint
     from cellscreen.serve.export import describe
 

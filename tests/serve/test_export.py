@@ -126,7 +126,7 @@ def test_folding_the_normalisation_keeps_the_outputs_or_declines(name):
     from torch import nn
 
     from cellscreen.models import create_model
-    from cellscreen.serve.export import ExportedModel, fold_std
+    from cellscreen.serve.exported_model import ExportedModel, fold_std
 
     torch.manual_seed(0)
     model = create_model(name, num_classes=2, input_size=32).eval()
@@ -149,7 +149,7 @@ def test_a_leading_space_to_depth_step_is_done_on_the_pixels_or_left_in_the_mode
     from torch import nn
 
     from cellscreen.models import create_model
-    from cellscreen.serve.export import ExportedModel, fold_std, lift_space_to_depth
+    from cellscreen.serve.exported_model import ExportedModel, fold_std, lift_space_to_depth
 
     torch.manual_seed(0)
     model = create_model("compact_cnn6s", num_classes=2, input_size=32).eval()
@@ -186,7 +186,7 @@ def test_larger_pixel_blocks_are_rearranged_on_the_pixels_too():
     import torch
 
     from cellscreen.models.compact import CompactCNN
-    from cellscreen.serve.export import ExportedModel, fold_std, lift_space_to_depth
+    from cellscreen.serve.exported_model import ExportedModel, fold_std, lift_space_to_depth
 
     torch.manual_seed(0)
     model = CompactCNN(num_classes=2, widths=(8, 16, 16), pool_before_norm=True, space_to_depth=3).eval()
@@ -277,8 +277,8 @@ def test_a_leading_colour_norm_is_done_on_the_pixels_before_the_rest_is_lifted()
 
     from cellscreen.models import create_model
     from cellscreen.models.layers import CellColourNorm
-    from cellscreen.serve.export import (ExportedModel, _float_nodes, fold_std, lift_colour_norm,
-                                         lift_space_to_depth)
+    from cellscreen.serve.export import _float_nodes
+    from cellscreen.serve.exported_model import ExportedModel, fold_std, lift_colour_norm, lift_space_to_depth
 
     torch.manual_seed(0)
     model = create_model("compact_cnn6sc", num_classes=2, input_size=32).eval()

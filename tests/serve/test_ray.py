@@ -11,6 +11,7 @@ import pytest
 from cellscreen.errors import UserError
 from cellscreen.serve import distributed
 from cellscreen.serve import predict as module
+from cellscreen.serve.outputs import read_rows
 from tests.badfiles import write_all
 from tests.clitools import run
 
@@ -36,7 +37,7 @@ def ray_tmp():
 
 
 def _rows(path):
-    rows = module._read_rows(path)
+    rows = read_rows(path)
     header = next(rows)
     return [dict(zip(header, row)) for row in rows]
 
