@@ -149,9 +149,9 @@ def _without(manifest: SplitManifest, leave_out: set[str], fold: int, path: Path
 
 
 def out_of_fold_probabilities(index: DatasetIndex, *, out_dir: str | Path, folds: int = 5, preset: str = "default",
-                              settings: dict | Sequence[str] | None = None, seeds: Sequence[int] = (0,), split_seed: int = 0,
-                              tta: bool = True, leave_out: Collection[str] = (), workers: int | None = None,
-                              progress: bool = True) -> OutOfFold:
+                              settings: dict | Sequence[str] | None = None, seeds: Sequence[int] = (0,),
+                              split_seed: int = 0, tta: bool = True, leave_out: Collection[str] = (),
+                              workers: int | None = None, progress: bool = True) -> OutOfFold:
     """Train ``folds`` x ``seeds`` models of ``preset`` (with ``settings`` overriding its fields) on the
     cells of ``index`` with the labels it gives, and return every cell's held-out probabilities.  Runs go to
     ``out_dir/runs/``; the split is ``out_dir/folds.csv``.

@@ -130,6 +130,8 @@ def load_relabels(files: Iterable[str | Path], *, dataset_root: str | Path, clas
     ``describe()`` counts as changed only labels that differ from the given ones.  Without it the given
     label is the cell's class folder (the first part of its path), which holds for datasets whose class
     folders are their classes."""
+    if isinstance(files, (str, Path)):  # one file given on its own, not a list of them
+        files = [files]
     root = Path(dataset_root)
     classes = tuple(classes)
     allowed = set(classes) | {EXCLUDE}

@@ -60,6 +60,8 @@ def test_the_later_file_wins_and_both_are_recorded(index, tmp_path):
     assert list(relabels.describe()["files"]) == [str(first), str(second)]
     assert relabels.describe()["files"][str(first)] != relabels.describe()["files"][str(second)]
     assert _load(index, second, first).labels == {cell: EXCLUDE}
+    one = load_relabels(str(second), dataset_root=index.root, classes=CLASSES)  # a single file, not in a list
+    assert one.labels == {cell: "Uninfected"}
 
 
 def test_fuhad_three_column_form_reads_the_relabelled_column(index, tmp_path):
