@@ -21,12 +21,22 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
+from scipy.spatial import ConvexHull, QhullError
 from skimage import exposure, feature, filters, measure, morphology, segmentation
 
 __all__ = ["FoundCell", "Detection", "find_cells", "WORK_DIAMETER"]
 
 WORK_DIAMETER = 32.0  # red-cell diameter in the work image, px
-PROBE_SIDE = 480  # longer side of the coarse copy used to measure the cell size, px
+PROBE_SIDE = 320  # longer side of the coarse copy used to measure the cell size, px
+MIN_CONTRAST = 12.0  # a field whose colours span less than this (0-441) holds no cell
+RIM_CLOSING = 0.0  # closing radius, as a share of a cell's diameter, that mends broken rims
+CENTRE_FILL = 0.6  # holes smaller than this share of a cell's area are pale centres, filled
+MARKERS = "distance"
+MARKER_SMOOTH = 0.25
+LOG_SCALES = (0.7, 1.0)
+MARKER_FLOOR = 0.05
+MARKER_SPACING = 0.55
+EDGE_LEVEL = 0.5  # a cell's edge: where the stain falls to this share of the median stained pixel's
 SMALLEST_CELL = 0.3  # objects below this share of a red cell's area are platelets or debris
 NUCLEUS_MIN_AREA = 0.25  # a stained blob smaller than this share of a red cell is a platelet, not a nucleus
 CYTOPLASM_CONTRAST = 12.0  # colour distance (0-255 RGB) from the background that counts as stained
@@ -90,19 +100,48 @@ def _resized(rgb: np.ndarray, scale: float) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize(size, method))
 
 
-def _foreground(rgb: np.ndarray, diameter: float) -> np.ndarray:
-    """Stained pixels: Otsu on the CLAHE-equalised green channel, small holes filled.
+def _dilated(mask: np.ndarray, radius: float) -> np.ndarray:
+    """``mask`` grown by a disc of ``radius``: a threshold on the distance transform, faster than a disc."""
+    if not mask.any():
+        return mask.copy()
+    return ndi.distance_transform_edt(~mask) <= radius
 
-    Red cells have a pale centre; it is filled when smaller than half a cell,
-    which leaves the background enclosed by a ring of cells alone.
+
+def _stain(rgb: np.ndarray, diameter: float) -> np.ndarray:
+    """How far each pixel's colour lies from the background's, smoothed a little (0-441).
+
+    The green channel alone separates dark cells from the rest and loses pale
+    ones (a thin pink rim around a centre as light as the background): their
+    colour still differs. The background colour is the median of the pixels on
+    the bright side of Otsu's threshold on the green channel.
     """
-    green = rgb[..., 1]
-    tile = max(8, int(round(4 * diameter)))
-    equalised = exposure.equalize_adapthist(green, kernel_size=tile, clip_limit=0.01)
-    smooth = filters.gaussian(equalised, sigma=max(0.5, diameter / 24))
-    mask = smooth < filters.threshold_otsu(smooth)
+    smooth = ndi.gaussian_filter(rgb.astype(np.float32), sigma=(max(0.5, diameter / 24),) * 2 + (0,))
+    green = smooth[..., 1]
+    bright = green > filters.threshold_otsu(green) if np.ptp(green) > 0 else np.ones(green.shape, bool)
+    background = np.median(smooth[bright], axis=0)
+    return np.sqrt(np.sum((smooth - background) ** 2, axis=2))
+
+
+def _foreground(rgb: np.ndarray, diameter: float) -> np.ndarray:
+    """Stained pixels (Otsu on ``_stain``), broken rims closed and pale centres filled.
+
+    Red cells have a pale centre; it is filled when smaller than ``CENTRE_FILL``
+    of a cell, which leaves the background enclosed by a ring of cells alone.
+    """
+    stain = _stain(rgb, diameter)
+    if stain.max() - stain.min() < MIN_CONTRAST:
+        return np.zeros(stain.shape, bool)
+    # Otsu on the log, so that a dark speck or hair does not take the threshold for itself; then the edge is put
+    # where the stain is a share of a typical cell's, so that the blurred rim of the photograph is left out.
+    threshold = float(np.expm1(filters.threshold_otsu(np.log1p(stain))))
+    stained = stain[stain > threshold]
+    if stained.size:
+        threshold = max(threshold, EDGE_LEVEL * float(np.median(stained)))
+    mask = stain > threshold
     cell_area = np.pi * diameter**2 / 4
-    mask = morphology.remove_small_holes(mask, max_size=int(0.5 * cell_area))
+    if RIM_CLOSING:
+        mask = ndi.binary_closing(mask, morphology.disk(max(1, round(diameter * RIM_CLOSING))), border_value=0) | mask
+    mask = morphology.remove_small_holes(mask, max_size=int(CENTRE_FILL * cell_area))
     mask = ndi.binary_opening(mask, morphology.disk(max(1, int(diameter / 16))))
     return morphology.remove_small_objects(mask, max_size=int(0.1 * cell_area))
 
@@ -130,7 +169,7 @@ def _measure_diameter(rgb: np.ndarray) -> float:
     return guess / scale
 
 
-def _markers(distance: np.ndarray, diameter: float) -> np.ndarray:
+def _markers(distance: np.ndarray, diameter: float, stain: np.ndarray | None = None) -> np.ndarray:
     """One marker per cell: peaks of the distance transform sharpened by multi-scale LoG.
 
     The negative Laplacian of Gaussian at a few scales around a cell's radius
@@ -138,12 +177,18 @@ def _markers(distance: np.ndarray, diameter: float) -> np.ndarray:
     does) keeps the peaks inside the foreground and favours cell-sized blobs.
     """
     radius = diameter / 2
-    sigmas = [radius / np.sqrt(2) * f for f in (0.7, 1.0)]
-    log = np.max([-s**2 * ndi.gaussian_laplace(distance, s) for s in sigmas], axis=0)
-    response = np.clip(log, 0, None) * distance
-    peaks = feature.peak_local_max(response, min_distance=max(2, int(0.55 * radius)),
-                                   threshold_abs=0.05 * radius**2, labels=(distance > 0).astype(np.int32),
-                                   exclude_border=False)
+    inside = distance > 0
+    if MARKERS == "smooth":
+        response = ndi.gaussian_filter(distance, radius * MARKER_SMOOTH)
+        threshold = 0.3 * radius
+    else:
+        source = inside.astype(np.float32) if MARKERS == "mask" else distance
+        sigmas = [radius / np.sqrt(2) * f for f in LOG_SCALES]
+        log = np.max([-s**2 * ndi.gaussian_laplace(source, s) for s in sigmas], axis=0)
+        response = np.clip(log, 0, None) * distance
+        threshold = MARKER_FLOOR * radius * (radius if MARKERS == "distance" else 1)
+    peaks = feature.peak_local_max(response, min_distance=max(2, int(MARKER_SPACING * radius)),
+                                   threshold_abs=threshold, labels=inside.astype(np.int32), exclude_border=False)
     markers = np.zeros(distance.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     return markers
@@ -175,7 +220,7 @@ def _cytoplasm(rgb: np.ndarray, foreground: np.ndarray, nuclei: np.ndarray, diam
         return np.zeros_like(foreground)
     background = np.median(rgb[~foreground], axis=0) if (~foreground).any() else np.full(3, 255.0)
     stained = np.linalg.norm(rgb.astype(np.float32) - background, axis=2) > CYTOPLASM_CONTRAST
-    near = ndi.binary_dilation(nuclei > 0, morphology.disk(max(1, int(diameter * 0.4))))
+    near = _dilated(nuclei > 0, diameter * 0.4)
     return ndi.binary_fill_holes(ndi.binary_opening(stained & near, morphology.disk(1)) | (nuclei > 0))
 
 
@@ -186,7 +231,7 @@ def _segment(work: np.ndarray, diameter: float) -> tuple[np.ndarray, set[int]]:
     foreground |= _cytoplasm(work, foreground, nuclei, diameter)
     distance = ndi.distance_transform_edt(foreground)
     markers = _markers(distance, diameter)
-    markers[ndi.binary_dilation(nuclei > 0, morphology.disk(max(1, int(diameter / 4))))] = 0
+    markers[_dilated(nuclei > 0, diameter / 4)] = 0
     first_white = int(markers.max()) + 1
     markers[nuclei > 0] = nuclei[nuclei > 0] + first_white - 1
     labels = segmentation.watershed(-distance, markers, mask=foreground)
@@ -198,6 +243,29 @@ def _segment(work: np.ndarray, diameter: float) -> tuple[np.ndarray, set[int]]:
     labels[small[labels]] = 0
     white = set(range(first_white, int(labels.max()) + 1)) & set(np.unique(labels).tolist())
     return labels, white
+
+
+def _solidity(labels: np.ndarray, count: int) -> np.ndarray:
+    """Area over convex-hull area for labels 1..count (index 0 unused).
+
+    The hull is taken over the corners of each cell's edge pixels with qhull,
+    far faster than rasterising every hull as regionprops does.
+    """
+    solidity = np.ones(count + 1)
+    edges = labels * (labels != ndi.grey_erosion(labels, size=3))
+    for cell_id, where in enumerate(ndi.find_objects(labels, max_label=count), start=1):
+        if where is None:
+            continue
+        ys, xs = np.nonzero(edges[where] == cell_id)
+        if len(ys) < 3:
+            continue
+        corners = np.concatenate([np.stack([xs + dx, ys + dy], axis=1) for dx in (0, 1) for dy in (0, 1)])
+        try:
+            hull = ConvexHull(corners)
+        except QhullError:  # all on one line
+            continue
+        solidity[cell_id] = min(1.0, np.count_nonzero(labels[where] == cell_id) / hull.volume)
+    return solidity
 
 
 def _single(area: float, solidity: float, median_area: float) -> bool:
@@ -222,27 +290,27 @@ def find_cells(rgb: np.ndarray, *, cell_diameter: float | None = None) -> Detect
     work_diameter = diameter * scale
     work_labels, white = _segment(work, work_diameter)
 
-    regions = measure.regionprops(work_labels)
-    order = sorted(regions, key=lambda r: (r.centroid[0], r.centroid[1]))
+    # Number the cells from the top left, so that ids do not depend on the watershed's marker order.
+    work_ids = np.unique(work_labels[work_labels > 0])
+    if len(work_ids):
+        rows = ndi.mean(np.indices(work_labels.shape)[0], work_labels, work_ids)
+        cols = ndi.mean(np.indices(work_labels.shape)[1], work_labels, work_ids)
+        work_ids = work_ids[np.lexsort((cols, rows))]
     relabel = np.zeros(int(work_labels.max()) + 1, np.int32)
-    for new_id, region in enumerate(order, start=1):
-        relabel[region.label] = new_id
+    relabel[work_ids] = np.arange(1, len(work_ids) + 1, dtype=np.int32)
     work_labels = relabel[work_labels]
+    count = len(work_ids)
+    solidity = _solidity(work_labels, count)
+    kinds = ["background"] + ["white" if old in white else "red" for old in work_ids]
     labels = work_labels if work.shape[:2] == (height, width) else np.asarray(
         Image.fromarray(work_labels).resize((width, height), Image.Resampling.NEAREST), dtype=np.int32)
 
-    count = len(order)
-    areas = np.bincount(labels.ravel(), minlength=count + 1)
-    rows, cols = np.indices(labels.shape, sparse=True)
-    sum_x = np.bincount(labels.ravel(), weights=np.broadcast_to(cols, labels.shape).ravel(), minlength=count + 1)
-    sum_y = np.bincount(labels.ravel(), weights=np.broadcast_to(rows, labels.shape).ravel(), minlength=count + 1)
+    flat = labels.ravel()
+    areas = np.bincount(flat, minlength=count + 1)
     slices = ndi.find_objects(labels, max_label=count)
-    solidity = {new_id: float(region.solidity) for new_id, region in enumerate(order, start=1)}
-    kinds = {new_id: ("white" if region.label in white else "red") for new_id, region in enumerate(order, start=1)}
-    red_ids = [i for i in kinds if kinds[i] == "red" and areas[i] > 0]
-    red_areas = np.array([areas[i] for i in red_ids], float)
-    typical = float(np.median(red_areas[[solidity[i] >= SINGLE_SOLIDITY for i in red_ids]])) if len(
-        red_ids) and any(solidity[i] >= SINGLE_SOLIDITY for i in red_ids) else np.pi * diameter**2 / 4
+    red = [i for i in range(1, count + 1) if kinds[i] == "red" and areas[i] > 0]
+    convex = [areas[i] for i in red if solidity[i] >= SINGLE_SOLIDITY]
+    typical = float(np.median(convex)) if convex else np.pi * diameter**2 / 4
 
     cells = []
     for cell_id in range(1, count + 1):
@@ -250,13 +318,14 @@ def find_cells(rgb: np.ndarray, *, cell_diameter: float | None = None) -> Detect
         if where is None or areas[cell_id] == 0:
             continue
         y0, y1, x0, x1 = where[0].start, where[0].stop, where[1].start, where[1].stop
+        ys, xs = np.nonzero(labels[where] == cell_id)
         kind = kinds[cell_id]
         cells.append(FoundCell(
-            id=cell_id, kind=kind, centre=(sum_x[cell_id] / areas[cell_id], sum_y[cell_id] / areas[cell_id]),
+            id=cell_id, kind=kind, centre=(float(xs.mean() + x0), float(ys.mean() + y0)),
             box=(int(x0), int(y0), int(x1), int(y1)), area=int(areas[cell_id]),
             single=kind == "red" and _single(areas[cell_id], solidity[cell_id], typical),
             touches_border=bool(x0 == 0 or y0 == 0 or x1 == width or y1 == height),
-            solidity=solidity[cell_id]))
+            solidity=float(solidity[cell_id])))
     singles = [c.area for c in cells if c.single and not c.touches_border]
     measured = float(np.sqrt(4 * np.median(singles) / np.pi)) if singles else diameter
     return Detection(labels=labels, cells=cells, cell_diameter=float(cell_diameter) if cell_diameter else measured)

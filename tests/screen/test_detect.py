@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 
 from cellscreen.screen.annotations import read_point_labels
 from cellscreen.screen.detect import Detection, find_cells
-from cellscreen.screen.score import match_distance, score_image
+from cellscreen.screen.score import score_image
 from tests.conftest import REAL_DATA
 
 BACKGROUND = (150, 160, 170)
@@ -147,7 +147,9 @@ def test_real_chula_field(number):
     with Image.open(folder / "Dataset" / f"{number}.jpg") as image:
         detection = find_cells(np.asarray(image.convert("RGB")))
     labelled = read_point_labels(folder / "Label" / f"{number}.txt")
-    score = score_image(detection.cells, labelled, max_distance=match_distance(detection.cell_diameter),
-                        border="spare")
+    # Chula's points sit up to a third of a cell off the centre even on lone round cells, so this checks finding
+    # (within one radius) and counting; the benchmark gives the stricter half-radius figures.
+    score = score_image(detection.cells, labelled, max_distance=detection.cell_diameter / 2, border="spare")
     assert 30 < detection.cell_diameter < 50
-    assert score.recall >= 0.75 and score.precision >= 0.75, score
+    assert score.recall >= 0.85 and score.precision >= 0.85, score
+    assert abs(score.count_error) <= 0.12, score
