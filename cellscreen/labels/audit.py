@@ -31,11 +31,11 @@ from cellscreen.data.index import DatasetIndex
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
 from cellscreen.labels.oof import OutOfFold, out_of_fold_probabilities, read_oof, write_oof
-from cellscreen.labels.relabel import Relabels, write_relabel_file
+from cellscreen.labels.relabel import Relabels, relabelled_index, write_relabel_file
 from cellscreen.labels.report import write_audit_report
 
 __all__ = ["Suspect", "LabelAudit", "find_suspects", "noise_by_class", "noise_by_slide", "audit_labels",
-           "read_suspects", "AUDIT_FILES"]
+           "run_label_audit", "read_suspects", "AUDIT_FILES"]
 
 AUDIT_FILES = ("oof.csv", "suspects.csv", "suggested-relabel.csv", "audit.json", "report.html")
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given",
@@ -252,3 +252,17 @@ def audit_labels(index: DatasetIndex, *, out_dir: str | Path, folds: int = 5, pr
     atomic_write(out_dir / "audit.json", json.dumps(audit.to_dict(), indent=2) + "\n")
     write_audit_report(audit.to_dict(), suspects, out_dir / "report.html", root=Path(index.root), show=show)
     return audit
+
+
+def run_label_audit(dataset: str, *, out: str | Path, data: str | None = None, relabel: Sequence[str] = (),
+                    group_regex: str | None = None, folds: int = 5, preset: str = "default",
+                    settings: Sequence[str] = (), seeds: Sequence[int] = (0,), oof: str | None = None,
+                    rounds: int = 1, filter_by: str = "prune_by_noise_rate", max_suspects: int | None = None,
+                    show: int = 60, workers: int | None = None, progress: bool = True) -> LabelAudit:
+    """``cellscreen labels audit``: the audit of a dataset named as every command names one (``-d``,
+    ``--data``, ``--relabel`` files applied first, ``--set FIELD=VALUE`` training settings)."""
+    index, relabels = relabelled_index(dataset, data=data, relabel=relabel, group_regex=group_regex,
+                                       workers=workers, progress=progress)
+    return audit_labels(index, out_dir=out, folds=folds, preset=preset, settings=list(settings), seeds=seeds,
+                        oof=oof, rounds=rounds, filter_by=filter_by, max_suspects=max_suspects, relabels=relabels,
+                        show=show, workers=workers, progress=progress)

@@ -28,12 +28,13 @@ import io
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 
-from cellscreen.data.index import DatasetIndex, Skipped
+from cellscreen.data.index import DatasetIndex, Skipped, scan_dataset
+from cellscreen.data.sources import get_profile, resolve_dataset_dir
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
 
 __all__ = ["EXCLUDE", "RelabelFile", "Relabels", "load_relabels", "apply_relabels", "read_relabel_rows",
-           "write_relabel_file"]
+           "write_relabel_file", "relabelled_index"]
 
 EXCLUDE = "exclude"
 NEW_LABEL_COLUMNS = ("relabelled", "label")  # the first one present gives the new label
@@ -194,3 +195,19 @@ def write_relabel_file(path: str | Path, rows: Iterable[tuple[str, str]], *, ext
         writer.writerow([cell, label, *(values[k] for values in extra.values())])
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(path, buffer.getvalue())
+
+
+def relabelled_index(dataset: str, *, data: str | None = None, relabel: Iterable[str | Path] = (),
+                     group_regex: str | None = None, workers: int | None = None, progress: bool = True
+                     ) -> tuple[DatasetIndex, Relabels | None]:
+    """What a command with ``-d DATASET [--data DIR] [--relabel FILE ...]`` works on: the dataset's index with
+    the relabel files applied (in order, the later winning), and the relabels (None without files) for
+    its manifest, settings and report to record."""
+    profile = get_profile(dataset, group_regex=group_regex)
+    index = scan_dataset(resolve_dataset_dir(profile, data), profile, workers=workers, progress=progress)
+    files = [relabel] if isinstance(relabel, (str, Path)) else list(relabel)
+    if not files:
+        return index, None
+    relabels = load_relabels(files, dataset_root=index.root, classes=index.profile.labels,
+                             given={r.path: r.label for r in index.records})
+    return apply_relabels(index, relabels), relabels

@@ -12,7 +12,7 @@ import pytest
 from cellscreen.data.index import scan_dataset
 from cellscreen.data.sources import get_profile
 from cellscreen.errors import UserError
-from cellscreen.labels.audit import AUDIT_FILES, audit_labels, read_suspects
+from cellscreen.labels.audit import AUDIT_FILES, audit_labels, read_suspects, run_label_audit
 from cellscreen.labels.oof import read_oof
 from cellscreen.labels.relabel import apply_relabels, load_relabels, read_relabel_rows, write_relabel_file
 from tests.labels.helpers import fake_oof
@@ -122,3 +122,13 @@ def test_a_second_round_trains_without_the_first_rounds_suspects(noisy, tmp_path
     assert set(flipped) <= scored_in_own_fold
     final = read_oof(tmp_path / "audit" / "oof.csv")
     assert sorted(final.paths) == sorted(r.path for r in index.records)
+
+
+def test_run_label_audit_takes_what_a_command_line_gives(noisy, malaria_like, tmp_path):
+    index, _, flipped, true_label_of, oof = noisy
+    other = {"Parasitized": "Uninfected", "Uninfected": "Parasitized"}
+    noise = write_relabel_file(tmp_path / "noise-again.csv", [(p, other[true_label_of[p]]) for p in flipped])
+    audit = run_label_audit("malaria-nih", data=str(malaria_like), relabel=[str(noise)], out=tmp_path / "cli",
+                            oof=str(oof), progress=False)
+    assert sorted(s.path for s in audit.suspects) == sorted(flipped)
+    assert audit.to_dict()["relabels"]["files"] == {str(noise): audit.to_dict()["relabels"]["files"][str(noise)]}
