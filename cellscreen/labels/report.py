@@ -22,7 +22,7 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border-bottom: 1px solid #ddd; padding: 0.25em 0.7em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
+th:first-child, td:first-child, #summary td { text-align: left; }
 .montage { display: flex; flex-wrap: wrap; gap: 6px; }
 figure { margin: 0; width: 132px; font-size: 11px; text-align: center; }
 figure img { width: 112px; height: 112px; object-fit: contain; background: #000; image-rendering: auto; }
