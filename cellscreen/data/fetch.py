@@ -6,6 +6,12 @@ recorded in the dataset profile, unpacked into a hidden temporary folder and
 only then moved into place with one rename.  Whatever goes wrong, the data
 root never holds a half-unpacked dataset, and a file that fails its checksum
 is deleted.
+
+Some archives have no published checksum: GitHub makes a repository's
+archive on request (the smear sets).  Such a download is taken whole as it
+comes, never resumed (two requests may not give the same bytes), and its
+measured sha256 is printed so that it can be recorded or passed as
+``--sha256`` to hold a later download to the same file.
 """
 
 from __future__ import annotations
@@ -41,22 +47,25 @@ def fetch_dataset(
     progress: bool = True,
     timeout: float = 60.0,
 ) -> Path:
-    """Make ``profile``'s dataset present under ``data_root`` and return its class-folder root.
+    """Make ``profile``'s dataset present under ``data_root`` and return its folder (for a set of cells, the
+    one holding the class folders).
 
     ``url`` points at a mirror; ``sha256`` and ``size`` override the recorded
-    checksum (for a mirror holding a different release).
+    checksum (for a mirror holding a different release).  Where neither is
+    known the download is not checked; its sha256 is printed.
     """
     if profile.download is None:
         raise UserError(f"dataset {profile.name!r} has no official download cellscreen knows of")
     source = Download(
         url=url or profile.download.url,
-        sha256=(sha256 or profile.download.sha256).lower(),
+        sha256=(sha256 or profile.download.sha256 or "").lower() or None,
         size=profile.download.size if size is None else size,
         archive_root=profile.download.archive_root,
+        unpack_as=profile.download.unpack_as,
     )
     data_root = Path(data_root)
     target = data_root / profile.folder
-    final = target / source.archive_root
+    final = target / source.folder_name
     if final.is_dir() and not force:
         return final
     try:
@@ -69,17 +78,20 @@ def fetch_dataset(
     partial = archive.with_suffix(".zip.part")
     if not archive.is_file():
         _download(source, partial, progress=progress, timeout=timeout)
-        _verify(partial, source)
+        digest = _verify(partial, source)
+        if source.sha256 is None:
+            print(f"{profile.name}: no checksum is recorded for {source.url}; the download measured sha256 {digest} "
+                  f"({partial.stat().st_size:,} bytes): pass --sha256 {digest} to hold a later download to it")
         os.replace(partial, archive)
-    _unpack(archive, target, source.archive_root, replace=force)
+    _unpack(archive, target, source, replace=force)
     archive.unlink()
     return final
 
 
 def _download(source: Download, partial: Path, *, progress: bool, timeout: float) -> None:
     have = partial.stat().st_size if partial.is_file() else 0
-    if have > source.size:
-        partial.unlink()
+    if have and (source.size is None or source.sha256 is None or have > source.size):
+        partial.unlink()  # an unchecked archive is never glued together from two requests
         have = 0
     request = urllib.request.Request(source.url, headers={"User-Agent": "cellscreen"})
     if have:
@@ -97,46 +109,56 @@ def _download(source: Download, partial: Path, *, progress: bool, timeout: float
         if have and response.status != 206:  # the server ignored Range: start again
             have = 0
         mode = "ab" if have else "wb"
-        bar = tqdm(total=source.size, initial=have, unit="B", unit_scale=True, desc="downloading", disable=not progress)
+        expected = source.size if source.size is not None else (int(response.headers.get("Content-Length") or 0)
+                                                                 or None)
+        bar = tqdm(total=expected, initial=have, unit="B", unit_scale=True, desc="downloading", disable=not progress)
+        again = "resume" if source.size is not None and source.sha256 is not None else "start again"
         try:
             with partial.open(mode) as out:
                 while block := response.read(_BLOCK):
                     out.write(block)
                     bar.update(len(block))
-                    if out.tell() > source.size:
+                    if source.size is not None and out.tell() > source.size:
                         break
         except (HTTPException, OSError) as exc:
             got = partial.stat().st_size
             raise UserError(
-                f"download interrupted after {got:,} of {source.size:,} bytes ({exc.__class__.__name__}); "
-                "run the same command again to resume"
+                f"download interrupted after {got:,}{'' if expected is None else f' of {expected:,}'} bytes "
+                f"({exc.__class__.__name__}); run the same command again to {again}"
             ) from None
         finally:
             bar.close()
+        got = partial.stat().st_size
+        if source.size is None and expected is not None and got < expected:  # the connection closed early
+            raise UserError(f"download stopped after {got:,} of {expected:,} bytes; run the same command again to "
+                            f"{again}")
 
 
-def _verify(partial: Path, source: Download) -> None:
+def _verify(partial: Path, source: Download) -> str:
+    """The download's sha256, once its size and hash are what the profile records (where it records them)."""
     got = partial.stat().st_size
-    if got < source.size:
+    if source.size is not None and got < source.size:
         raise UserError(
             f"download stopped after {got:,} of {source.size:,} bytes; run the same command again to resume"
         )
-    if got > source.size:
+    if source.size is not None and got > source.size:
         partial.unlink()
         raise UserError(f"download is {got:,} bytes, expected {source.size:,}: not the expected file; deleted it")
     digest = hashlib.sha256()
     with partial.open("rb") as handle:
         while block := handle.read(_BLOCK):
             digest.update(block)
-    if digest.hexdigest() != source.sha256:
+    if source.sha256 is not None and digest.hexdigest() != source.sha256:
         partial.unlink()
         raise UserError(
             f"checksum mismatch for {source.url}: sha256 {digest.hexdigest()}, expected {source.sha256}; "
             "the file was deleted"
         )
+    return digest.hexdigest()
 
 
-def _unpack(archive: Path, target: Path, archive_root: str, *, replace: bool) -> None:
+def _unpack(archive: Path, target: Path, source: Download, *, replace: bool) -> None:
+    archive_root = source.archive_root
     staging = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=target))
     try:
         try:
@@ -146,6 +168,13 @@ def _unpack(archive: Path, target: Path, archive_root: str, *, replace: bool) ->
                     if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
                         archive.unlink()
                         raise UserError(f"{archive.name} contains an unsafe path {name!r}; refusing to unpack it")
+                if not archive_root:  # the archive's one top folder, e.g. GitHub's "<repository>-<branch>"
+                    tops = {PurePosixPath(name).parts[0] for name in zf.namelist() if PurePosixPath(name).parts}
+                    if len(tops) != 1:
+                        archive.unlink()
+                        raise UserError(f"{archive.name} holds {len(tops)} top folders, not one; cannot tell which "
+                                        "is the dataset")
+                    archive_root = tops.pop()
                 zf.extractall(staging)
         except zipfile.BadZipFile as exc:
             archive.unlink()
@@ -153,12 +182,12 @@ def _unpack(archive: Path, target: Path, archive_root: str, *, replace: bool) ->
         unpacked = staging / archive_root
         if not unpacked.is_dir():
             raise UserError(f"{archive.name} does not contain the expected folder {archive_root!r}")
-        final = target / archive_root
+        final = target / source.folder_name
         if final.exists():
             if not replace:
                 raise UserError(f"{final} already exists; pass --force to replace it")
             old = Path(tempfile.mkdtemp(prefix=".replaced-", dir=target))
-            os.replace(final, old / archive_root)
+            os.replace(final, old / source.folder_name)
             os.replace(unpacked, final)
             shutil.rmtree(old)
         else:

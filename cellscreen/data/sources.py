@@ -18,6 +18,7 @@ from cellscreen.errors import UserError
 
 __all__ = [
     "Download",
+    "FieldLabels",
     "DatasetProfile",
     "PROFILES",
     "get_profile",
@@ -25,19 +26,51 @@ __all__ = [
     "default_cache_dir",
     "resolve_data_root",
     "resolve_dataset_dir",
+    "resolve_fields_dir",
     "describe_profile",
 ]
 
 
 @dataclasses.dataclass(frozen=True)
 class Download:
-    """An official archive: where it is, what it must hash to, what it unpacks to."""
+    """An official archive: where it is, what it must hash to, what it unpacks to.
+
+    ``sha256`` and ``size`` are None where nobody has published them (a GitHub
+    archive of a repository, made on request): the download is then taken as it
+    comes and its measured hash printed, to be recorded here or passed with
+    ``--sha256`` next time.
+    """
 
     url: str
-    sha256: str
-    size: int
-    archive_root: str  # top folder inside the archive, e.g. "cell_images"
+    sha256: str | None
+    size: int | None
+    archive_root: str  # top folder inside the archive, e.g. "cell_images"; "": its one top folder, whatever its name
     checksum_source: str = ""
+    unpack_as: str = ""  # the name that folder is given under the profile's folder (default: archive_root)
+
+    @property
+    def folder_name(self) -> str:
+        """What the unpacked dataset folder is called under the profile's folder."""
+        return self.unpack_as or self.archive_root
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldLabels:
+    """Where a set of whole smear fields keeps its images and cell annotations, and how to read them.
+
+    Paths are relative to the dataset folder.  A field ``images/NAME.jpg`` is
+    labelled by ``labels/NAME.txt``: with ``format="chula"`` one ``x y class``
+    line per red cell (Chula RBC-12's points), with ``"yolo"`` one
+    ``class cx cy w h`` line per cell whose class ids name ``kinds`` in order.
+    ``border`` is how found cells cut by the image border are scored, to
+    follow what the annotators did (``cellscreen.screen.score.BORDER_RULES``).
+    """
+
+    images: str
+    labels: str
+    format: str  # "chula" or "yolo"
+    kinds: tuple[str, ...] = ("red",)
+    border: str = "keep"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +100,7 @@ class DatasetProfile:
     download: Download | None = None
     notes: str = ""
     citation: str = ""
+    fields: FieldLabels | None = None  # a set of whole smear fields with cell annotations, not of single cells
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -169,6 +203,47 @@ PROFILES: dict[str, DatasetProfile] = {
             ),
         ),
         DatasetProfile(
+            name="chula-rbc12",
+            description="Chula RBC-12: 640x480 smear fields, every red cell's centre marked (13 morphologies)",
+            folder="smears",
+            layout="chula-rbc12",
+            fields=FieldLabels(images="Dataset", labels="Label", format="chula", border="spare"),
+            download=Download(
+                url="https://github.com/Chula-PIC-Lab/Chula-RBC-12-Dataset/archive/HEAD.zip",
+                sha256=None,  # GitHub makes the archive on request and publishes no checksum
+                size=None,
+                archive_root="",
+                unpack_as="chula-rbc12",
+                checksum_source="none published; the download's sha256 is printed",
+            ),
+            notes=("No malaria: for scoring cell finding (`cellscreen cells score`) and specificity. Cells cut by "
+                   "the border are mostly not marked; many fields are marked only in part (see "
+                   "bench/screen_detection.py)."),
+            citation=(
+                "Naruenatthanaset K, Chalidabhongse TH, Palasuwan D, et al. Red blood cell segmentation with "
+                "overlapping cell separation and classification on imbalanced dataset. arXiv:2012.01321, 2021."
+            ),
+        ),
+        DatasetProfile(
+            name="txl-pbc",
+            description="TXL-PBC: smear fields with YOLO boxes for white cells, red cells and platelets",
+            folder="smears",
+            layout="txl-pbc",
+            fields=FieldLabels(images="TXL_PBC/images/train", labels="TXL_PBC/labels/train", format="yolo",
+                               kinds=("white", "red", "platelet"), border="keep"),
+            download=Download(
+                url="https://github.com/lugan113/TXL-PBC_Dataset/archive/HEAD.zip",
+                sha256=None,  # GitHub makes the archive on request and publishes no checksum
+                size=None,
+                archive_root="",
+                unpack_as="txl-pbc",
+                checksum_source="none published; the download's sha256 is printed",
+            ),
+            notes=("No malaria. BCCD, BCD, PBC and Raabin-WBC fields re-annotated (data.yaml: 0 WBC, 1 RBC, "
+                   "2 Platelets); cells cut by the border are labelled. The train split is scored by default."),
+            citation="Gan L, Li X. TXL-PBC: a freely accessible labeled peripheral blood cell dataset. arXiv:2407.13214, 2024.",
+        ),
+        DatasetProfile(
             name="folder",
             description="Your own cells: a folder of class folders (--group-regex for patient ids)",
             notes="Classes are the sub-folders found; pass --positive for a binary task.",
@@ -244,6 +319,9 @@ def resolve_dataset_dir(profile: DatasetProfile, path: str | os.PathLike | None,
     set, the one holding ``cell_images``) or a data root holding several
     datasets; without ``path`` the data root is used.
     """
+    if profile.fields is not None:
+        raise UserError(f"{profile.name} is a set of whole smear fields, not of single cells: use it with "
+                        f"`cellscreen cells score --dataset {profile.name}` or `cellscreen screen`")
     base = Path(path).expanduser() if path else resolve_data_root(data)
     candidates = [base]
     if profile.layout:
@@ -265,6 +343,25 @@ def resolve_dataset_dir(profile: DatasetProfile, path: str | os.PathLike | None,
     raise UserError(f"no folder with {expected} found (looked in {tried})")
 
 
+def resolve_fields_dir(profile: DatasetProfile, path: str | os.PathLike | None = None, *,
+                       data: str | None = None) -> Path:
+    """Find the folder of a set of smear fields (the one holding ``profile.fields.images``).
+
+    ``path`` may be that folder or a data root; without it the data root is
+    used (``<data root>/smears/chula-rbc12`` for Chula RBC-12).
+    """
+    if profile.fields is None:
+        raise UserError(f"{profile.name} is not a set of smear fields with cell annotations")
+    base = Path(path).expanduser() if path else resolve_data_root(data)
+    candidates = [base, base / profile.folder / profile.layout]
+    for candidate in candidates:
+        if (candidate / profile.fields.images).is_dir():
+            return candidate
+    hint = f"; run `cellscreen data fetch {profile.name}` to download it" if profile.download and not path else ""
+    tried = ", ".join(str(c / profile.fields.images) for c in candidates)
+    raise UserError(f"no {profile.name} field images found (looked for {tried}){hint}")
+
+
 def _holds_class_folders(folder: Path, profile: DatasetProfile) -> bool:
     if not folder.is_dir():
         return False
@@ -275,6 +372,8 @@ def _holds_class_folders(folder: Path, profile: DatasetProfile) -> bool:
 
 def describe_profile(profile: DatasetProfile) -> str:
     """A profile as ``cellscreen datasets`` lists it: name, description, then one fact a line."""
+    if profile.fields is not None:
+        return _describe_fields(profile)
     classes = ", ".join(profile.class_folders) or "(the sub-folders found)"
     lines = [profile.name, f"  {profile.description}",
              f"  folder     {profile.folder}/{profile.layout}".rstrip("/") if profile.folder else "  folder     DIR",
@@ -289,6 +388,20 @@ def describe_profile(profile: DatasetProfile) -> str:
         lines.append(f"  crop       {profile.border_crop} px border")
     if profile.download:
         lines.append(f"  download   {profile.download.url} ({profile.download.size / 1e6:.0f} MB)")
+    if profile.notes:
+        lines.append(f"  note       {profile.notes}")
+    return "\n".join(lines)
+
+
+def _describe_fields(profile: DatasetProfile) -> str:
+    fields = profile.fields
+    kinds = f", classes {', '.join(f'{k} {kind}' for k, kind in enumerate(fields.kinds))}" if (
+        fields.format == "yolo") else ""
+    lines = [profile.name, f"  {profile.description}", f"  folder     {profile.folder}/{profile.layout}",
+             f"  fields     {fields.images}/", f"  labels     {fields.labels}/ ({fields.format}{kinds})",
+             f"  border     {fields.border} (how found cells cut by the border are scored)"]
+    if profile.download:
+        lines.append(f"  download   {profile.download.url}")
     if profile.notes:
         lines.append(f"  note       {profile.notes}")
     return "\n".join(lines)

@@ -160,3 +160,74 @@ def test_fetch_command_end_to_end(tmp_path):
         assert good.returncode == 0, good.stderr
         assert "is ready in" in good.stdout
     assert len(list((tmp_path / "good" / "malaria-nih" / "cell_images").rglob("*.png"))) == 4
+
+
+def github_archive(top: str, files: dict[str, bytes]) -> bytes:
+    """A zip laid out as GitHub's archive of a repository: every file under one ``<repository>-<branch>/``."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(f"{top}/{name}", data)
+    return buffer.getvalue()
+
+
+SMEAR_ARCHIVES = {
+    "chula-rbc12": ("Chula-RBC-12-Dataset-main", {"Dataset/1.jpg": b"jpeg", "Label/1.txt": b"10 20 0\n",
+                                                   "README.md": b"# Chula"}, "Dataset/1.jpg"),
+    "txl-pbc": ("TXL-PBC_Dataset-main", {"TXL_PBC/images/train/a.jpg": b"jpeg",
+                                         "TXL_PBC/labels/train/a.txt": b"1 0.5 0.5 0.1 0.1\n",
+                                         "TXL_PBC/data.yaml": b"nc: 3\n"}, "TXL_PBC/images/train/a.jpg"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMEAR_ARCHIVES))
+def test_a_smear_set_without_a_recorded_checksum_is_fetched_and_its_hash_printed(name, tmp_path, capsys):
+    from cellscreen.data.sources import resolve_fields_dir
+
+    top, files, image = SMEAR_ARCHIVES[name]
+    payload = github_archive(top, files)
+    profile = get_profile(name)
+    assert profile.download.sha256 is None and profile.download.url.startswith("https://github.com/")
+    with Server(payload) as server:
+        root = fetch_dataset(profile, tmp_path / "data", url=server.url("/full"), progress=False)
+        assert root == tmp_path / "data" / "smears" / name  # the archive's own top folder is renamed
+        assert (root / image).read_bytes() == b"jpeg"
+        assert resolve_fields_dir(profile, None, data=str(tmp_path / "data")) == root
+        printed = capsys.readouterr().out
+        assert hashlib.sha256(payload).hexdigest() in printed and "no checksum is recorded" in printed
+        with pytest.raises(UserError, match="checksum mismatch"):  # a hash given is held to
+            fetch_dataset(profile, tmp_path / "other", url=server.url("/full"), sha256="0" * 64, progress=False)
+    assert not (tmp_path / "other" / "smears" / name).exists()
+    assert not any(".unpacking" in p for p in leftovers(tmp_path / "data"))
+
+
+def test_an_unchecked_download_is_started_again_not_resumed(tmp_path):
+    top, files, image = SMEAR_ARCHIVES["chula-rbc12"]
+    payload = github_archive(top, files)
+    profile = get_profile("chula-rbc12")
+    with Server(payload) as server:
+        with pytest.raises(UserError, match="start again"):
+            fetch_dataset(profile, tmp_path / "data", url=server.url("/truncated"), progress=False)
+        assert not (tmp_path / "data" / "smears" / "chula-rbc12").exists()
+        root = fetch_dataset(profile, tmp_path / "data", url=server.url("/full"), progress=False)
+        assert server.requests[-1] == ("/full", None)  # no Range: two requests may not give the same bytes
+    assert (root / image).is_file()
+
+
+def test_an_archive_with_several_top_folders_is_refused_for_a_smear_set(tmp_path):
+    payload = build_zip(tmp_path, extra={"other/x.txt": b"1"})  # cell_images/ and other/
+    with Server(payload) as server, pytest.raises(UserError, match="top folders"):
+        fetch_dataset(get_profile("txl-pbc"), tmp_path / "data", url=server.url("/full"), progress=False)
+    assert not (tmp_path / "data" / "smears" / "txl-pbc").exists()
+
+
+def test_fetch_command_for_a_smear_set(tmp_path):
+    from tests.clitools import run_here
+
+    top, files, _ = SMEAR_ARCHIVES["txl-pbc"]
+    payload = github_archive(top, files)
+    with Server(payload) as server:
+        done = run_here("data", "fetch", "txl-pbc", "--url", server.url("/full"), "--data", str(tmp_path), "-q")
+    assert done.returncode == 0, done.stderr
+    assert f"sha256 {hashlib.sha256(payload).hexdigest()}" in done.stdout
+    assert f"txl-pbc is ready in {tmp_path / 'smears' / 'txl-pbc'}" in done.stdout
