@@ -20,6 +20,10 @@ processes (an ONNX model runs inside them), so memory stays flat however
 many images there are.  Rows go to journals (``*.partial.csv``) flushed after
 every field; an interrupted run goes on with ``resume=True`` after the last
 finished field and ends with the same files an uninterrupted run writes.
+
+``shard=(i, n)`` screens only the inputs whose path hashes to ``i`` modulo
+``n`` (the rule ``predict --shard`` follows), so that ``n`` machines can share
+a run; ``cellscreen.screen.shards.merge_screens`` joins their folders.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ import contextlib
 import csv
 import dataclasses
 import io
-import itertools
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -41,34 +44,23 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from cellscreen.data.images import ImageReadError, load_rgb
-from cellscreen.data.index import printable_path
 from cellscreen.data.parallel import default_workers
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
 from cellscreen.screen import count, cut, overlay
 from cellscreen.screen.detect import find_cells
 from cellscreen.screen.report import write_report
-from cellscreen.serve.predict import list_inputs
+from cellscreen.screen.run_folder import (CELLS, COUNT_COLUMNS, IMAGE_COLUMNS, IMAGES, OVERLAYS, RECORD, REPORT,
+                                          SAMPLE_COLUMNS, SAMPLES, SETTINGS, check_inputs, journal_path, open_run,
+                                          shown_path, walk_inputs)
 
-__all__ = ["screen", "screen_field", "cell_columns", "CELLS", "IMAGES", "SAMPLES", "REPORT", "RECORD", "OVERLAYS", "IMAGE_COLUMNS",
-           "SAMPLE_COLUMNS"]
+# the file names and columns are named here too: a run folder is what this module writes
+__all__ = ["screen", "screen_field", "cell_columns", "sample_rows", "finish_run", "CELLS", "IMAGES", "SAMPLES",
+           "REPORT", "RECORD", "OVERLAYS", "IMAGE_COLUMNS", "SAMPLE_COLUMNS", "COUNT_COLUMNS"]
 
-CELLS, IMAGES, SAMPLES, REPORT, RECORD, OVERLAYS = (
-    "cells.csv", "images.csv", "samples.csv", "report.html", "screen.json", "overlays")
-SETTINGS = "screen.partial.json"  # the settings of a run in progress, kept for its resumption
 _CHUNK = 512  # red cells cut and classified at a time, so a crowded 16-megapixel field stays small
 _CELL_BASE = ["image", "cell_id", "kind", "centre_x", "centre_y", "x0", "y0", "x1", "y1", "area", "single",
               "touches_border", "counted", "class"]
-COUNT_COLUMNS = ["red_counted", "positive", "flagged", "white", "border", "parasitemia_percent", "ci_low",
-                 "ci_high", "warnings"]
-IMAGE_COLUMNS = ["image", "sample", "status", "width", "height", "cell_diameter_px", "scale", "cells",
-                 *COUNT_COLUMNS, "overlay"]
-SAMPLE_COLUMNS = ["sample", "images", "skipped", *COUNT_COLUMNS]
-
-
-def _journal(out: Path, name: str) -> Path:
-    """Where the rows of output ``name`` go while the run is going on."""
-    return out / name.replace(".csv", ".partial.csv")
 
 
 def cell_columns(classes: Sequence[str]) -> list[str]:
@@ -90,11 +82,6 @@ class FieldOptions:
     batch_size: int
     cell_diameter: float | None
     microns_per_pixel: float | None
-
-
-def _shown(path: Path) -> str:
-    """The path as the results write it (undecodable bytes as ``\\xe9``), as predict writes it."""
-    return printable_path(str(path))
 
 
 def overlay_name(index: int, path: Path) -> str:
@@ -125,7 +112,7 @@ def _cell_row(shown: str, cell, called: str | None, proba: np.ndarray | None, cl
 
 def screen_field(path: Path, index: int, options: FieldOptions, predictor) -> tuple[list, list[list]]:
     """Screen one field: its ``images.csv`` row and its ``cells.csv`` rows; the overlay is written here."""
-    shown = _shown(path)
+    shown = shown_path(path)
     try:
         rgb = load_rgb(path)
     except ImageReadError as exc:
@@ -192,7 +179,7 @@ def _fields(predictor, todo: Iterator[tuple[int, Path, str | None]], options: Fi
     try:
         for index, path, reason in todo:
             if reason is not None:
-                pending.append((_skipped_row(_shown(path), reason), []))
+                pending.append((_skipped_row(shown_path(path), reason), []))
             elif pool is None:
                 pending.append(screen_field(path, index, options, predictor))
             else:
@@ -208,76 +195,6 @@ def _fields(predictor, todo: Iterator[tuple[int, Path, str | None]], options: Fi
             pool.shutdown(cancel_futures=True)
 
 
-def _check_out(out: Path, resume: bool, overwrite: bool) -> bool:
-    """Whether a journal is resumed; refuses to overwrite a finished run or start over an unfinished one."""
-    journal = (out / SETTINGS).exists() or _journal(out, IMAGES).exists()
-    if journal and resume:
-        return True  # whatever its end wrote before the interruption is written again
-    finished = [name for name in (CELLS, IMAGES, SAMPLES, REPORT, RECORD) if (out / name).exists()]
-    if finished and not overwrite:
-        raise UserError(f"{out} already holds a screening run ({', '.join(finished)}); pass --overwrite to "
-                        "replace it")
-    if journal and not overwrite:
-        raise UserError(f"{out} holds an interrupted screening run; pass --resume to continue it or "
-                        "--overwrite to start again")
-    for name in (CELLS, IMAGES, SAMPLES, REPORT, RECORD, SETTINGS, _journal(out, CELLS).name,
-                 _journal(out, IMAGES).name, "cells.resumed.csv"):
-        (out / name).unlink(missing_ok=True)
-    for old in (out / OVERLAYS).glob("*.png") if (out / OVERLAYS).is_dir() else ():
-        old.unlink()
-    return False
-
-
-def _cut_torn_line(journal: Path) -> None:
-    """Cut a journal back to its last whole line (a crash may have torn the one being written)."""
-    with journal.open("rb+") as handle:
-        position = handle.seek(0, os.SEEK_END)
-        while position > 0:
-            step = min(1 << 16, position)
-            position -= step
-            handle.seek(position)
-            end = handle.read(step).rfind(b"\n")
-            if end >= 0:
-                handle.truncate(position + end + 1)
-                return
-        handle.truncate(0)
-
-
-def _journal_rows(journal: Path, header: list[str]) -> Iterator[list[str]]:
-    """The whole rows of a journal, lazily, after checking its header."""
-    with journal.open(newline="") as handle:
-        reader = csv.reader(handle)
-        if next(reader, None) != header:
-            raise UserError(f"{journal} was written for another model or version; start again with --overwrite")
-        yield from reader
-
-
-def _resume(out: Path, settings: dict, cell_header: list[str]) -> list[list[str]]:
-    """The finished image rows of an interrupted run; its cell journal is cut back to their cells."""
-    before = json.loads((out / SETTINGS).read_text()) if (out / SETTINGS).exists() else {}
-    changed = [k for k in settings if k != "started" and before.get(k) != settings[k]]
-    if changed:
-        raise UserError(f"the interrupted run in {out} was started with other {', '.join(changed)}; start again "
-                        "with --overwrite")
-    settings["started"] = before.get("started", settings["started"])
-    for name in (IMAGES, CELLS):
-        _cut_torn_line(_journal(out, name))
-    images = list(_journal_rows(_journal(out, IMAGES), IMAGE_COLUMNS))
-    kept = sum(int(row[IMAGE_COLUMNS.index("cells")] or 0) for row in images)
-    cells, copy = _journal(out, CELLS), out / "cells.resumed.csv"
-    with copy.open("w", newline="") as handle:  # the finished fields' cells, without the unfinished one's
-        writer = csv.writer(handle)
-        writer.writerow(cell_header)
-        copied = 0
-        for row in itertools.islice(_journal_rows(cells, cell_header), kept):
-            writer.writerow(row)
-            copied += 1
-    if copied != kept:
-        raise UserError(f"{cells} lacks cells of finished images (damaged); start again with --overwrite")
-    os.replace(copy, cells)
-    return images
-
-
 def _validation(predictor) -> dict:
     """What the model's description says about its validation, for the record and the report."""
     description = predictor.description
@@ -286,36 +203,10 @@ def _validation(predictor) -> dict:
     return {"metric": source.get("metric"), "split": source.get("split"), "cells": cells}
 
 
-def _open_run(out: Path, settings: dict, cell_header: list[str], resume: bool,
-              overwrite: bool) -> tuple[int, Iterator[tuple[int, tuple[Path, str | None]]]]:
-    """Start the journals in ``out``, or take up an interrupted run's: how many inputs are done, and the walk
-    of the inputs (numbered) after them."""
-    inputs = settings["inputs"]
-    if next(iter(list_inputs(inputs)), None) is None:
-        raise UserError("no input files found")
-    out.mkdir(parents=True, exist_ok=True)
-    if _check_out(out, resume, overwrite):
-        done = _resume(out, settings, cell_header)
-        walk = enumerate(list_inputs(inputs))
-        for k, row in enumerate(done):
-            path = next(walk, (None, (None, None)))[1][0]
-            if path is None or _shown(path) != row[0]:
-                raise UserError(f"the inputs changed since the interrupted run (row {k + 2} of "
-                                f"{_journal(out, IMAGES)} is {row[0]}, the inputs now give {path}); start again "
-                                "with --overwrite")
-        return len(done), walk
-    (out / OVERLAYS).mkdir(exist_ok=True)
-    atomic_write(out / SETTINGS, json.dumps(settings, indent=2) + "\n")  # first: a journal has its settings
-    for name, header in ((CELLS, cell_header), (IMAGES, IMAGE_COLUMNS)):
-        with _journal(out, name).open("w", newline="") as handle:
-            csv.writer(handle).writerow(header)
-    return 0, enumerate(list_inputs(inputs))
-
-
 def screen(model, inputs: Sequence[str | Path], out: str | Path, *, cell_diameter: float | None = None,
            microns_per_pixel: float | None = None, group_regex: str | None = None, resume: bool = False,
            overwrite: bool = False, workers: int | None = None, progress: bool = True, engine: str = "auto",
-           batch_size: int = 256) -> dict[str, int]:
+           batch_size: int = 256, shard: tuple[int, int] | None = None) -> dict[str, int]:
     """Screen every field image in ``inputs`` (files and folders) with ``model`` and write the results into
     the folder ``out``; return the totals.
 
@@ -324,11 +215,14 @@ def screen(model, inputs: Sequence[str | Path], out: str | Path, *, cell_diamete
     size instead of measuring it in each field.  ``group_regex`` picks the sample from each file name (its
     first group); without it a sample is a folder.  ``workers`` processes screen fields side by side
     (default: one per core; 0: all here); a model run in PyTorch (an ensemble, an SVM) screens here.
+    ``shard=(i, n)`` screens only that shard of the inputs.  An input named in ``inputs`` that is missing or
+    not an image file is refused (a ``UserError``); files found in folders each get a row.
     """
     from cellscreen.serve.runtime import Predictor, load_predictor  # loading a model is the slow part
 
     out = Path(out)
     pattern = count.check_group_regex(group_regex)
+    check_inputs([str(item) for item in inputs])
     cut.field_scale(None, cell_diameter=cell_diameter, microns_per_pixel=microns_per_pixel)  # checks them
     predictor = model if isinstance(model, Predictor) else load_predictor(model, engine=engine)
     if predictor.positive_class is not None and predictor.positive_class not in predictor.classes:
@@ -340,11 +234,12 @@ def screen(model, inputs: Sequence[str | Path], out: str | Path, *, cell_diamete
                 "positive_class": predictor.positive_class, "threshold": count.decision_threshold(description),
                 "engine": predictor.engine, "interpolation": predictor.interpolation, "inputs": inputs,
                 "cell_diameter": cell_diameter, "microns_per_pixel": microns_per_pixel, "group_regex": group_regex,
+                "shard": list(shard) if shard else None,
                 "training_cell_diameter": cut.TRAINING_CELL_DIAMETER, "validation": _validation(predictor),
                 "started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     cell_header = cell_columns(predictor.classes)
-    done, walk = _open_run(out, settings, cell_header, resume, overwrite)
-    total = sum(1 for _ in list_inputs(inputs)) if progress else None
+    done, walk = open_run(out, settings, cell_header, resume, overwrite)
+    total = sum(1 for _ in walk_inputs(inputs, shard)) if progress else None
     options = FieldOptions(str(out), tuple(predictor.classes), predictor.positive_class, settings["threshold"],
                            predictor.input_size, predictor.border_crop, predictor.interpolation, batch_size,
                            cell_diameter, microns_per_pixel)
@@ -352,7 +247,7 @@ def screen(model, inputs: Sequence[str | Path], out: str | Path, *, cell_diamete
     todo = ((index, path, reason) for index, (path, reason) in walk)
     bar = tqdm(total=total, initial=done, desc="screening", unit="img", disable=not progress, leave=False)
     try:
-        with _journal(out, CELLS).open("a", newline="") as cells, _journal(out, IMAGES).open("a", newline="") as images:
+        with journal_path(out, CELLS).open("a", newline="") as cells, journal_path(out, IMAGES).open("a", newline="") as images:
             fields = _fields(predictor, todo, options, workers)
             with contextlib.closing(fields):  # on an interruption, stop the workers now
                 for image_row, cell_rows in fields:
@@ -366,7 +261,7 @@ def screen(model, inputs: Sequence[str | Path], out: str | Path, *, cell_diamete
                     bar.update(1)
     finally:
         bar.close()
-    return _finish(out, settings, resumed=done)
+    return finish_run(out, settings, resumed=done)
 
 
 def _image_counts(row: dict) -> count.Counts:
@@ -391,9 +286,10 @@ def sample_rows(image_rows: Iterator[dict]) -> list[list]:
             for sample, (counts, skipped) in sorted(totals.items())]
 
 
-def _finish(out: Path, settings: dict, resumed: int) -> dict[str, int]:
-    """Sum the samples, write the report and the record, and give the journals their final names."""
-    images_journal = _journal(out, IMAGES)
+def finish_run(out: Path, settings: dict, resumed: int) -> dict[str, int]:
+    """Sum the samples, write the report and the record, and give the journals their final names (the end of a
+    run, or of a merge of shards)."""
+    images_journal = journal_path(out, IMAGES)
     samples = sample_rows(_read(images_journal))
     text = io.StringIO()  # small: one row per sample
     csv.writer(text).writerows([SAMPLE_COLUMNS, *samples])
@@ -408,7 +304,7 @@ def _finish(out: Path, settings: dict, resumed: int) -> dict[str, int]:
     record = {**settings, **{k: v for k, v in totals.items() if k != "resumed"}}
     sample_dicts = [dict(zip(SAMPLE_COLUMNS, map(str, row))) for row in samples]
     write_report(out / REPORT, out, record, sample_dicts, lambda: _read(images_journal))
-    os.replace(_journal(out, CELLS), out / CELLS)
+    os.replace(journal_path(out, CELLS), out / CELLS)
     os.replace(images_journal, out / IMAGES)
     atomic_write(out / RECORD, json.dumps(record, indent=2) + "\n")
     (out / SETTINGS).unlink(missing_ok=True)
