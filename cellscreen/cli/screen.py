@@ -1,0 +1,179 @@
+"""Commands for whole smear fields: screen (find, classify and count every cell) and cells score (how well
+cells are found, against annotations)."""
+
+from __future__ import annotations
+
+from cellscreen.cli.options import add_command, common_options
+
+__all__ = ["add_parsers"]
+
+
+def _sample_line(row: dict) -> str:
+    """One sample of ``samples.csv`` as one line: counts, parasitemia with its interval, warnings."""
+    share = (f"parasitemia {float(row['parasitemia_percent']):.2f}% (95% CI {float(row['ci_low']):.2f}-"
+             f"{float(row['ci_high']):.2f})" if row["parasitemia_percent"] else "parasitemia -")
+    skipped = f", {row['skipped']} skipped" if row["skipped"] != "0" else ""
+    warnings = f"  [{row['warnings']}]" if row["warnings"] else ""
+    return (f"{row['sample']}: {row['images']} image(s){skipped}, {int(row['red_counted']):,} red cells counted, "
+            f"{int(row['positive']):,} positive, {share}, {int(row['flagged']):,} flagged, "
+            f"{int(row['white']):,} white{warnings}")
+
+
+def _print_run(out, totals: dict) -> None:
+    import csv  # keeps start-up fast
+    from pathlib import Path
+
+    from cellscreen.screen.pipeline import REPORT, SAMPLES
+
+    with (Path(out) / SAMPLES).open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            print(_sample_line(row))
+    resumed = f" (continued after {totals['resumed']:,} of an interrupted run)" if totals.get("resumed") else ""
+    print(f"screened {totals['images']:,} image(s), skipped {totals['skipped']:,} (reasons in images.csv)"
+          f"{resumed}: report {Path(out) / REPORT}")
+
+
+def cmd_screen(args) -> None:
+    from cellscreen.errors import UserError  # keeps start-up fast
+
+    if args.merge:
+        if args.model or args.inputs:
+            raise UserError("--merge takes the shard folders only: give no MODEL or INPUT with it")
+        from cellscreen.screen.shards import merge_screens  # keeps start-up fast
+
+        totals = merge_screens(args.merge, args.out, overwrite=args.overwrite)
+        print(f"merged {len(args.merge)} shard(s)")
+        _print_run(args.out, totals)
+        return
+    if not args.model or not args.inputs:
+        raise UserError("screen needs MODEL and at least one INPUT (image files or folders)")
+    from cellscreen.screen.pipeline import screen  # loads the cell finder; keeps start-up fast
+    from cellscreen.serve.predict import parse_shard
+
+    totals = screen(args.model, args.inputs, args.out, cell_diameter=args.cell_diameter,
+                    microns_per_pixel=args.microns_per_pixel, group_regex=args.group_regex, resume=args.resume,
+                    overwrite=args.overwrite, workers=args.workers, progress=not args.quiet, engine=args.engine,
+                    batch_size=args.batch_size, shard=parse_shard(args.shard))
+    _print_run(args.out, totals)
+
+
+def cmd_cells_score(args) -> None:
+    from pathlib import Path  # keeps start-up fast
+
+    from cellscreen.errors import UserError
+    from cellscreen.screen.finding import score_finding
+
+    if args.dataset:
+        from cellscreen.data.sources import get_profile, resolve_fields_dir
+
+        profile = get_profile(args.dataset)
+        root = resolve_fields_dir(profile, args.fields, data=args.data)
+        fields = profile.fields
+        images, labels = root / fields.images, Path(args.labels) if args.labels else root / fields.labels
+        label_format, kinds = args.format or fields.format, fields.kinds
+        border = args.border or fields.border
+        what = f"{profile.name} ({images})"
+    else:
+        if not args.fields or not args.labels or not args.format:
+            raise UserError("give FIELDS, --labels and --format, or --dataset (see `cellscreen datasets`)")
+        images, labels, label_format, kinds, border = Path(args.fields), Path(args.labels), args.format, None, (
+            args.border or "keep")
+        what = str(images)
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise UserError(f"{out} already exists; pass --overwrite to replace it")
+    result = score_finding(images, labels, label_format=label_format, kinds=kinds, border=border,
+                           detector=args.detector, cell_diameter=args.cell_diameter, limit=args.limit,
+                           rows_out=out, progress=not args.quiet)
+    reach = f"within {result.max_distance:.1f} px" if result.max_distance is not None else (
+        "within half the median labelled radius, IoU >= 0.5")
+    unlabelled = f" ({result.unlabelled} without labels left out)" if result.unlabelled else ""
+    print(f"{result.fields} field(s) of {what}{unlabelled}, {args.detector} detector, hits {reach}, "
+          f"border rule {result.border}")
+    for kind, score in result.scores.items():
+        error = score.median_abs_count_error
+        print(f"{kind} cells: precision {score.precision}  recall {score.recall}  F1 {score.f1}  "
+              f"median |count error| {100 * error.value:.1f}% [{100 * error.low:.1f}%, {100 * error.high:.1f}%]  "
+              f"({score.hits:,} hits, {score.found:,} found, {score.labelled:,} labelled; 95% intervals over images)")
+    print(f"per image: {out}")
+
+
+def add_parsers(commands) -> None:
+    """screen and cells (score)."""
+    from cellscreen.data.sources import PROFILES  # plain data; the profiles name the sets of labelled fields
+
+    field_sets = [name for name, profile in PROFILES.items() if profile.fields is not None]
+    _add_screen(commands)
+    cells = add_command(commands, "cells", help="find cells on smear fields and score the finding", examples=[
+        "cellscreen cells score --dataset chula-rbc12",
+        "cellscreen cells score ~/fields --labels ~/fields-labels --format yolo"])
+    cells_commands = cells.add_subparsers(title="commands", dest="cells_command", metavar="SUBCOMMAND",
+                                          required=True)
+    p = add_command(cells_commands, "score", help="score cell finding against annotated fields",
+                    description="Find the cells of annotated smear fields and score them against the annotations "
+                    "(one-to-one matching): precision, recall, F1 and the median absolute count error per image, "
+                    "with 95% intervals over images, and a CSV row per image.", examples=[
+                        "cellscreen cells score --dataset chula-rbc12 --out chula-cells.csv",
+                        "cellscreen cells score --dataset txl-pbc --limit 100     # the first 100 fields",
+                        "cellscreen cells score ~/fields --labels ~/fields/labels --format chula --border drop"])
+    common_options(p.add_argument_group("Common options"))
+    group = p.add_argument_group("Fields and labels")
+    group.add_argument("fields", nargs="?", metavar="FIELDS", help="folder of field images (with --dataset: the "
+                       "dataset's folder, default: found under the data root)")
+    group.add_argument("--dataset", "-d", choices=field_sets,
+                       help="a known set of labelled fields (see `cellscreen datasets`)")
+    group.add_argument("--labels", metavar="DIR", help="folder of label files, one per image with its name and .txt")
+    group.add_argument("--format", choices=("chula", "yolo"), help="chula: one 'x y class' line per red cell "
+                       "(cell centres); yolo: one 'class cx cy w h' line per cell (0 white, 1 red, 2 platelet, as "
+                       "TXL-PBC)")
+    group.add_argument("--border", choices=("keep", "drop", "spare"), help="found cells cut by the image border: "
+                       "scored like others (keep), left out (drop, labels without border cells), or no false "
+                       "positive when unmatched (spare, labels with some); default: the dataset's, else keep")
+    group.add_argument("--limit", type=int, metavar="N", help="only the first N fields (by name)")
+    group = p.add_argument_group("Cell finding")
+    group.add_argument("--detector", choices=("classical",), default="classical",
+                       help="classical: marker-controlled watershed, no training")
+    group.add_argument("--cell-diameter", type=float, metavar="PX", help="red cells' diameter in pixels "
+                       "(default: measured in each field)")
+    group = p.add_argument_group("Output")
+    group.add_argument("--out", default="cells-score.csv", metavar="FILE", help="one row per image and kind of cell")
+    group.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=cmd_cells_score)
+
+
+def _add_screen(commands) -> None:
+    p = add_command(commands, "screen", help="find, classify and count every cell of whole smear field photographs",
+                    description="Find every red and white cell of whole smear field photographs, classify each red "
+                    "cell with a model, and count per image and sample (parasitemia with its 95% interval). "
+                    "Writes cells.csv, images.csv, samples.csv, an overlay per image and report.html into --out.",
+                    examples=[
+                        "cellscreen screen malaria ~/smears/patient-17 --out runs/patient-17",
+                        "cellscreen screen runs/m1 ~/smears --group-regex '^(P\\d+)_' --shard 0/2 --out runs/s0     "
+                        "# then --shard 1/2 elsewhere",
+                        "cellscreen screen --merge runs/s0 runs/s1 --out runs/all     # join the shards"])
+    common_options(p.add_argument_group("Common options"))
+    group = p.add_argument_group("Model")
+    group.add_argument("model", nargs="?", metavar="MODEL", help="run folder, model.json, .onnx file, or a bundled "
+                       "name (malaria)")
+    group.add_argument("--engine", choices=("auto", "torch", "onnx", "int8"), default="auto",
+                       help="what runs the model: auto (onnxruntime for networks, PyTorch for SVMs and ensembles), "
+                       "PyTorch, its ONNX graph or its 8-bit graph; to spread a run over machines use --shard")
+    group.add_argument("--batch-size", type=int, default=256, help="cells the model runs at once")
+    group.add_argument("--workers", type=int, default=None, help="processes screening fields side by side "
+                       "(default: one per core; 0: everything in this process)")
+    group = p.add_argument_group("Cell size and samples")
+    group.add_argument("--cell-diameter", type=float, metavar="PX", help="red cells' diameter in pixels "
+                       "(default: measured in each field)")
+    group.add_argument("--microns-per-pixel", type=float, metavar="UM", help="the camera's scale; red cells are "
+                       "taken as 7.5 um across (instead of --cell-diameter)")
+    group.add_argument("--group-regex", metavar="REGEX", help="read the sample from file names with this pattern's "
+                       "first group (default: a sample is a folder)")
+    group = p.add_argument_group("Inputs and output")
+    group.add_argument("inputs", nargs="*", metavar="INPUT", help="field images (PNG, JPEG, TIFF, BMP) or folders")
+    group.add_argument("--out", required=True, metavar="DIR", help="folder for the results")
+    group.add_argument("--shard", metavar="i/N", help="only this shard of the inputs (join with --merge)")
+    group.add_argument("--merge", nargs="+", metavar="PART", help="join the --out folders of --shard 0/N ... "
+                       "N-1/N into --out (no MODEL or INPUT)")
+    group.add_argument("--resume", action="store_true", help="continue an interrupted run into the same --out")
+    group.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.set_defaults(func=cmd_screen)
