@@ -21,28 +21,29 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
-from scipy.spatial import ConvexHull, QhullError
 from skimage import exposure, feature, filters, measure, morphology, segmentation
 
 __all__ = ["FoundCell", "Detection", "find_cells", "WORK_DIAMETER"]
 
-WORK_DIAMETER = 32.0  # red-cell diameter in the work image, px
-PROBE_SIDE = 320  # longer side of the coarse copy used to measure the cell size, px
+WORK_DIAMETER = 24.0  # red-cell diameter in the work image, px
+PROBE_SIDE = 240  # longer side of the coarse copy used to measure the cell size, px
+BACKGROUND_SHARE = 80.0  # percentile of each channel, over a few cells around, taken as the background's
+BACKGROUND_WINDOW = 4.0  # that window's width in cell diameters
 MIN_CONTRAST = 12.0  # a field whose colours span less than this (0-441) holds no cell
 RIM_CLOSING = 0.0  # closing radius, as a share of a cell's diameter, that mends broken rims
 CENTRE_FILL = 0.6  # holes smaller than this share of a cell's area are pale centres, filled
 MARKERS = "distance"
 MARKER_SMOOTH = 0.25
-LOG_SCALES = (0.7, 1.0)
+LOG_SCALES = (0.6,)
 MARKER_FLOOR = 0.05
-MARKER_SPACING = 0.55
+MARKER_SPACING = 0.45
 EDGE_LEVEL = 0.5  # a cell's edge: where the stain falls to this share of the median stained pixel's
 SMALLEST_CELL = 0.3  # objects below this share of a red cell's area are platelets or debris
 NUCLEUS_MIN_AREA = 0.25  # a stained blob smaller than this share of a red cell is a platelet, not a nucleus
 CYTOPLASM_CONTRAST = 12.0  # colour distance (0-255 RGB) from the background that counts as stained
 NUCLEUS_STAIN = 40.0  # blue minus green (0-255) above the red cells' own, for nucleus stain
 SINGLE_AREA = (0.55, 1.7)  # area range of one red cell, as shares of the median single cell
-SINGLE_SOLIDITY = 0.88  # a red cell is convex; two overlapping ones are not
+SINGLE_FILL = 0.93  # a red cell fills its moment ellipse; two overlapping ones (0.89) and clumps do not
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class FoundCell:
     area: int  # pixels
     single: bool  # looks like one red cell, not a clump, platelet or debris
     touches_border: bool
-    solidity: float = 1.0  # area over convex-hull area, in the work image
+    ellipse_fill: float = 1.0  # area over the area of the ellipse with the cell's moments (work image)
 
 
 @dataclass
@@ -107,19 +108,37 @@ def _dilated(mask: np.ndarray, radius: float) -> np.ndarray:
     return ndi.distance_transform_edt(~mask) <= radius
 
 
+def _background(smooth: np.ndarray, diameter: float) -> np.ndarray:
+    """The background's colour around each pixel, (H, W, 3).
+
+    Illumination is seldom even across a photographed field, so the colour is
+    taken locally: on a coarse copy (a cell about 2 pixels across), each
+    channel's ``BACKGROUND_SHARE`` percentile over a window a few cells wide,
+    where even a crowded field shows some background between its cells; then
+    brought back to full size.
+    """
+    height, width = smooth.shape[:2]
+    step = max(1, int(diameter / 2))
+    coarse = smooth[: height - height % step or height, : width - width % step or width]
+    h, w = coarse.shape[0] // step, coarse.shape[1] // step
+    coarse = coarse[: h * step, : w * step].reshape(h, step, w, step, 3).mean(axis=(1, 3))
+    window = max(3, int(BACKGROUND_WINDOW * diameter / step) | 1)
+    local = np.stack([ndi.percentile_filter(coarse[..., c], BACKGROUND_SHARE, size=window, mode="reflect")
+                      .astype(np.float32)
+                      for c in range(3)], axis=-1)
+    return np.stack([np.asarray(Image.fromarray(local[..., c]).resize((width, height), Image.Resampling.BILINEAR))
+                     for c in range(3)], axis=-1)
+
+
 def _stain(rgb: np.ndarray, diameter: float) -> np.ndarray:
-    """How far each pixel's colour lies from the background's, smoothed a little (0-441).
+    """How far each pixel's colour lies from the local background's, smoothed a little (0-441).
 
     The green channel alone separates dark cells from the rest and loses pale
     ones (a thin pink rim around a centre as light as the background): their
-    colour still differs. The background colour is the median of the pixels on
-    the bright side of Otsu's threshold on the green channel.
+    colour still differs.
     """
     smooth = ndi.gaussian_filter(rgb.astype(np.float32), sigma=(max(0.5, diameter / 24),) * 2 + (0,))
-    green = smooth[..., 1]
-    bright = green > filters.threshold_otsu(green) if np.ptp(green) > 0 else np.ones(green.shape, bool)
-    background = np.median(smooth[bright], axis=0)
-    return np.sqrt(np.sum((smooth - background) ** 2, axis=2))
+    return np.sqrt(np.sum((smooth - _background(smooth, diameter)) ** 2, axis=2))
 
 
 def _foreground(rgb: np.ndarray, diameter: float) -> np.ndarray:
@@ -245,32 +264,37 @@ def _segment(work: np.ndarray, diameter: float) -> tuple[np.ndarray, set[int]]:
     return labels, white
 
 
-def _solidity(labels: np.ndarray, count: int) -> np.ndarray:
-    """Area over convex-hull area for labels 1..count (index 0 unused).
+def _ellipse_fill(labels: np.ndarray, count: int) -> np.ndarray:
+    """Each cell's area over the area of the ellipse with its second moments (labels 1..count; index 0 unused).
 
-    The hull is taken over the corners of each cell's edge pixels with qhull,
-    far faster than rasterising every hull as regionprops does.
+    About 1 for a disc or an ellipse, 0.89 for two discs side by side, lower
+    for clumps and ragged debris: a convexity measure like solidity, computed
+    for all cells at once from pixel sums instead of one hull per cell.
     """
-    solidity = np.ones(count + 1)
-    edges = labels * (labels != ndi.grey_erosion(labels, size=3))
-    for cell_id, where in enumerate(ndi.find_objects(labels, max_label=count), start=1):
-        if where is None:
-            continue
-        ys, xs = np.nonzero(edges[where] == cell_id)
-        if len(ys) < 3:
-            continue
-        corners = np.concatenate([np.stack([xs + dx, ys + dy], axis=1) for dx in (0, 1) for dy in (0, 1)])
-        try:
-            hull = ConvexHull(corners)
-        except QhullError:  # all on one line
-            continue
-        solidity[cell_id] = min(1.0, np.count_nonzero(labels[where] == cell_id) / hull.volume)
-    return solidity
+    flat = labels.ravel()
+    rows, cols = np.divmod(np.arange(flat.size, dtype=np.float64), labels.shape[1])
+    n = np.bincount(flat, minlength=count + 1).astype(np.float64)
+    safe = np.maximum(n, 1)
+    mean_r = np.bincount(flat, rows, count + 1) / safe
+    mean_c = np.bincount(flat, cols, count + 1) / safe
+    var_r = np.bincount(flat, rows * rows, count + 1) / safe - mean_r**2 + 1 / 12
+    var_c = np.bincount(flat, cols * cols, count + 1) / safe - mean_c**2 + 1 / 12
+    cov = np.bincount(flat, rows * cols, count + 1) / safe - mean_r * mean_c
+    # The ellipse with these moments has semi-axes 2 sqrt(eigenvalue): area 4 pi sqrt(det).
+    ellipse = 4 * np.pi * np.sqrt(np.clip(var_r * var_c - cov**2, 1e-12, None))
+    fill = np.clip(n / ellipse, 0, 1)
+    fill[0] = 0
+    return fill
 
 
-def _single(area: float, solidity: float, median_area: float) -> bool:
+def _source_index(full: int, work: int) -> np.ndarray:
+    """For each of ``full`` pixels along an axis, the work-image pixel it takes its label from (centres aligned)."""
+    return np.minimum(((np.arange(full) + 0.5) * (work / full)).astype(np.intp), work - 1)
+
+
+def _single(area: float, fill: float, median_area: float) -> bool:
     low, high = SINGLE_AREA
-    return low * median_area <= area <= high * median_area and solidity >= SINGLE_SOLIDITY
+    return low * median_area <= area <= high * median_area and fill >= SINGLE_FILL
 
 
 def find_cells(rgb: np.ndarray, *, cell_diameter: float | None = None) -> Detection:
@@ -290,42 +314,51 @@ def find_cells(rgb: np.ndarray, *, cell_diameter: float | None = None) -> Detect
     work_diameter = diameter * scale
     work_labels, white = _segment(work, work_diameter)
 
-    # Number the cells from the top left, so that ids do not depend on the watershed's marker order.
-    work_ids = np.unique(work_labels[work_labels > 0])
-    if len(work_ids):
-        rows = ndi.mean(np.indices(work_labels.shape)[0], work_labels, work_ids)
-        cols = ndi.mean(np.indices(work_labels.shape)[1], work_labels, work_ids)
-        work_ids = work_ids[np.lexsort((cols, rows))]
+    # Nearest-neighbour mapping of the photograph's rows and columns onto the work image's: the labels at full
+    # size, and each cell's exact area, centre and box there, from sums over the small image.
+    source_row = _source_index(height, work.shape[0])
+    source_col = _source_index(width, work.shape[1])
+    rows_per, cols_per = np.bincount(source_row, minlength=work.shape[0]), np.bincount(source_col, minlength=work.shape[1])
+    row_sums = np.bincount(source_row, weights=np.arange(height), minlength=work.shape[0])
+    col_sums = np.bincount(source_col, weights=np.arange(width), minlength=work.shape[1])
+    pixel_weights = np.outer(rows_per, cols_per).ravel()
+    full_area = np.bincount(work_labels.ravel(), weights=pixel_weights)
+
+    # Number the cells from the top left (ids do not depend on the watershed's marker order); a cell that has no
+    # pixel left at full size (only when the work image is larger) is dropped, so the ids run 1..n.
+    flat = work_labels.ravel()
+    x_sum = np.bincount(flat, weights=np.outer(rows_per, col_sums).ravel(), minlength=len(full_area))
+    y_sum = np.bincount(flat, weights=np.outer(row_sums, cols_per).ravel(), minlength=len(full_area))
+    work_ids = np.flatnonzero(full_area > 0)
+    work_ids = work_ids[work_ids > 0]
+    centre_x, centre_y = x_sum[work_ids] / full_area[work_ids], y_sum[work_ids] / full_area[work_ids]
+    order = np.lexsort((centre_x, centre_y))
+    work_ids, centre_x, centre_y = work_ids[order], centre_x[order], centre_y[order]
     relabel = np.zeros(int(work_labels.max()) + 1, np.int32)
     relabel[work_ids] = np.arange(1, len(work_ids) + 1, dtype=np.int32)
     work_labels = relabel[work_labels]
+    labels = work_labels if work.shape[:2] == (height, width) else work_labels[source_row][:, source_col]
     count = len(work_ids)
-    solidity = _solidity(work_labels, count)
+    fill = _ellipse_fill(work_labels, count)
+    areas = np.concatenate([[0], full_area[work_ids]]).astype(np.int64)
     kinds = ["background"] + ["white" if old in white else "red" for old in work_ids]
-    labels = work_labels if work.shape[:2] == (height, width) else np.asarray(
-        Image.fromarray(work_labels).resize((width, height), Image.Resampling.NEAREST), dtype=np.int32)
-
-    flat = labels.ravel()
-    areas = np.bincount(flat, minlength=count + 1)
-    slices = ndi.find_objects(labels, max_label=count)
-    red = [i for i in range(1, count + 1) if kinds[i] == "red" and areas[i] > 0]
-    convex = [areas[i] for i in red if solidity[i] >= SINGLE_SOLIDITY]
+    red = [i for i in range(1, count + 1) if kinds[i] == "red"]
+    convex = [areas[i] for i in red if fill[i] >= SINGLE_FILL]
     typical = float(np.median(convex)) if convex else np.pi * diameter**2 / 4
 
     cells = []
-    for cell_id in range(1, count + 1):
-        where = slices[cell_id - 1]
-        if where is None or areas[cell_id] == 0:
-            continue
-        y0, y1, x0, x1 = where[0].start, where[0].stop, where[1].start, where[1].stop
-        ys, xs = np.nonzero(labels[where] == cell_id)
+    for cell_id, where in enumerate(ndi.find_objects(work_labels, max_label=count), start=1):
+        x0 = int(np.searchsorted(source_col, where[1].start, side="left"))
+        x1 = int(np.searchsorted(source_col, where[1].stop - 1, side="right"))
+        y0 = int(np.searchsorted(source_row, where[0].start, side="left"))
+        y1 = int(np.searchsorted(source_row, where[0].stop - 1, side="right"))
         kind = kinds[cell_id]
         cells.append(FoundCell(
-            id=cell_id, kind=kind, centre=(float(xs.mean() + x0), float(ys.mean() + y0)),
-            box=(int(x0), int(y0), int(x1), int(y1)), area=int(areas[cell_id]),
-            single=kind == "red" and _single(areas[cell_id], solidity[cell_id], typical),
+            id=cell_id, kind=kind, centre=(float(centre_x[cell_id - 1]), float(centre_y[cell_id - 1])),
+            box=(x0, y0, x1, y1), area=int(areas[cell_id]),
+            single=kind == "red" and _single(areas[cell_id], fill[cell_id], typical),
             touches_border=bool(x0 == 0 or y0 == 0 or x1 == width or y1 == height),
-            solidity=float(solidity[cell_id])))
+            ellipse_fill=float(fill[cell_id])))
     singles = [c.area for c in cells if c.single and not c.touches_border]
     measured = float(np.sqrt(4 * np.median(singles) / np.pi)) if singles else diameter
     return Detection(labels=labels, cells=cells, cell_diameter=float(cell_diameter) if cell_diameter else measured)
