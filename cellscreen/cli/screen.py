@@ -70,31 +70,39 @@ def cmd_cells_score(args) -> None:
         root = resolve_fields_dir(profile, args.fields, data=args.data)
         fields = profile.fields
         images, labels = root / fields.images, Path(args.labels) if args.labels else root / fields.labels
-        label_format, kinds = args.format or fields.format, fields.kinds
+        label_format, kinds, complete = args.format or fields.format, fields.kinds, fields.complete
         border = args.border or fields.border
         what = f"{profile.name} ({images})"
     else:
         if not args.fields or not args.labels or not args.format:
             raise UserError("give FIELDS, --labels and --format, or --dataset (see `cellscreen datasets`)")
-        images, labels, label_format, kinds, border = Path(args.fields), Path(args.labels), args.format, None, (
-            args.border or "keep")
+        images, labels, label_format, kinds, complete = Path(args.fields), Path(args.labels), args.format, None, ()
+        border = args.border or "keep"
         what = str(images)
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise UserError(f"{out} already exists; pass --overwrite to replace it")
     result = score_finding(images, labels, label_format=label_format, kinds=kinds, border=border,
                            detector=args.detector, cell_diameter=args.cell_diameter, limit=args.limit,
-                           rows_out=out, progress=not args.quiet)
+                           complete=complete, rows_out=out, progress=not args.quiet)
     reach = f"within {result.max_distance:.1f} px" if result.max_distance is not None else (
         "within half the median labelled radius, IoU >= 0.5")
     unlabelled = f" ({result.unlabelled} without labels left out)" if result.unlabelled else ""
-    print(f"{result.fields} field(s) of {what}{unlabelled}, {args.detector} detector, hits {reach}, "
+    whole = "" if result.complete_fields is None else f", {result.complete_fields} with every cell labelled"
+    print(f"{result.fields} field(s) of {what}{unlabelled}{whole}, {args.detector} detector, hits {reach}, "
           f"border rule {result.border}")
-    for kind, score in result.scores.items():
-        error = score.median_abs_count_error
-        print(f"{kind} cells: precision {score.precision}  recall {score.recall}  F1 {score.f1}  "
-              f"median |count error| {100 * error.value:.1f}% [{100 * error.low:.1f}%, {100 * error.high:.1f}%]  "
-              f"({score.hits:,} hits, {score.found:,} found, {score.labelled:,} labelled; 95% intervals over images)")
+    for kind in result.recall_all:
+        score = result.scores.get(kind)
+        if score is not None:
+            error = score.median_abs_count_error
+            on = "" if result.complete_fields is None else f" ({result.complete_fields} whole fields)"
+            print(f"{kind} cells{on}: precision {score.precision}  recall {score.recall}  F1 {score.f1}  median "
+                  f"|count error| {100 * error.value:.1f}% [{100 * error.low:.1f}%, {100 * error.high:.1f}%]  "
+                  f"({score.hits:,} hits, {score.found:,} found, {score.labelled:,} labelled; 95% intervals over "
+                  "images)")
+        if result.complete_fields is not None:
+            print(f"{kind} cells, recall over all {result.fields} fields (labelled in part or whole): "
+                  f"{result.recall_all[kind]}")
     print(f"per image: {out}")
 
 

@@ -12,6 +12,11 @@ For centre labels (Chula) the hit distance comes from the cell size: the
 median of the red-cell diameters the finder measured over all the fields
 (or the diameter given), so that one fixed rule holds for the whole set.
 For boxes it comes from each image's labelled boxes.
+
+Where a set labels most fields only in part (Chula), the cells found beyond
+the labelled ones look false: precision, F1 and the count error are then
+pooled over the fields whose every cell is labelled (``complete``), recall,
+which partial labels do not bias, over every field.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import csv
 import dataclasses
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +36,7 @@ from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
 from cellscreen.screen.annotations import YOLO_KINDS, read_point_labels, read_yolo_boxes
 from cellscreen.screen.detect import find_cells
-from cellscreen.screen.score import (BORDER_RULES, DetectionScore, box_match_distance, match_distance,
+from cellscreen.screen.score import (BORDER_RULES, DetectionScore, Estimate, box_match_distance, match_distance,
                                      score_image, summarise)
 
 __all__ = ["LABEL_FORMATS", "DETECTORS", "FindingResult", "labelled_fields", "score_finding", "ROW_COLUMNS"]
@@ -39,7 +44,7 @@ __all__ = ["LABEL_FORMATS", "DETECTORS", "FindingResult", "labelled_fields", "sc
 LABEL_FORMATS = ("chula", "yolo")  # chula: "x y class" per red cell; yolo: "class cx cy w h" per cell
 DETECTORS = ("classical",)
 FOUND_KINDS = ("red", "white")  # the kinds the finder tells apart (platelets and debris are not cells it counts)
-ROW_COLUMNS = ["image", "kind", "labelled", "found", "hits", "left_out", "precision", "recall", "f1",
+ROW_COLUMNS = ["image", "kind", "complete", "labelled", "found", "hits", "left_out", "precision", "recall", "f1",
                "count_error", "max_distance_px", "cell_diameter_px"]
 
 
@@ -47,8 +52,10 @@ ROW_COLUMNS = ["image", "kind", "labelled", "found", "hits", "left_out", "precis
 class FindingResult:
     """The pooled scores per kind of cell, and what they were computed with."""
 
-    scores: dict[str, DetectionScore]
+    scores: dict[str, DetectionScore]  # over the fields with every cell labelled, if the set says which
     fields: int  # fields scored
+    complete_fields: int | None  # how many of them have every cell labelled (None: all, as far as is known)
+    recall_all: dict[str, Estimate]  # recall over every field, labelled in part or not
     unlabelled: int  # field images without a label file, not scored
     max_distance: float | None  # the hit distance for centre labels (px); None for boxes (per image)
     border: str
@@ -99,13 +106,14 @@ def _found_and_labelled(pairs: list[tuple[Path, Path]], label_format: str, kinds
 
 def score_finding(images: str | Path, labels: str | Path, *, label_format: str, kinds: tuple[str, ...] | None = None,
                   border: str = "keep", detector: str = "classical", cell_diameter: float | None = None,
-                  limit: int | None = None, rows_out: str | Path | None = None,
+                  limit: int | None = None, complete: Collection[str] = (), rows_out: str | Path | None = None,
                   progress: bool = True) -> FindingResult:
     """Find the cells of every labelled field in ``images`` and score them against ``labels``.
 
     ``kinds`` names the YOLO class ids in order (default: TXL-PBC's white, red, platelet).  ``border`` is how
     found cells cut by the image border are scored (``score.BORDER_RULES``).  ``limit`` scores only the first
-    fields (by name).  ``rows_out``: a CSV file of one row per image and kind of cell.
+    fields (by name).  ``complete`` names the fields (file stems) whose every cell is labelled, where the others
+    are labelled in part.  ``rows_out``: a CSV file of one row per image and kind of cell.
     """
     if label_format not in LABEL_FORMATS:
         raise UserError(f"unknown label format {label_format!r}; choose one of: {', '.join(LABEL_FORMATS)}")
@@ -124,21 +132,29 @@ def score_finding(images: str | Path, labels: str | Path, *, label_format: str, 
         diameter = cell_diameter or float(np.median([detection.cell_diameter for _, detection, _ in found]))
         distance = match_distance(diameter)
     scored = [kind for kind in FOUND_KINDS if kind in kinds]
-    per_kind: dict[str, list] = {kind: [] for kind in scored}
+    every: dict[str, list] = {kind: [] for kind in scored}
+    whole: dict[str, list] = {kind: [] for kind in scored}
+    complete = set(complete)
     rows = []
     for image, detection, labelled in found:
+        is_complete = not complete or image.stem in complete
         for kind in scored:
             reach = distance if distance is not None else box_match_distance(labelled, kind=kind)
             score = score_image(detection.cells, labelled, kind=kind, max_distance=reach, border=border)
-            per_kind[kind].append(score)
-            rows.append([str(image), kind, score.labelled, score.found, score.hits, score.left_out,
+            every[kind].append(score)
+            if is_complete:
+                whole[kind].append(score)
+            rows.append([str(image), kind, int(is_complete) if complete else "", score.labelled, score.found,
+                         score.hits, score.left_out,
                          *(_figure(v) for v in (score.precision, score.recall, score.f1, score.count_error)),
                          _figure(reach), f"{detection.cell_diameter:.2f}"])
     if rows_out is not None:
         _write_rows(Path(rows_out), rows)
-    scores = {kind: summarise(s) for kind, s in per_kind.items() if any(x.labelled for x in s)}
+    scores = {kind: summarise(s) for kind, s in whole.items() if any(x.labelled for x in s)}
+    recall_all = {kind: summarise(s).recall for kind, s in every.items() if any(x.labelled for x in s)}
     return FindingResult(scores=scores, fields=len(found), unlabelled=unlabelled, max_distance=distance,
-                         border=border)
+                         border=border, recall_all=recall_all,
+                         complete_fields=len(whole[scored[0]]) if complete and scored else None)
 
 
 def _figure(value: float) -> str:

@@ -202,8 +202,9 @@ def test_cells_score_on_three_chula_fields(real_data, tmp_path):
     label_lines = [(real_data / "smears" / "chula-rbc12" / "Label" / f"{n}.txt").read_text().splitlines()
                    for n in (1, 4, 6)]
     assert labelled == sum(1 for lines in label_lines for line in lines if line.split())
-    line = re.search(r"^red cells: precision (\S+) \[(\S+), (\S+)\]  recall (\S+) .* F1 (\S+) .*\((\S+) hits, (\S+) "
-                     r"found, (\S+) labelled", done.stdout, re.M)
+    assert [r["complete"] for r in rows] == ["1", "1", "1"]  # fields whose every cell is labelled
+    line = re.search(r"^red cells \(3 whole fields\): precision (\S+) \[(\S+), (\S+)\]  recall (\S+) .* F1 (\S+) .*"
+                     r"\((\S+) hits, (\S+) found, (\S+) labelled", done.stdout, re.M)
     assert line, done.stdout
     assert (int(line[6].replace(",", "")), int(line[7].replace(",", "")), int(line[8].replace(",", ""))) == (
         hits, found, labelled)
@@ -213,3 +214,23 @@ def test_cells_score_on_three_chula_fields(real_data, tmp_path):
     assert hits / labelled > 0.7  # the finder finds most labelled cells on fields it was tuned on
     assert "border rule spare" in done.stdout
     np.testing.assert_allclose([float(r["max_distance_px"]) for r in rows], float(rows[0]["max_distance_px"]))
+
+
+def test_precision_is_scored_on_the_fields_labelled_whole_and_recall_on_all(tmp_path):
+    from cellscreen.screen.finding import score_finding
+
+    images, labels = write_drawn_field(tmp_path / "set", "chula")
+    (images / "field1.png").rename(images / "1.png")
+    (labels / "field1.txt").rename(labels / "1.txt")
+    (images / "2.png").write_bytes((images / "1.png").read_bytes())
+    (labels / "2.txt").write_text("".join((labels / "1.txt").read_text().splitlines(keepends=True)[:2]))  # in part
+    result = score_finding(images, labels, label_format="chula", border="drop", complete=("1",),
+                           rows_out=tmp_path / "rows.csv", progress=False)
+    assert (result.fields, result.complete_fields) == (2, 1)
+    red = result.scores["red"]
+    assert (red.images, red.hits, red.found, red.labelled) == (1, 8, 8, 8)
+    assert red.precision.value == 1.0
+    assert result.recall_all["red"].value == 1.0  # the two labelled cells of the field labelled in part are found
+    rows = read_csv(tmp_path / "rows.csv")
+    assert [(r["image"][-5:], r["complete"], r["precision"]) for r in rows] == [
+        ("1.png", "1", "1.0000"), ("2.png", "0", "0.2500")]
