@@ -27,8 +27,8 @@ __all__ = ["FoundCell", "Detection", "find_cells", "WORK_DIAMETER"]
 
 WORK_DIAMETER = 24.0  # red-cell diameter in the work image, px
 PROBE_SIDE = 240  # longer side of the coarse copy used to measure the cell size, px
-BACKGROUND_SHARE = 80.0  # percentile of each channel, over a few cells around, taken as the background's
-BACKGROUND_WINDOW = 4.0  # that window's width in cell diameters
+BACKGROUND_SHARE = 90.0  # percentile of each channel, over a few cells around, taken as the background's
+BACKGROUND_WINDOW = 6.0  # that window's width in cell diameters
 MIN_CONTRAST = 12.0  # a field whose colours span less than this (0-441) holds no cell
 RIM_CLOSING = 0.0  # closing radius, as a share of a cell's diameter, that mends broken rims
 CENTRE_FILL = 0.6  # holes smaller than this share of a cell's area are pale centres, filled
@@ -39,8 +39,12 @@ MARKER_FLOOR = 0.05
 MARKER_SPACING = 0.45
 EDGE_LEVEL = 0.5  # a cell's edge: where the stain falls to this share of the median stained pixel's
 SMALLEST_CELL = 0.3  # objects below this share of a red cell's area are platelets or debris
+SMALLEST_CUT_CELL = 0.12  # the same for objects cut by the image border
 NUCLEUS_MIN_AREA = 0.25  # a stained blob smaller than this share of a red cell is a platelet, not a nucleus
 CYTOPLASM_CONTRAST = 12.0  # colour distance (0-255 RGB) from the background that counts as stained
+NUCLEUS_GAP = 0.5  # nucleus lobes closer than this (in red-cell diameters) are one nucleus
+NUCLEUS_WHOLE = 1.0  # a stained blob this big (in red-cell areas) is a whole nucleus, not a lobe
+WHITE_REACH = 0.5  # a white cell's cytoplasm reaches this far from its nucleus, in red-cell diameters
 NUCLEUS_STAIN = 40.0  # blue minus green (0-255) above the red cells' own, for nucleus stain
 SINGLE_AREA = (0.55, 1.7)  # area range of one red cell, as shares of the median single cell
 SINGLE_FILL = 0.93  # a red cell fills its moment ellipse; two overlapping ones (0.89) and clumps do not
@@ -216,17 +220,38 @@ def _markers(distance: np.ndarray, diameter: float, stain: np.ndarray | None = N
 def _nuclei(rgb: np.ndarray, foreground: np.ndarray, diameter: float) -> np.ndarray:
     """Labelled white-cell nuclei: blobs far bluer than green, bigger than a platelet.
 
-    The lobes of one nucleus are joined by a closing about a third of a red
-    cell across, so that a neutrophil counts once.
+    The lobes of one nucleus are grouped when they lie close together, so
+    that a neutrophil counts once.
     """
     stain = rgb[..., 2].astype(np.float32) - rgb[..., 1].astype(np.float32)
     stain = filters.gaussian(stain, sigma=max(0.5, diameter / 20), preserve_range=True)
     red_level = float(np.median(stain[foreground])) if foreground.any() else 0.0
     mask = stain > max(red_level, 0.0) + NUCLEUS_STAIN
+    if not mask.any():
+        return np.zeros(mask.shape, np.int32)
     mask = ndi.binary_closing(mask, morphology.disk(max(1, int(diameter / 6))))
+    # Lobes closer than NUCLEUS_GAP red-cell diameters belong to one nucleus, unless two of them are each as big
+    # as a whole nucleus: then those are two cells side by side, and each smaller lobe joins the nearer one.
     cell_area = np.pi * diameter**2 / 4
-    mask = morphology.remove_small_objects(mask, max_size=int(NUCLEUS_MIN_AREA * cell_area))
-    return measure.label(mask)
+    groups = np.where(mask, measure.label(_dilated(mask, diameter * NUCLEUS_GAP / 2)), 0)
+    blobs = measure.label(mask)
+    blob_area = np.bincount(blobs.ravel())
+    whole = blob_area >= NUCLEUS_WHOLE * cell_area
+    whole[0] = False
+    group_of_blob = np.zeros(len(blob_area), np.int64)
+    group_of_blob[blobs.ravel()] = groups.ravel()
+    wholes_in_group = np.bincount(group_of_blob[whole], minlength=groups.max() + 1)
+    nuclei = groups
+    if (wholes_in_group >= 2).any():
+        whole_mask = whole[blobs]
+        nearest = ndi.distance_transform_edt(~whole_mask, return_distances=False, return_indices=True)
+        nearest_blob = blobs[nearest[0], nearest[1]]
+        split = mask & (wholes_in_group[groups] >= 2)
+        nuclei = np.where(split, nearest_blob + groups.max(), groups)
+    small = np.bincount(nuclei.ravel()) < NUCLEUS_MIN_AREA * cell_area
+    small[0] = False
+    nuclei[small[nuclei]] = 0
+    return segmentation.relabel_sequential(nuclei)[0].astype(np.int32)
 
 
 def _cytoplasm(rgb: np.ndarray, foreground: np.ndarray, nuclei: np.ndarray, diameter: float) -> np.ndarray:
@@ -254,9 +279,15 @@ def _segment(work: np.ndarray, diameter: float) -> tuple[np.ndarray, set[int]]:
     first_white = int(markers.max()) + 1
     markers[nuclei > 0] = nuclei[nuclei > 0] + first_white - 1
     labels = segmentation.watershed(-distance, markers, mask=foreground)
+    if nuclei.any():  # a white cell reaches no farther than its cytoplasm: the rest is a neighbour's
+        far = ndi.distance_transform_edt(nuclei == 0) > WHITE_REACH * diameter
+        labels[far & (labels >= first_white)] = 0
     cell_area = np.pi * diameter**2 / 4
     areas = np.bincount(labels.ravel(), minlength=labels.max() + 1)
-    small = areas < SMALLEST_CELL * cell_area
+    edge_labels = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    smallest = np.full(len(areas), SMALLEST_CELL * cell_area)
+    smallest[edge_labels] = SMALLEST_CUT_CELL * cell_area  # a cell cut by the border shows only part of itself
+    small = areas < smallest
     small[first_white:] = False
     small[0] = False
     labels[small[labels]] = 0
