@@ -16,8 +16,8 @@ import shutil
 from pathlib import Path
 
 from cellscreen.errors import UserError
-from cellscreen.screen.pipeline import CELLS, IMAGES, RECORD, finish_run
-from cellscreen.screen.run_folder import IMAGE_COLUMNS, SETTINGS, check_out, journal_path
+from cellscreen.screen.pipeline import finish_run
+from cellscreen.screen.run_folder import CELLS, IMAGE_COLUMNS, IMAGES, RECORD, SETTINGS, check_out, journal_path
 
 __all__ = ["merge_screens"]
 
@@ -64,6 +64,35 @@ def _copy_overlay(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
+def _join(parts: list[Path], out: Path) -> None:
+    """Write the cell and image rows of ``parts`` (in this order) into the journals of ``out``; copy their
+    overlays."""
+    cell_header, seen = None, set()
+    with journal_path(out, CELLS).open("w", newline="") as cells, \
+            journal_path(out, IMAGES).open("w", newline="") as images:
+        cell_writer, image_writer = csv.writer(cells), csv.writer(images)
+        image_writer.writerow(IMAGE_COLUMNS)
+        for part in parts:
+            with (part / CELLS).open(newline="") as handle:
+                reader = csv.reader(handle)
+                header = next(reader)
+                if cell_header is None:
+                    cell_header = header
+                    cell_writer.writerow(header)
+                elif header != cell_header:
+                    raise UserError(f"{part / CELLS} has other columns than the first shard's")
+                cell_writer.writerows(reader)
+            with (part / IMAGES).open(newline="") as handle:
+                for row in csv.DictReader(handle):
+                    if row["image"] in seen:
+                        raise UserError(f"{row['image']} appears twice (again in {part}); were the shards "
+                                        "given the same inputs?")
+                    seen.add(row["image"])
+                    if row["overlay"]:
+                        _copy_overlay(part / row["overlay"], out / row["overlay"])
+                    image_writer.writerow([row[c] for c in IMAGE_COLUMNS])
+
+
 def merge_screens(parts: list[str | Path], out: str | Path, *, overwrite: bool = False) -> dict[str, int]:
     """Join the shard run folders ``parts`` into the run folder ``out``; return its totals (as ``screen`` does).
 
@@ -74,33 +103,15 @@ def merge_screens(parts: list[str | Path], out: str | Path, *, overwrite: bool =
     records = _records(parts)
     if any(out.resolve() == part.resolve() for part in parts):
         raise UserError(f"--out {out} is one of the shards; merge into a new folder")
-    out.mkdir(parents=True, exist_ok=True)
     check_out(out, resume=False, overwrite=overwrite)
+    out.mkdir(parents=True, exist_ok=True)
     order = sorted(range(len(parts)), key=lambda k: records[k]["shard"][0])
-    cell_header, seen = None, set()
-    with journal_path(out, CELLS).open("w", newline="") as cells, \
-            journal_path(out, IMAGES).open("w", newline="") as images:
-        cell_writer, image_writer = csv.writer(cells), csv.writer(images)
-        image_writer.writerow(IMAGE_COLUMNS)
-        for k in order:
-            with (parts[k] / CELLS).open(newline="") as handle:
-                reader = csv.reader(handle)
-                header = next(reader)
-                if cell_header is None:
-                    cell_header = header
-                    cell_writer.writerow(header)
-                elif header != cell_header:
-                    raise UserError(f"{parts[k] / CELLS} has other columns than the first shard's")
-                cell_writer.writerows(reader)
-            with (parts[k] / IMAGES).open(newline="") as handle:
-                for row in csv.DictReader(handle):
-                    if row["image"] in seen:
-                        raise UserError(f"{row['image']} appears twice (again in {parts[k]}); were the shards "
-                                        "given the same inputs?")
-                    seen.add(row["image"])
-                    if row["overlay"]:
-                        _copy_overlay(parts[k] / row["overlay"], out / row["overlay"])
-                    image_writer.writerow([row[c] for c in IMAGE_COLUMNS])
+    try:
+        _join([parts[k] for k in order], out)
+    except UserError:
+        for name in (CELLS, IMAGES):  # a refused merge leaves no journal that would pass for an interrupted run
+            journal_path(out, name).unlink(missing_ok=True)
+        raise
     settings = {key: value for key, value in records[order[0]].items() if key not in TOTALS}
     settings.update(shard=None, merged_from=[str(parts[k]) for k in order])
     return finish_run(out, settings, resumed=0)

@@ -94,6 +94,10 @@ def test_shards_split_the_inputs_without_overlap_or_loss_and_merge_to_the_whole_
 
     merged = tmp_path / "merged"
     one_line_refusal(run_here("screen", "--merge", *map(str, parts[:-1]), "--out", str(merged), "-q"), "missing")
+    one_line_refusal(run_here("screen", "--merge", *map(str, parts), str(parts[0]), "--out", str(merged), "-q"),
+                     "repeated")
+    one_line_refusal(run_here("screen", "--merge", *map(str, parts), "--out", str(merged), "-q", str(fields)),
+                     "no MODEL or INPUT")
     done = run_here("screen", "--merge", *map(str, parts), "--out", str(merged), "-q")
     assert done.returncode == 0, done.stderr
     assert (merged / "samples.csv").read_bytes() == (whole / "samples.csv").read_bytes()
