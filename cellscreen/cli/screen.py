@@ -45,12 +45,18 @@ def cmd_screen(args) -> None:
         print(f"merged {len(args.merge)} shard(s)")
         _print_run(args.out, totals)
         return
-    if not args.model or not args.inputs:
-        raise UserError("screen needs MODEL and at least one INPUT (image files or folders)")
+    inputs = list(args.inputs)
+    if args.dataset:
+        from cellscreen.data.sources import get_profile, resolve_fields_dir  # keeps start-up fast
+
+        profile = get_profile(args.dataset)
+        inputs.append(str(resolve_fields_dir(profile, None, data=args.data) / profile.fields.images))
+    if not args.model or not inputs:
+        raise UserError("screen needs MODEL and at least one INPUT (image files or folders) or --dataset")
     from cellscreen.screen.pipeline import screen  # loads the cell finder; keeps start-up fast
     from cellscreen.serve.predict import parse_shard
 
-    totals = screen(args.model, args.inputs, args.out, cell_diameter=args.cell_diameter,
+    totals = screen(args.model, inputs, args.out, cell_diameter=args.cell_diameter,
                     microns_per_pixel=args.microns_per_pixel, group_regex=args.group_regex, resume=args.resume,
                     overwrite=args.overwrite, workers=args.workers, progress=not args.quiet, engine=args.engine,
                     batch_size=args.batch_size, shard=parse_shard(args.shard))
@@ -111,7 +117,7 @@ def add_parsers(commands) -> None:
     from cellscreen.data.sources import PROFILES  # plain data; the profiles name the sets of labelled fields
 
     field_sets = [name for name, profile in PROFILES.items() if profile.fields is not None]
-    _add_screen(commands)
+    _add_screen(commands, field_sets)
     cells = add_command(commands, "cells", help="find cells on smear fields and score the finding", examples=[
         "cellscreen cells score --dataset chula-rbc12",
         "cellscreen cells score ~/fields --labels ~/fields-labels --format yolo"])
@@ -149,7 +155,7 @@ def add_parsers(commands) -> None:
     p.set_defaults(func=cmd_cells_score)
 
 
-def _add_screen(commands) -> None:
+def _add_screen(commands, field_sets: list[str]) -> None:
     p = add_command(commands, "screen", help="find, classify and count every cell of whole smear field photographs",
                     description="Find every red and white cell of whole smear field photographs, classify each red "
                     "cell with a model, and count per image and sample (parasitemia with its 95% interval). "
@@ -178,6 +184,8 @@ def _add_screen(commands) -> None:
                        "first group (default: a sample is a folder)")
     group = p.add_argument_group("Inputs and output")
     group.add_argument("inputs", nargs="*", metavar="INPUT", help="field images (PNG, JPEG, TIFF, BMP) or folders")
+    group.add_argument("--dataset", "-d", choices=field_sets, help="screen a known set of smear fields too, found "
+                       "under the data root (see `cellscreen datasets`)")
     group.add_argument("--out", required=True, metavar="DIR", help="folder for the results")
     group.add_argument("--shard", metavar="i/N", help="only this shard of the inputs (join with --merge)")
     group.add_argument("--merge", nargs="+", metavar="PART", help="join the --out folders of --shard 0/N ... "

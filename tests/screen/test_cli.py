@@ -238,3 +238,15 @@ def test_precision_is_scored_on_the_fields_labelled_whole_and_recall_on_all(tmp_
     rows = read_csv(tmp_path / "rows.csv")
     assert [(r["image"][-5:], r["complete"], r["precision"]) for r in rows] == [
         ("1.png", "1", "1.0000"), ("2.png", "0", "0.2500")]
+
+
+def test_screen_finds_a_known_set_of_fields_under_the_data_root(fake_finder, tmp_path):
+    write_field(tmp_path / "data" / "smears" / "chula-rbc12" / "Dataset" / "1.png", seed=2)
+    out = tmp_path / "out"
+    done = run_here("screen", "malaria", "--dataset", "chula-rbc12", "--data", str(tmp_path / "data"), "--out",
+                    str(out), "--workers", "0", "-q")
+    assert done.returncode == 0, done.stderr
+    assert [r["image"] for r in read_csv(out / "images.csv")] == [
+        str(tmp_path / "data" / "smears" / "chula-rbc12" / "Dataset" / "1.png")]
+    one_line_refusal(run_here("screen", "malaria", "--dataset", "txl-pbc", "--data", str(tmp_path / "data"),
+                              "--out", str(tmp_path / "other"), "-q"), "cellscreen data fetch txl-pbc")
