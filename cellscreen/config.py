@@ -83,10 +83,10 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
         if self.interpolation is not None:
-            from cellscreen.data.images import check_interpolation
+            from cellscreen.data.images import check_interpolation  # keeps reading settings light: Pillow
 
             check_interpolation(self.interpolation)
-        from cellscreen.models.transfer import parse_trainable
+        from cellscreen.models.transfer import parse_trainable  # keeps reading settings light: PyTorch
 
         trainable = parse_trainable(self.trainable)
         self.trainable = trainable if isinstance(trainable, str) else f"top{trainable}"

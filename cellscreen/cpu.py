@@ -74,7 +74,7 @@ def flush_denormals() -> bool:
     module's text); True if the CPU supports it."""
     if not _wanted("CELLSCREEN_FLUSH_DENORMALS"):  # checked first: turned off, PyTorch is not even imported
         return False
-    import torch
+    import torch  # keeps start-up fast: the CLI imports this module before it knows it will train
 
     return torch.set_flush_denormal(True)
 
@@ -97,7 +97,7 @@ def denormals_flushed():
         yield flushed
     finally:
         if flushed and not before:
-            import torch
+            import torch  # keeps start-up fast, as in flush_denormals
 
             torch.set_flush_denormal(False)
 

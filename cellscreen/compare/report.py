@@ -17,23 +17,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
-from cellscreen.evaluate.calibration import reliability_bins
+from cellscreen.engine.curves import read_epoch_metrics
 from cellscreen.evaluate.metrics import bootstrap_intervals, compute_metrics, per_group_results
+from cellscreen.evaluate.reliability import reliability_bins
+from cellscreen.figures import pyplot, save_figure
 from cellscreen.files import atomic_path, atomic_write
 
 __all__ = ["write_comparison_report"]
 
 TABLE = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision", "f1", "mcc", "roc_auc")
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _pooled(entry_dir: Path) -> dict:
@@ -53,9 +47,10 @@ def _pooled(entry_dir: Path) -> dict:
 
 def _speed_and_size(run_dir: Path, root: Path, paths: list[str]) -> dict:
     """Params, FLOPs at the input size and inference cells/s (fp32, batches of 256, after a warm-up)."""
+    # keeps start-up fast: PyTorch, needed only when the report measures speed
     from cellscreen.data.images import load_prepared
-    from cellscreen.engine.kinds import load_checkpoint
     from cellscreen.engine.inference import predict_proba
+    from cellscreen.engine.kinds import load_checkpoint
     from cellscreen.models import count_flops
 
     checkpoint = load_checkpoint(run_dir)
@@ -72,18 +67,8 @@ def _speed_and_size(run_dir: Path, root: Path, paths: list[str]) -> dict:
             "model": checkpoint.meta["model"]}
 
 
-def _figure(fig, path: Path) -> Path:
-    fig.tight_layout()
-    with atomic_path(path) as partial:
-        fig.savefig(partial, dpi=100)
-    _plt().close(fig)
-    return path
-
-
 def _curves(pooled: dict[str, dict], positive: str | None, folder: Path) -> list[tuple[str, Path]]:
-    from sklearn.metrics import auc, precision_recall_curve, roc_curve
-
-    plt = _plt()
+    plt = pyplot()
     figures = []
     for kind in ("roc", "pr"):
         fig, ax = plt.subplots(figsize=(5.5, 5))
@@ -103,12 +88,12 @@ def _curves(pooled: dict[str, dict], positive: str | None, folder: Path) -> list
         ax.legend(fontsize=8, loc="lower right" if kind == "roc" else "lower left")
         ax.set_title(("ROC" if kind == "roc" else "Precision-recall") + f" curves ({positive or 'last class'})")
         figures.append((f"{'ROC' if kind == 'roc' else 'Precision-recall'} curves on the test cells",
-                        _figure(fig, folder / f"{kind}.png")))
+                        save_figure(fig, folder / f"{kind}.png", dpi=100)))
     return figures
 
 
 def _matrices_and_reliability(pooled: dict[str, dict], metrics: dict[str, dict], folder: Path) -> list[tuple[str, Path]]:
-    plt = _plt()
+    plt = pyplot()
     n = len(pooled)
     fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 6.2), squeeze=False)
     for column, (name, p) in enumerate(pooled.items()):
@@ -130,13 +115,12 @@ def _matrices_and_reliability(pooled: dict[str, dict], metrics: dict[str, dict],
         ax.set_xlabel("confidence", fontsize=8)
     axes[0, 0].set_ylabel("true class")
     axes[1, 0].set_ylabel("accuracy")
-    return [("Confusion matrices (rows: true class) and reliability diagrams", _figure(fig, folder / "matrices.png"))]
+    return [("Confusion matrices (rows: true class) and reliability diagrams",
+             save_figure(fig, folder / "matrices.png", dpi=100))]
 
 
 def _learning_curves(entries_dir: Path, names: list[str], folder: Path) -> list[tuple[str, Path]]:
-    from cellscreen.engine.curves import read_epoch_metrics
-
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for number, name in enumerate(names):
         logs = sorted((entries_dir / name).glob("*/logs/csv"))
@@ -156,12 +140,12 @@ def _learning_curves(entries_dir: Path, names: list[str], folder: Path) -> list[
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return [("Learning curves (first fold; dashed: training, solid: validation)",
-             _figure(fig, folder / "learning_curves.png"))]
+             save_figure(fig, folder / "learning_curves.png", dpi=100))]
 
 
 def _grid(root: Path, picks: list[tuple[str, str]], path: Path, tile: int = 80, columns: int = 8) -> Path:
     """Cells in a grid with a caption under each (path, caption)."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw  # keeps start-up fast: only a report with cell pictures needs Pillow
 
     rows = max(1, (len(picks) + columns - 1) // columns)
     sheet = Image.new("RGB", (columns * tile, rows * (tile + 14)), "white")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from cellscreen import __version__
 from cellscreen.engine.paths import BUNDLED, file_sha256, resolve_checkpoint
 from cellscreen.errors import UserError
+from cellscreen.files import atomic_path, atomic_write
 from cellscreen.models import DataConfig, create_model
 from cellscreen.models.transfer import replace_head
 
@@ -113,11 +113,10 @@ def save_checkpoint(folder: str | Path, model: torch.nn.Module, meta: dict, *, h
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    weights = folder / "model.safetensors"
-    partial = weights.with_name(weights.name + ".partial")
-    save_file(state, str(partial))
-    digest = file_sha256(partial)
-    os.replace(partial, weights)  # weights first, then the description that vouches for them
+    # the weights first, then the description that vouches for them
+    with atomic_path(folder / "model.safetensors") as partial:
+        save_file(state, str(partial))
+        digest = file_sha256(partial)
     full_meta = {
         "format": FORMAT,
         "cellscreen": __version__,
@@ -129,12 +128,7 @@ def save_checkpoint(folder: str | Path, model: torch.nn.Module, meta: dict, *, h
         **meta,
     }
     full_meta["weights_sha256"] = digest
-    path = folder / "model.json"
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(full_meta, indent=2) + "\n")
-    os.replace(partial, path)
-    return path
-
+    return atomic_write(folder / "model.json", json.dumps(full_meta, indent=2) + "\n")
 
 
 def load_checkpoint(where: str | Path) -> Checkpoint:

@@ -6,7 +6,7 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
-from cellscreen.files import atomic_path
+from cellscreen.figures import pyplot, save_figure
 
 __all__ = ["read_epoch_metrics", "plot_learning_curves"]
 
@@ -31,11 +31,7 @@ def read_epoch_metrics(log_dir: str | Path) -> dict[str, dict[int, float]]:
 
 
 def plot_learning_curves(log_dir: str | Path, out_png: str | Path, *, title: str = "") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     series = read_epoch_metrics(log_dir)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, kind in zip(axes, ("loss", "acc")):
@@ -49,8 +45,4 @@ def plot_learning_curves(log_dir: str | Path, out_png: str | Path, *, title: str
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title or "learning curves")
-    fig.tight_layout()
-    with atomic_path(out_png) as partial:
-        fig.savefig(partial, dpi=110)
-    plt.close(fig)
-    return Path(out_png)
+    return save_figure(fig, out_png)

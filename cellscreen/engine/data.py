@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.model_selection import train_test_split
 
 from cellscreen.data.cache import CacheSpec, ImageCache, build_cache
 from cellscreen.data.index import DatasetIndex, scan_dataset
@@ -114,8 +115,6 @@ def prepare_data(config, *, data: str | None, input_size: int, interpolation: st
         raise UserError("the split needs both a training and a validation subset")
     limit = getattr(config, "train_limit", None)
     if limit and len(parts["train"]) > limit:  # a smaller, class-stratified sample of the training cells
-        from sklearn.model_selection import train_test_split
-
         parts["train"], _ = train_test_split(parts["train"], train_size=limit, random_state=config.seed,
                                              stratify=[row["label"] for row in parts["train"]])
     classes = class_order(index.profile, sorted({r.label for r in index.records}))

@@ -17,7 +17,7 @@ def _mixing(config: TrainConfig, num_classes: int):
     """torchvision's batch MixUp and/or CutMix (one of the two per batch when both are on), or None."""
     if config.mixup <= 0 and config.cutmix <= 0:
         return None
-    from torchvision.transforms import v2
+    from torchvision.transforms import v2  # keeps start-up fast: torchvision, only for MixUp/CutMix
 
     chosen = [v2.MixUp(alpha=config.mixup, num_classes=num_classes)] if config.mixup > 0 else []
     if config.cutmix > 0:

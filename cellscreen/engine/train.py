@@ -12,6 +12,7 @@ RUN/
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -31,7 +32,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from cellscreen.config import TrainConfig, load_config
 from cellscreen.cpu import denormals_flushed, keep_freed_memory
 from cellscreen.data.images import UNRECORDED_INTERPOLATION
-from cellscreen.engine.calibration import fit_temperature
 from cellscreen.engine.checkpoint import save_checkpoint
 from cellscreen.engine.curves import plot_learning_curves
 from cellscreen.engine.data import PreparedData, manifest_copy, prepare_data
@@ -39,8 +39,9 @@ from cellscreen.engine.distill import teacher_probabilities
 from cellscreen.engine.inference import INFERENCE_BATCH, predict_logits, resolve_precision
 from cellscreen.engine.kinds import Checkpoint, load_checkpoint, resolve_checkpoint
 from cellscreen.engine.module import CellClassifier
+from cellscreen.engine.temperature import fit_temperature
 from cellscreen.errors import UserError
-from cellscreen.files import atomic_write
+from cellscreen.files import atomic_path, atomic_write
 from cellscreen.models import create_model, get_data_config, load_pretrained
 from cellscreen.models.transfer import replace_head, set_trainable
 
@@ -110,10 +111,9 @@ def _teacher_targets(config: TrainConfig, prepared: PreparedData, out: Path, *, 
 
 
 def _save_teacher_targets(out: Path, probabilities: torch.Tensor, prepared: PreparedData, teacher: str) -> None:
-    tmp = out / (TEACHER_FILE + ".tmp")
-    save_file({"probabilities": probabilities.contiguous()}, tmp,
-              metadata={"teacher": teacher, "cells_sha256": _training_cells_digest(prepared)})
-    os.replace(tmp, out / TEACHER_FILE)
+    with atomic_path(out / TEACHER_FILE) as partial:
+        save_file({"probabilities": probabilities.contiguous()}, partial,
+                  metadata={"teacher": teacher, "cells_sha256": _training_cells_digest(prepared)})
 
 
 def _fit_temperature(model, val_set) -> dict:
@@ -140,6 +140,8 @@ class _AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         path = Path(path)
+        # not files.atomic_path, whose temporary name keeps the suffix: Lightning takes any *.ckpt in the
+        # folder for a checkpoint of the run
         partial = path.with_name(path.name + ".partial")
         super().save_checkpoint(checkpoint, partial, storage_options)
         os.replace(partial, path)
@@ -197,15 +199,53 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
                                                                                                   "0") == "0"
     if first:
         _check_run_folder(out, resume, overwrite)
+    config = _settled_config(config, out, resume=resume, accelerator=accelerator)
+    start = time.perf_counter()
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    config, source, input_size = _with_source(config)
+    prepared = prepare_data(config, data=data, input_size=input_size, interpolation=config.interpolation,
+                            workers=workers, progress=progress)
+    # before anything is written: a teacher that is refused leaves no half-made run folder behind
+    taught, unsaved = _teacher_targets(config, prepared, out, resume=resume, workers=workers,
+                                       progress=progress) if config.teacher else (None, False)
+    out.mkdir(parents=True, exist_ok=True)
+    split_sha = _write_run_start(out, config, prepared, taught if unsaved else None) if first else None
+
+    model = build_model(config, num_classes=len(prepared.classes), input_size=input_size, source=source)
+    model.data_config = dataclasses.replace(model.data_config, interpolation=config.interpolation)
+    module = CellClassifier(model, config, class_weights=_class_weights(config, prepared),
+                            num_classes=len(prepared.classes))
+    world = (int(devices) if str(devices).isdigit() else 1) * num_nodes if distributed else 1
+    if distributed and accelerator in ("auto", "cpu") and not torch.cuda.is_available():
+        torch.set_num_threads(max(1, torch.get_num_threads() // world))  # processes share the CPU cores
+    generator = torch.Generator().manual_seed(config.seed)
+    train_loader, val_loader = _loaders(config, prepared, taught, generator, world)
+    with _process_settings_restored(quiet=not progress):
+        trainer, best = _trainer(config, out, generator, resume=resume, progress=progress, accelerator=accelerator,
+                                 devices=devices, num_nodes=num_nodes, strategy=strategy)
+        _fit(trainer, module, train_loader, val_loader, resume=resume)
+    if not trainer.is_global_zero:
+        return TrainResult(run=out, checkpoint=out / "model.json", data=prepared, seconds=time.perf_counter() - start,
+                           best_metric=float("nan"), best_epoch=-1, primary=False)
+    checkpoint, best_value, best_epoch = _save_best(model, best, config, prepared, out, split_sha)
+    return TrainResult(run=out, checkpoint=checkpoint, data=prepared, seconds=time.perf_counter() - start,
+                       best_metric=best_value, best_epoch=best_epoch)
+
+
+def _settled_config(config: TrainConfig, out: Path, *, resume: bool, accelerator: str) -> TrainConfig:
+    """The settings the run trains with: a resumed run's own, and the precision settled for this device."""
     if resume:  # the run's own settings win: a resumed run is the same run
         config = load_config(str(out / "config.yaml"))
         if config.interpolation is None:  # started before the resize was recorded
             config = dataclasses.replace(config, interpolation=UNRECORDED_INTERPOLATION)
     # "auto" is settled once, by the device that trains, and written into the run's config.yaml: a run
     # resumed on other hardware goes on in the precision it started in.
-    config = dataclasses.replace(config, precision=resolve_precision(config.precision, accelerator))
-    start = time.perf_counter()
-    L.seed_everything(config.seed, workers=True, verbose=False)
+    return dataclasses.replace(config, precision=resolve_precision(config.precision, accelerator))
+
+
+def _with_source(config: TrainConfig) -> tuple[TrainConfig, Checkpoint | None, int]:
+    """The settings with the model, input size and resize settled, the checkpoint fine-tuned from (if any),
+    and the input size."""
     source = None
     if config.init_from:  # fine-tune one of cellscreen's own models: its architecture and input size
         source = load_checkpoint(config.init_from)
@@ -214,41 +254,43 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     # settled once, like the precision: the model's own resize unless the config names one (a source checkpoint's
     # when fine-tuning, since its weights learnt on those pixels)
     own = source.data_config if source is not None else get_data_config(config.model)
-    config = dataclasses.replace(config, interpolation=config.interpolation or own.interpolation)
-    prepared = prepare_data(config, data=data, input_size=input_size, interpolation=config.interpolation,
-                            workers=workers, progress=progress)
-    # before anything is written: a teacher that is refused leaves no half-made run folder behind
-    taught, unsaved = _teacher_targets(config, prepared, out, resume=resume, workers=workers,
-                                       progress=progress) if config.teacher else (None, False)
-    out.mkdir(parents=True, exist_ok=True)
-    if first:
-        atomic_write(out / "config.yaml", config.to_yaml())
-        if unsaved:
-            _save_teacher_targets(out, taught, prepared, config.teacher)
-        split_sha = manifest_copy(prepared.manifest, out)
-    else:
-        split_sha = None
+    return dataclasses.replace(config, interpolation=config.interpolation or own.interpolation), source, input_size
 
-    classes = prepared.classes
-    model = build_model(config, num_classes=len(classes), input_size=input_size, source=source)
-    model.data_config = dataclasses.replace(model.data_config, interpolation=config.interpolation)
+
+def _write_run_start(out: Path, config: TrainConfig, prepared: PreparedData, taught: torch.Tensor | None) -> str:
+    """What the first process writes before training: the settings, the teacher's targets if they are new,
+    and the split manifest; returns the split's digest."""
+    atomic_write(out / "config.yaml", config.to_yaml())
+    if taught is not None:
+        _save_teacher_targets(out, taught, prepared, config.teacher)
+    return manifest_copy(prepared.manifest, out)
+
+
+def _class_weights(config: TrainConfig, prepared: PreparedData) -> torch.Tensor | None:
+    """Loss weights inversely proportional to each class's training cells, if ``class_weighting`` asks."""
+    if not config.class_weighting:
+        return None
+    classes = len(prepared.classes)
+    counts = torch.bincount(prepared.subsets["train"].targets, minlength=classes).float().clamp(min=1)
+    return counts.sum() / (classes * counts)
+
+
+def _loaders(config: TrainConfig, prepared: PreparedData, taught: torch.Tensor | None, generator: torch.Generator,
+             world: int) -> tuple[DataLoader, DataLoader]:
+    """The training loader (each of ``world`` processes takes its share of the batch) and the validation one."""
     train_set, val_set = prepared.subsets["train"], prepared.subsets["val"]
-    weights = None
-    if config.class_weighting:
-        counts = torch.bincount(train_set.targets, minlength=len(classes)).float().clamp(min=1)
-        weights = counts.sum() / (len(classes) * counts)
-    module = CellClassifier(model, config, class_weights=weights, num_classes=len(classes))
-
-    generator = torch.Generator().manual_seed(config.seed)
-    world = (int(devices) if str(devices).isdigit() else 1) * num_nodes if distributed else 1
-    if distributed and accelerator in ("auto", "cpu") and not torch.cuda.is_available():
-        torch.set_num_threads(max(1, torch.get_num_threads() // world))  # processes share the CPU cores
     batch_size = max(1, config.batch_size // world)
     columns = [train_set.images, train_set.targets] + ([taught] if taught is not None else [])
     train_loader = DataLoader(TensorDataset(*columns), batch_size=batch_size,
                               shuffle=True, generator=generator, drop_last=len(train_set) > config.batch_size)
     val_loader = DataLoader(TensorDataset(val_set.images, val_set.targets), batch_size=INFERENCE_BATCH)
+    return train_loader, val_loader
 
+
+def _trainer(config: TrainConfig, out: Path, generator: torch.Generator, *, resume: bool, progress: bool,
+             **hardware) -> tuple[L.Trainer, L.pytorch.callbacks.ModelCheckpoint]:
+    """Lightning's Trainer with the run's checkpoints, callbacks and logs, and the callback that keeps the best
+    weights.  ``hardware``: ``accelerator``, ``devices``, ``num_nodes``, ``strategy``."""
     mode = "min" if config.monitor == "val_loss" else "max"
     best = L.pytorch.callbacks.ModelCheckpoint(dirpath=out / "checkpoints", filename="best-{epoch}",
                                                monitor=config.monitor, mode=mode, save_last=True)
@@ -262,20 +304,37 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     version = len(list((out / "logs" / "csv").glob("version_*"))) if resume else 0
     loggers = [L.pytorch.loggers.CSVLogger(out / "logs", name="csv", version=version),
                L.pytorch.loggers.TensorBoardLogger(out / "logs", name="tb", version=version)]
-    lightning_log = logging.getLogger("lightning.pytorch")
-    level = lightning_log.level
-    if not progress:  # quiet: no "GPU available" banners either
-        lightning_log.setLevel(logging.WARNING)
-    precision = config.precision
-    deterministic_before = (torch.are_deterministic_algorithms_enabled(),
-                            torch.is_deterministic_algorithms_warn_only_enabled(),
-                            torch.utils.deterministic.fill_uninitialized_memory)
     trainer = L.Trainer(
-        max_epochs=config.epochs, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
-        strategy=strategy, precision=precision, plugins=[_AtomicCheckpointIO()],
+        max_epochs=config.epochs, **hardware, precision=config.precision, plugins=[_AtomicCheckpointIO()],
         callbacks=callbacks, logger=loggers, enable_progress_bar=progress, enable_model_summary=False,
         deterministic=True, log_every_n_steps=1, num_sanity_val_steps=0,
     )
+    return trainer, best
+
+
+@contextlib.contextmanager
+def _process_settings_restored(*, quiet: bool):
+    """Lightning quiet if asked while the trainer is made and fits; the logging level and PyTorch's
+    deterministic settings put back afterwards (Lightning leaves its deterministic setting on for the whole
+    process)."""
+    lightning_log = logging.getLogger("lightning.pytorch")
+    level = lightning_log.level
+    if quiet:  # no "GPU available" banners either
+        lightning_log.setLevel(logging.WARNING)
+    deterministic_before = (torch.are_deterministic_algorithms_enabled(),
+                            torch.is_deterministic_algorithms_warn_only_enabled(),
+                            torch.utils.deterministic.fill_uninitialized_memory)
+    try:
+        yield
+    finally:
+        lightning_log.setLevel(level)
+        torch.use_deterministic_algorithms(deterministic_before[0], warn_only=deterministic_before[1])
+        torch.utils.deterministic.fill_uninitialized_memory = deterministic_before[2]
+
+
+def _fit(trainer: L.Trainer, module: CellClassifier, train_loader: DataLoader, val_loader: DataLoader, *,
+         resume: bool) -> None:
+    """``trainer.fit`` from the start, or from the run's ``last.ckpt`` when resuming."""
     # Deterministic algorithms also fill every new tensor with NaN by default, to expose reads of memory
     # nobody wrote.  Nothing here reads such memory; the filling cost 10-20% of a training step on the
     # CPU, for the same weights (BENCHMARKS.md, "Training: deterministic algorithms without the NaN fill").
@@ -283,22 +342,20 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")  # frozen BN, on purpose
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")  # Lightning vs torch 2.15
-        try:
-            trainer.fit(module, train_loader, val_loader, ckpt_path="last" if resume else None)
-        finally:
-            lightning_log.setLevel(level)
-            # Lightning leaves its deterministic setting on for the whole process
-            torch.use_deterministic_algorithms(deterministic_before[0], warn_only=deterministic_before[1])
-            torch.utils.deterministic.fill_uninitialized_memory = deterministic_before[2]
-    if not trainer.is_global_zero:
-        return TrainResult(run=out, checkpoint=out / "model.json", data=prepared, seconds=time.perf_counter() - start,
-                           best_metric=float("nan"), best_epoch=-1, primary=False)
+        trainer.fit(module, train_loader, val_loader, ckpt_path="last" if resume else None)
 
+
+def _save_best(model, best, config: TrainConfig, prepared: PreparedData, out: Path,
+               split_sha: str | None) -> tuple[Path, float, int]:
+    """Load the best epoch's weights into ``model``, fit its temperature, write the checkpoint and the learning
+    curves; return the checkpoint's path, the best value of the monitored metric and its epoch."""
     saved = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
     state, best_epoch = saved["state_dict"], int(saved["epoch"])
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
     model = model.to(memory_format=torch.contiguous_format)
     best_value = float(best.best_model_score)
+    train_set, val_set = prepared.subsets["train"], prepared.subsets["val"]
+    classes = prepared.classes
     calibration = _fit_temperature(model, val_set) if config.calibrate else None
     meta = {
         "temperature": calibration["temperature"] if calibration else 1.0,
@@ -311,10 +368,9 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
                   "by": prepared.manifest.meta.get("by"), "fold": config.fold,
                   "leaky": bool(prepared.manifest.meta.get("leaky"))},
         "metric": {"name": config.monitor, "value": best_value, "epoch": best_epoch},
-        "train": {"images": len(train_set), "val_images": len(val_set), "precision": precision,
+        "train": {"images": len(train_set), "val_images": len(val_set), "precision": config.precision,
                   "config": dataclasses.asdict(config)},
     }
     checkpoint = save_checkpoint(out, model, meta)
     plot_learning_curves(out / "logs" / "csv", out / "learning_curves.png", title=f"{config.model} on {config.dataset}")
-    return TrainResult(run=out, checkpoint=checkpoint, data=prepared, seconds=time.perf_counter() - start,
-                       best_metric=best_value, best_epoch=best_epoch)
+    return checkpoint, best_value, best_epoch

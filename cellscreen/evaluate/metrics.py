@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 from sklearn import metrics as skm
 
-from cellscreen.evaluate.calibration import brier_score, expected_calibration_error
+from cellscreen.evaluate.reliability import brier_score, expected_calibration_error
 
 __all__ = ["compute_metrics", "bootstrap_intervals", "per_group_results", "SCALAR_METRICS"]
 

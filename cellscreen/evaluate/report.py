@@ -7,20 +7,17 @@ import math
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import auc, roc_curve
 
 from cellscreen.evaluate.metrics import SCALAR_METRICS
-from cellscreen.files import atomic_path, atomic_write
+from cellscreen.figures import pyplot, save_figure
+from cellscreen.files import atomic_write
 
 __all__ = ["write_report", "plot_roc", "plot_reliability"]
 
 
 def plot_roc(y_true: np.ndarray, proba: np.ndarray, classes: list[str], positive: str | None, out_png: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import auc, roc_curve
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     targets = [positive] if positive is not None and len(classes) == 2 else classes
     for name in targets:
@@ -34,20 +31,12 @@ def plot_roc(y_true: np.ndarray, proba: np.ndarray, classes: list[str], positive
     ax.set_ylabel("true positive rate (sensitivity)")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(out_png) as partial:
-        fig.savefig(partial, dpi=110)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png)
 
 
 def plot_reliability(bins: list[dict], ece: float, out_png: Path) -> Path:
     """Reliability diagram: accuracy against confidence of the predicted class, per bin (bar width = bin)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.bar([b["low"] for b in bins], [b["accuracy"] for b in bins], width=[b["high"] - b["low"] for b in bins],
            align="edge", edgecolor="black", alpha=0.7, label="accuracy")
@@ -58,11 +47,7 @@ def plot_reliability(bins: list[dict], ece: float, out_png: Path) -> Path:
     ax.set_ylabel("accuracy")
     ax.set_title(f"ECE {ece:.4f}")
     ax.legend(loc="upper left")
-    fig.tight_layout()
-    with atomic_path(out_png) as partial:
-        fig.savefig(partial, dpi=110)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png)
 
 
 def _fmt(value: float) -> str:

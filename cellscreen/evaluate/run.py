@@ -15,9 +15,10 @@ from cellscreen.engine.kinds import Checkpoint, load_checkpoint
 from cellscreen.engine.data import load_subset
 from cellscreen.engine.inference import predict_proba_at
 from cellscreen.errors import UserError
-from cellscreen.evaluate.calibration import brier_score, expected_calibration_error, reliability_bins
+from cellscreen.evaluate.reliability import brier_score, expected_calibration_error, reliability_bins
 from cellscreen.evaluate.metrics import bootstrap_intervals, compute_metrics, per_group_results
 from cellscreen.evaluate.report import plot_reliability, plot_roc, write_report
+from cellscreen.serve.runtime import check_precision, load_predictor
 
 __all__ = ["evaluate_checkpoint", "evaluate_arrays", "report_on_subset"]
 
@@ -82,13 +83,9 @@ def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Pa
     if is_graph and engine == "torch":
         raise UserError(f"{model} is an ONNX file; it runs on onnxruntime (use --engine onnx)")
     if engine == "torch":
-        from cellscreen.serve.runtime import check_precision
-
         check_precision(precision)
         checkpoint, predictor = load_checkpoint(model), None
     else:
-        from cellscreen.serve.runtime import load_predictor
-
         predictor = load_predictor(model, engine=engine, precision=precision)
         kind = predictor.description.get("format")
         if is_graph and engine == "int8" and kind != "onnx-int8":

@@ -12,11 +12,15 @@ preprocessing from the model itself.
 from __future__ import annotations
 
 import dataclasses
+import urllib.error
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from cellscreen.data.images import DEFAULT_INTERPOLATION, UNRECORDED_INTERPOLATION, check_interpolation
 from cellscreen.errors import UserError
@@ -158,8 +162,6 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"pretrained weights {path} not found")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code
     except Exception as exc:  # damaged or foreign files fail in many ways
@@ -174,8 +176,6 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def _download(url: str) -> dict[str, torch.Tensor]:
     """A state dict from ``url``, through torch's hub cache (``$TORCH_HOME/hub/checkpoints``)."""
-    import urllib.error
-
     cache = Path(torch.hub.get_dir()) / "checkpoints"
     target = cache / Path(urllib.parse.urlparse(url).path).name
     try:
@@ -193,10 +193,10 @@ def imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
         raise UserError(f"{name} has no published ImageNet weights; pass a weights file instead")
     library, _, spec = source.partition(":")
     if library == "torchvision":
-        import torchvision
+        import torchvision  # keeps start-up fast: several seconds, only for its published weights
 
         return _download(torchvision.models.get_weight(spec).url)
-    import timm
+    import timm  # keeps start-up fast: several seconds, only for its published weights
 
     try:
         return timm.create_model(spec, pretrained=True).state_dict()
@@ -237,8 +237,6 @@ def load_pretrained(model: nn.Module, source: str | Path) -> list[str]:
 def count_flops(model: nn.Module, input_size: int, in_chans: int = 3) -> int:
     """Floating-point operations of one forward pass on one image (torch's FLOP counter;
     a multiply-add counts as 2)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     model.eval()
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():

@@ -24,13 +24,13 @@ from cellscreen.models._registry import DataConfig, register_model
 # networks (the default model) should not pay.
 
 def _timm(name: str, *, num_classes: int, in_chans: int, **kwargs) -> nn.Module:
-    import timm
+    import timm  # keeps start-up fast (see above)
 
     return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
 
 
 def _torchvision(arch: str, *, num_classes: int, in_chans: int, **kwargs) -> nn.Module:
-    import torchvision
+    import torchvision  # keeps start-up fast (see above)
 
     model = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes, **kwargs)
     if in_chans != 3:  # swap the first convolution for one that reads in_chans channels

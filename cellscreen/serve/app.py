@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import dataclasses
 import io
 import threading
@@ -192,6 +193,7 @@ def _status_of(reason: str) -> int:
 
 def _cam_png(model, lock: threading.Lock, picture: np.ndarray, target: int) -> str:
     """Grad-CAM overlay of one prepared cell, as a data URL."""
+    # keeps start-up fast: PyTorch, only for Grad-CAM (a model on onnxruntime predicts without it)
     import torch
 
     from cellscreen.engine.inference import normalise
@@ -217,8 +219,6 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
     batcher = MicroBatcher(predictor.predict, max_batch=max_batch)
     cam_model = None
     if predictor.info()["gradcam"]:
-        import copy
-
         cam_model = copy.deepcopy(predictor.torch_model)  # never shares hooks with the predicting model
     cam_lock = threading.Lock()
 
@@ -318,7 +318,7 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
 def serve(model, *, host: str = "127.0.0.1", port: int = 8000, engine: str = "auto", limits: Limits | None = None,
           max_batch: int = 128, log_level: str = "info", precision: str = "32") -> None:
     """Run the service with uvicorn until interrupted."""
-    import uvicorn
+    import uvicorn  # keeps start-up fast: only running the server needs it, not create_app
 
     app = create_app(model, engine=engine, limits=limits, max_batch=max_batch, precision=precision)
     info = app.state.predictor.info()

@@ -143,7 +143,7 @@ def quantize_int8(blob: bytes, calibration: np.ndarray, description: dict, float
     quantisation in QDQ form, weights per output channel, activation ranges from ``calibration``
     (prepared uint8 cells).  ``description`` goes into the file's metadata.  ``float_stem``: everything
     before the first convolution stays in float (a cell's colour gains, which 8-bit steps would distort)."""
-    # keeps start-up fast: only an int8 export needs these
+    # keeps start-up fast: only an int8 export needs the quantisation tools
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process

@@ -264,7 +264,7 @@ def load_predictor(model: str | Path, *, engine: str = "auto", threads: int | No
         return OnnxPredictor(description, blob, source=str(model), threads=threads, load_torch=load_torch)
     # a model run in PyTorch: only now is PyTorch imported
     from cellscreen.engine.kinds import load_checkpoint
-    from cellscreen.serve.export import describe
+    from cellscreen.serve.export import describe  # export imports PyTorch
 
     checkpoint = load_checkpoint(model)
     description = describe(checkpoint, "checkpoint") if kind == "network" else {

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from cellscreen.engine.calibration import fit_temperature
-from cellscreen.evaluate.calibration import brier_score, expected_calibration_error
+from cellscreen.engine.temperature import fit_temperature
+from cellscreen.evaluate.reliability import brier_score, expected_calibration_error
 
 
 def test_ece_and_brier_by_hand():

@@ -1,10 +1,10 @@
-"""Calibration measures: how far predicted probabilities are from observed frequencies.
+"""How reliable predicted probabilities are: how far they are from observed frequencies.
 
 ``expected_calibration_error`` bins cells by the confidence of their
 predicted class (15 equal-width bins) and averages |accuracy - confidence|
 weighted by bin size; ``brier_score`` is the mean squared distance between the
 probability vector and the one-hot truth.  (Temperature scaling, which
-improves them, is fitted after training: ``cellscreen.engine.calibration``.)
+improves them, is fitted after training: ``cellscreen.engine.temperature``.)
 """
 
 from __future__ import annotations
