@@ -140,15 +140,32 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     return image
 
 
+# Rows of a 16- or 32-bit image turned into 8 bits at a time: about a megapixel, 8 MB as float64
+_GRAY_BAND_PIXELS = 2**20
+
+
+def _gray_to_8bit(values: np.ndarray, mode: str) -> np.ndarray:
+    """8-bit gray from the pixels of a 16-bit (``I;16``), 32-bit integer (``I``) or float (``F``) image.
+
+    16-bit values are scaled 0..65535 -> 0..255, and so are ``I`` values when any is over 255; a band of rows
+    at a time, so a 16-megapixel image never has a float64 copy (128 MB) made of it whole."""
+    scaled = mode.startswith("I;16") or (mode == "I" and values.max(initial=0) > 255)
+    gray = np.empty(values.shape, dtype=np.uint8)
+    rows = max(1, _GRAY_BAND_PIXELS // max(1, values.shape[1]))
+    for start in range(0, values.shape[0], rows):
+        band = values[start:start + rows].astype(np.float64)
+        if scaled:
+            band /= 257.0
+        gray[start:start + rows] = np.clip(np.rint(band, out=band), 0, 255, out=band)
+    return gray
+
+
 def _to_rgb(image: Image.Image) -> np.ndarray:
     """8-bit RGB from any Pillow mode; transparency is composited onto black,
     the background of segmented cell crops."""
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
-        if mode.startswith("I;16") or (mode == "I" and values.max(initial=0) > 255):
-            values = values / 257.0  # 0..65535 -> 0..255
-        gray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        gray = _gray_to_8bit(np.asarray(image), mode)
         return np.repeat(gray[:, :, None], 3, axis=2)
     if mode == "P" or mode == "PA":
         image = image.convert("RGBA")
