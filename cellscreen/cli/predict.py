@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
+import sys
+
 from cellscreen.cli.options import add_command, common_options, precision_option
+from cellscreen.errors import UserError
 
 __all__ = ["add_parsers"]
 
 AUTO_BF16 = "; with bf16, --engine auto runs networks in PyTorch too"
+TOKEN_VARIABLE = "CELLSCREEN_TOKEN"
 
 
 def cmd_predict(args) -> None:
@@ -40,13 +46,37 @@ def cmd_export(args) -> None:
     print(f"written: {report.path} and {report.description}")
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
+
+
+def _serving_token(args) -> str | None:
+    """The token the service will ask for, or None; refuses to open a port beyond this machine without one."""
+    token = args.token or os.environ.get(TOKEN_VARIABLE) or None
+    if token is None and not _is_loopback(args.host):
+        if not args.insecure_no_token:
+            raise UserError(f"--host {args.host} lets other machines use the service: give it a token (--token "
+                            f"TOKEN or ${TOKEN_VARIABLE}), or serve it open with --insecure-no-token")
+        print(f"cellscreen: WARNING: serving on {args.host} WITHOUT A TOKEN: anyone who can reach this port can "
+              "use the model (--insecure-no-token)", file=sys.stderr, flush=True)
+    return token
+
+
 def cmd_serve(args) -> None:
     from cellscreen.serve.app import Limits, serve  # keeps start-up fast
 
+    token = _serving_token(args)
     limits = Limits(max_files=args.max_files, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-                    max_pixels=args.max_pixels)
+                    max_pixels=args.max_pixels, decode_budget_bytes=int(args.decode_budget_mb * 1024 * 1024),
+                    read_timeout=args.read_timeout)
     serve(args.model, host=args.host, port=args.port, engine=args.engine, limits=limits,
-          max_batch=args.max_batch, log_level="warning" if args.quiet else "info", precision=args.precision)
+          max_batch=args.max_batch, log_level="warning" if args.quiet else "info", precision=args.precision,
+          token=token)
 
 
 def add_parsers(commands) -> None:
@@ -83,7 +113,7 @@ def add_parsers(commands) -> None:
 
     p = add_command(commands, "serve", help="an HTTP service and web page for a model", examples=[
         "cellscreen serve malaria                     # then open http://127.0.0.1:8000",
-        "cellscreen serve runs/m1 --host 0.0.0.0 --port 8080 --engine int8",
+        "cellscreen serve runs/m1 --host 0.0.0.0 --port 8080 --engine int8 --token \"$(openssl rand -hex 16)\"",
         "cellscreen serve runs/m1.onnx --max-files 32 --max-upload-mb 8"])
     common_options(p.add_argument_group("Common options"))
     group = p.add_argument_group("Model")
@@ -96,10 +126,20 @@ def add_parsers(commands) -> None:
     group = p.add_argument_group("Service")
     group.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     group.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
+    group.add_argument("--token", metavar="TOKEN", help=f"require 'Authorization: Bearer TOKEN' on every request "
+                       f"but the page and /healthz (default: ${TOKEN_VARIABLE}); the page takes it as /?token=TOKEN. "
+                       "Needed to listen beyond this machine")
+    group.add_argument("--insecure-no-token", action="store_true", help="listen beyond this machine without a "
+                       "token: anyone who reaches the port can use the model")
     group = p.add_argument_group("Limits")
     group.add_argument("--max-files", type=int, default=256, help="images per request")
     group.add_argument("--max-upload-mb", type=float, default=32.0, help="size of one request")
     group.add_argument("--max-pixels", type=int, default=16_000_000, help="pixels of one image")
+    group.add_argument("--decode-budget-mb", type=float, default=768.0, help="memory the images being decoded "
+                       "may take at once, across requests (others wait their turn; an image needing more is "
+                       "refused): about 16 bytes per pixel, 24 with transparency")
+    group.add_argument("--read-timeout", type=float, default=30.0, help="seconds an upload may pause before it "
+                       "is cut off (408)")
     group.add_argument("--max-batch", type=int, default=128, help="images the model runs at once across requests")
     p.set_defaults(func=cmd_serve)
 

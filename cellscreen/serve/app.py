@@ -7,6 +7,12 @@ predicted; a request with a bad one gets a ``4xx`` answer naming each bad
 file and why (the page then sends the good ones again), and the server goes
 on serving.
 
+Images are decoded under a memory budget shared by all requests, and the
+body must keep arriving (``cellscreen.serve.limits``); a client that hangs up
+mid-upload is one line in the log.  With a token (``create_app(token=...)``)
+every answer but the page and ``/healthz`` needs ``Authorization: Bearer
+TOKEN``.
+
 Images from requests that arrive together are predicted together: a
 ``MicroBatcher`` gathers them for a few milliseconds into one batch.
 """
@@ -16,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
-import dataclasses
+import hmac
 import io
+import logging
 import threading
-import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -29,29 +35,30 @@ from fastapi.responses import FileResponse, JSONResponse
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from cellscreen import __version__
 from cellscreen.data.images import ImageReadError, prepare_bytes
+from cellscreen.serve.batching import MicroBatcher
+from cellscreen.serve.limits import MB, Limits, MemoryBudget, image_cost, return_freed_memory
 from cellscreen.serve.runtime import Predictor, load_predictor
 
 __all__ = ["Limits", "MicroBatcher", "create_app", "serve"]
 
 STATIC = Path(__file__).with_name("static")
+# Answered without the token: the page (which then asks for it) and the liveness probe
+OPEN_PATHS = frozenset({"/", "/healthz"})
+# Decoded bytes since the last time freed memory was handed back, past which an idle server hands it back
+_TRIM_AFTER_BYTES = 64 * MB
 
-
-@dataclasses.dataclass(frozen=True)
-class Limits:
-    """What one request may carry; anything over is refused with a 4xx answer."""
-
-    max_files: int = 256
-    max_upload_bytes: int = 32 * 1024 * 1024  # the whole request body
-    max_pixels: int = 16_000_000  # one image, checked from its header before decoding
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+log = logging.getLogger("cellscreen.serve")
 
 
 class _BodyTooLarge(Exception):
+    pass
+
+
+class _BodyStalled(Exception):
     pass
 
 
@@ -59,69 +66,6 @@ class _InMemoryParser(MultiPartParser):
     """Starlette's parser, with every uploaded file kept in memory (the body size is already bounded)."""
 
     spool_max_size = 2**62
-
-
-class MicroBatcher:
-    """Runs ``fn`` on the images of requests that arrive within ``max_wait`` seconds of each other, together."""
-
-    def __init__(self, fn, *, max_batch: int = 128, max_wait: float = 0.004):
-        self.fn, self.max_batch, self.max_wait = fn, max_batch, max_wait
-        self.batches = self.images = 0
-        self._queue: asyncio.Queue | None = None
-        self._task: asyncio.Task | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._queue = asyncio.Queue()
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-
-    async def submit(self, images: np.ndarray) -> np.ndarray:
-        # Started by the app's lifespan; a server that runs none (an app mounted inside another, or
-        # ``--lifespan off``) gets it started here, in the loop that serves the request.
-        if self._task is None or self._task.done() or self._loop is not asyncio.get_running_loop():
-            await self.start()
-        future = asyncio.get_running_loop().create_future()
-        await self._queue.put((images, future))
-        return await future
-
-    async def _run(self) -> None:
-        while True:
-            items = [await self._queue.get()]
-            count = len(items[0][0])
-            deadline = time.monotonic() + self.max_wait
-            while count < self.max_batch:
-                timeout = deadline - time.monotonic()
-                if timeout <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), timeout)
-                except asyncio.TimeoutError:
-                    break
-                items.append(item)
-                count += len(item[0])
-            try:
-                result = await run_in_threadpool(self.fn, np.concatenate([images for images, _ in items]))
-            except Exception as exc:  # hand the failure to every waiting request; keep serving
-                for _, future in items:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            self.batches += 1
-            self.images += count
-            start = 0
-            for images, future in items:
-                if not future.done():
-                    future.set_result(result[start:start + len(images)])
-                start += len(images)
 
 
 # The answers' shapes, for the OpenAPI schema (clients and the schema-driven fuzz test read them).
@@ -150,8 +94,8 @@ def _json(description: str, schema: dict) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _error(status: int, message: str, files: list[dict] | None = None) -> HTTPException:
-    return HTTPException(status_code=status, detail={"error": message, "files": files or []})
+def _error(status: int, message: str, files: list[dict] | None = None, headers: dict | None = None) -> HTTPException:
+    return HTTPException(status_code=status, detail={"error": message, "files": files or []}, headers=headers)
 
 
 async def _read_form(request: Request, limits: Limits):
@@ -163,9 +107,18 @@ async def _read_form(request: Request, limits: Limits):
     if declared and declared.isdigit() and int(declared) > limits.max_upload_bytes:
         raise _error(413, f"request of {int(declared):,} bytes is over the {limits.max_upload_bytes:,}-byte limit")
 
+    received = 0
+
     async def counted():
-        received = 0
-        async for chunk in request.stream():
+        nonlocal received
+        chunks = aiter(request.stream())
+        while True:
+            try:
+                chunk = await asyncio.wait_for(anext(chunks), limits.read_timeout)
+            except StopAsyncIteration:
+                return
+            except asyncio.TimeoutError:
+                raise _BodyStalled from None
             received += len(chunk)
             if received > limits.max_upload_bytes:
                 raise _BodyTooLarge
@@ -176,6 +129,14 @@ async def _read_form(request: Request, limits: Limits):
         return await parser.parse()
     except _BodyTooLarge:
         raise _error(413, f"request is over the {limits.max_upload_bytes:,}-byte limit") from None
+    except _BodyStalled:
+        raise _error(408, f"the upload stalled: nothing arrived for {limits.read_timeout:g} seconds",
+                     headers={"Connection": "close"}) from None
+    except ClientDisconnect:
+        client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+        log.warning("cellscreen: %s hung up after sending %s of the upload's bytes; nothing predicted", client,
+                    f"{received:,}")
+        raise _error(400, "the client closed the connection before the upload ended") from None
     except MultiPartException as exc:
         if "Too many files" in exc.message:
             raise _error(413, f"too many files: at most {limits.max_files} per request") from None
@@ -209,14 +170,42 @@ def _cam_png(model, lock: threading.Lock, picture: np.ndarray, target: int) -> s
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+class _TokenRequired:
+    """ASGI middleware: every request but those for ``OPEN_PATHS`` must carry ``Authorization: Bearer TOKEN``
+    (compared in constant time), else ``401``."""
+
+    def __init__(self, app, *, token: str):
+        self.app, self.expected = app, f"Bearer {token}".encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            given = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
+            if not hmac.compare_digest(given, self.expected):
+                answer = JSONResponse(status_code=401, headers={"WWW-Authenticate": "Bearer"}, content={"detail": {
+                    "error": "this server needs its token: send the header 'Authorization: Bearer TOKEN' "
+                             "(the page: open it as /?token=TOKEN)", "files": []}})
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _over_budget(cost: int, budget: MemoryBudget) -> str:
+    return (f"image too large to decode here: it needs about {cost / MB:,.0f} MB, over the {budget.total / MB:,.0f} "
+            "MB this server decodes at once")
+
+
 def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: Limits | None = None,
-               max_batch: int = 128, precision: str = "32") -> FastAPI:
+               max_batch: int = 128, precision: str = "32", token: str | None = None) -> FastAPI:
     """The service for one model (anything ``load_predictor`` takes, or a loaded predictor); ``precision``:
-    what a model run in PyTorch computes in (``load_predictor``)."""
+    what a model run in PyTorch computes in (``load_predictor``); ``token``: when given, what every request
+    but the page and ``/healthz`` must carry as ``Authorization: Bearer TOKEN``."""
     predictor = (model if isinstance(model, Predictor)
                  else load_predictor(model, engine=engine, precision=precision))
     limits = limits or Limits()
     batcher = MicroBatcher(predictor.predict, max_batch=max_batch)
+    budget = MemoryBudget(limits.decode_budget_bytes)
+    # requests being answered, and bytes decoded since freed memory was last handed back
+    traffic = {"requests": 0, "decoded": 0}
     cam_model = None
     if predictor.info()["gradcam"]:
         cam_model = copy.deepcopy(predictor.torch_model)  # never shares hooks with the predicting model
@@ -230,7 +219,49 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
 
     app = FastAPI(title="cellscreen", version=__version__, lifespan=lifespan,
                   description="Screen single blood-cell images with a trained cellscreen model.")
-    app.state.predictor, app.state.batcher, app.state.limits = predictor, batcher, limits
+    app.state.predictor, app.state.batcher, app.state.limits, app.state.budget = predictor, batcher, limits, budget
+    if token:
+        app.add_middleware(_TokenRequired, token=token)
+
+    def decode_group(group: list[tuple[int, str, bytes]]) -> list:
+        """Each image of ``group`` prepared, or the reason it cannot be used."""
+        prepared = []
+        for index, name, blob in group:
+            try:
+                prepared.append(_prepare(blob, predictor, limits))
+            except ImageReadError as exc:
+                prepared.append({"index": index, "filename": name, "reason": str(exc), "status": _status_of(str(exc))})
+        return prepared
+
+    async def decode_all(names: list[str], blobs: list[bytes]) -> tuple[list[np.ndarray], list[dict]]:
+        """The prepared images and the bad files, decoded a group at a time under the shared budget."""
+        costs = await run_in_threadpool(lambda: [image_cost(blob, max_pixels=limits.max_pixels) for blob in blobs])
+        images, bad, group, group_cost = [], [], [], 0
+        pending = list(enumerate(zip(names, blobs, costs)))
+        for position, (index, (name, blob, cost)) in enumerate(pending):
+            if cost > budget.total:
+                bad.append({"index": index, "filename": name, "reason": _over_budget(cost, budget), "status": 413})
+            else:
+                group.append((index, name, blob))
+                group_cost += cost
+            following = pending[position + 1][1][2] if position + 1 < len(pending) else None
+            if group and (following is None or group_cost + following > budget.total // 4):
+                await budget.acquire(group_cost)
+                try:
+                    for result in await run_in_threadpool(decode_group, group):
+                        (bad if isinstance(result, dict) else images).append(result)
+                finally:
+                    budget.release(group_cost)
+                traffic["decoded"] += group_cost
+                group, group_cost = [], 0
+        bad.sort(key=lambda b: b["index"])
+        return images, bad
+
+    def after_request() -> None:
+        traffic["requests"] -= 1
+        if traffic["requests"] == 0 and traffic["decoded"] >= _TRIM_AFTER_BYTES:  # a burst is over
+            traffic["decoded"] = 0
+            asyncio.get_running_loop().run_in_executor(None, return_freed_memory)
 
     @app.get("/healthz", summary="Liveness: the model is loaded and the server answers")
     async def healthz() -> dict:
@@ -261,26 +292,28 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
         if gradcam and cam_model is None:
             raise _error(400, "Grad-CAM needs the PyTorch network: serve a checkpoint or run folder, not an ONNX "
                               "file or an SVM/ensemble")
+        traffic["requests"] += 1
+        try:
+            return await answer(request, gradcam)
+        finally:
+            after_request()
+
+    async def answer(request: Request, gradcam: bool) -> dict:
         form = await _read_form(request, limits)
         try:
             uploads = [item for item in form.getlist("files") if not isinstance(item, str)]
             if not uploads:
                 raise _error(400, "no images: send them in the multipart field 'files'")
             names = [upload.filename or f"file{k}" for k, upload in enumerate(uploads)]
-            blobs = [await upload.read() for upload in uploads]
+            blobs = []
+            for upload in uploads:  # each file's buffer let go once read: the body is never held twice
+                blobs.append(await upload.read())
+                await upload.close()
         finally:
             await form.close()
 
-        def decode_all():
-            images, bad = [], []
-            for index, (name, blob) in enumerate(zip(names, blobs)):
-                try:
-                    images.append(_prepare(blob, predictor, limits))
-                except ImageReadError as exc:
-                    bad.append({"index": index, "filename": name, "reason": str(exc), "status": _status_of(str(exc))})
-            return images, bad
-
-        images, bad = await run_in_threadpool(decode_all)
+        images, bad = await decode_all(names, blobs)
+        del blobs
         if bad:
             status = max(b["status"] for b in bad) if len({b["status"] for b in bad}) == 1 else 422
             raise _error(status, f"{len(bad)} of {len(names)} file(s) cannot be used; nothing was predicted",
@@ -316,12 +349,13 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
 
 
 def serve(model, *, host: str = "127.0.0.1", port: int = 8000, engine: str = "auto", limits: Limits | None = None,
-          max_batch: int = 128, log_level: str = "info", precision: str = "32") -> None:
-    """Run the service with uvicorn until interrupted."""
+          max_batch: int = 128, log_level: str = "info", precision: str = "32", token: str | None = None) -> None:
+    """Run the service with uvicorn until interrupted (``token``: see ``create_app``)."""
     import uvicorn  # keeps start-up fast: only running the server needs it, not create_app
 
-    app = create_app(model, engine=engine, limits=limits, max_batch=max_batch, precision=precision)
+    app = create_app(model, engine=engine, limits=limits, max_batch=max_batch, precision=precision, token=token)
     info = app.state.predictor.info()
+    access = "; every request but the page and /healthz needs the token" if token else ""
     print(f"cellscreen: serving {info['model']} ({info['engine']}) on http://{host}:{port}/  "
-          f"(API docs: http://{host}:{port}/docs)", flush=True)
+          f"(API docs: http://{host}:{port}/docs{access})", flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
