@@ -16,7 +16,7 @@ import yaml
 
 from cellscreen.errors import UserError
 
-__all__ = ["TrainConfig", "load_config", "PRESETS_DIR", "list_presets"]
+__all__ = ["TrainConfig", "load_config", "PRESETS_DIR", "list_presets", "parse_operating_point"]
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -26,6 +26,7 @@ class TrainConfig:
     # data
     dataset: str = "malaria-nih"
     group_regex: str | None = None
+    positive_class: str | None = None  # the positive finding of your own two-class folder; None: the profile's
     split: str | None = None  # a manifest CSV; None: a fresh hold-out by group
     fold: int | None = None  # with a k-fold manifest: the test fold (the next one validates)
     val: float = 0.15
@@ -61,6 +62,9 @@ class TrainConfig:
     monitor: str = "val_loss"  # val_loss | val_acc
     early_stopping: int | None = None  # patience in epochs; None: train all epochs
     calibrate: bool = True  # fit a temperature on the validation cells after training (used by evaluate/predict)
+    # the decision: a cell is positive when its positive-class probability reaches the threshold
+    operating_point: str | None = None  # "sensitivity=0.98" or "specificity=0.95": threshold chosen on the val cells
+    decision_threshold: float | None = None  # a threshold given outright; None: 0.5 (or the operating point's)
     # augmentation (random, on tensors, after the cache)
     rotate_flip: bool = True
     color_jitter: float = 0.1
@@ -108,11 +112,34 @@ class TrainConfig:
                             f"not {self.drop_hardest!r}")
         if self.drop_hardest > 0 and (self.mixup > 0 or self.cutmix > 0):
             raise UserError("drop_hardest ranks each cell's own loss: turn mixup and cutmix off (0) to use it")
+        if self.operating_point is not None:
+            parse_operating_point(self.operating_point)
+        if self.decision_threshold is not None:
+            if self.operating_point is not None:
+                raise UserError("give a decision threshold or an operating point to choose one, not both")
+            if not 0 < self.decision_threshold < 1:
+                raise UserError(f"the decision threshold is a probability between 0 and 1, "
+                                f"not {self.decision_threshold!r}")
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"ema_decay must be at least 0 (off) and below 1, not {self.ema_decay!r}")
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
+
+
+def parse_operating_point(text: str) -> tuple[str, float]:
+    """``"sensitivity=0.98"`` -> ``("sensitivity", 0.98)``: the measure to reach on the validation cells and its
+    target (sensitivity or specificity, above 0 and below 1)."""
+    measure, sep, value = str(text).partition("=")
+    measure = measure.strip().lower()
+    try:
+        target = float(value)
+    except ValueError:
+        target = float("nan")
+    if not sep or measure not in ("sensitivity", "specificity") or not 0 < target < 1:
+        raise UserError(f"an operating point is sensitivity=TARGET or specificity=TARGET with TARGET between 0 "
+                        f"and 1 (e.g. sensitivity=0.98), not {text!r}")
+    return measure, target
 
 
 def list_presets() -> list[str]:

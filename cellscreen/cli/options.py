@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+from pathlib import Path
 
 __all__ = ["HelpFormatter", "add_command", "common_options", "dataset_options", "interpolation_option",
-           "precision_option", "scan_index", "train_config", "print_metrics", "list_presets_text"]
+           "precision_option", "scan_index", "train_config", "data_folder", "print_metrics", "list_presets_text"]
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -58,8 +59,10 @@ def dataset_options(group) -> None:
     group.add_argument("--dataset", "-d", default=None,
                        help="dataset profile (see `cellscreen datasets`; default: folder, or the checkpoint's)")
     group.add_argument("--group-regex", metavar="REGEX",
-                       help="read the patient/slide id from file names with this pattern")
-    group.add_argument("--positive", metavar="CLASS", help="the positive class, for your own folder of classes")
+                       help="read the patient/slide id from file names with this pattern, e.g. '^(P\\d+)_' "
+                       "(given once: a split manifest and a checkpoint remember it)")
+    group.add_argument("--positive", metavar="CLASS", help="the positive class (the finding, e.g. infected) of "
+                       "your own two-class folder (given once: a split manifest and a checkpoint remember it)")
     group.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
 
 
@@ -92,11 +95,40 @@ def train_config(args):
     from cellscreen.config import load_config  # keeps start-up fast
 
     names = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "split", "fold", "seed", "input_size",
-             "group_regex", "pretrained", "init_from", "trainable", "new_head", "freeze_bn")
+             "group_regex", "pretrained", "init_from", "trainable", "new_head", "freeze_bn", "operating_point",
+             "decision_threshold")
     # flags a command does not have, and switches left off, leave the preset's value
     flags = {name: getattr(args, name, None) for name in names}
     flags = {name: None if value is False else value for name, value in flags.items()}
+    flags["positive_class"] = getattr(args, "positive", None)
+    flags.update(_dataset_flags(args, flags))
     return load_config(getattr(args, "preset", None), flags, args.set or [])
+
+
+def _dataset_flags(args, flags: dict) -> dict:
+    """The dataset, group pattern and positive class: as given, else as the split manifest recorded them
+    (contradictions refused), else the ``folder`` profile for a DIR given without --dataset, as ``data info``
+    and ``split`` read it."""
+    if flags.get("split"):
+        from cellscreen.data.splits import manifest_settings, settle_setting  # keeps start-up fast
+
+        recorded = manifest_settings(flags["split"])
+        return {name: settle_setting(name, flags.get(name), recorded[name], flags["split"])
+                for name in ("dataset", "group_regex", "positive_class")}
+    if getattr(args, "dir", None) and not flags.get("dataset"):
+        return {"dataset": "folder"}
+    return {}
+
+
+def data_folder(args) -> str | None:
+    """Where the dataset is: DIR, else --data, else the folder the split manifest was made from (if it is
+    still there), else None (the data root)."""
+    if getattr(args, "dir", None) or getattr(args, "data", None) or not getattr(args, "split", None):
+        return getattr(args, "dir", None) or getattr(args, "data", None)
+    from cellscreen.data.splits import manifest_settings  # keeps start-up fast
+
+    root = manifest_settings(args.split)["root"]
+    return root if root and Path(root).is_dir() else None
 
 
 def print_metrics(result: dict) -> None:

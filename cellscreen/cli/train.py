@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cellscreen.cli.options import (add_command, common_options, dataset_options, list_presets_text,
+from cellscreen.cli.options import (add_command, common_options, data_folder, dataset_options, list_presets_text,
                                     print_metrics, train_config)
 
 __all__ = ["add_parsers"]
@@ -26,7 +26,7 @@ def cmd_train(args) -> None:
     from cellscreen.engine.train import train  # keeps start-up fast
 
     config = train_config(args)
-    result = train(config, out=args.out, data=args.dir or args.data, resume=args.resume, overwrite=args.overwrite,
+    result = train(config, out=args.out, data=data_folder(args), resume=args.resume, overwrite=args.overwrite,
                    progress=not args.quiet, workers=args.workers, devices=args.devices, strategy=args.strategy,
                    num_nodes=args.num_nodes, accelerator=args.accelerator)
     if not result.primary:  # another process of a distributed run: the first one reports
@@ -41,7 +41,7 @@ def cmd_svm(args) -> None:
     from cellscreen.engine.svm import train_svm  # keeps start-up fast
 
     run, data, seconds = train_svm(train_config(args), features=args.features, out=args.out,
-                                   data=args.dir or args.data, C=args.C, overwrite=args.overwrite,
+                                   data=data_folder(args), C=args.C, overwrite=args.overwrite,
                                    progress=not args.quiet, workers=args.workers)
     print(f"fitted an SVM on {args.features} features in {seconds / 60:.1f} min; checkpoint: {run / 'model.json'}")
     report_test(run, data, args.bootstrap)
@@ -145,8 +145,9 @@ def _split_options(group) -> None:
 def _add_train(commands) -> None:
     p = add_command(commands, "train", help="train a model on a dataset split", examples=[
         "cellscreen train --dataset malaria-nih --split runs/split.csv --out runs/m1",
-        "cellscreen train -d malaria-nih --preset seed_malaria_cnn --epochs 20 --out runs/seed",
-        "cellscreen train -d malaria-nih --model resnet10t --input-size 64 --lr 0.001 --out runs/r10t"])
+        "cellscreen train -d malaria-nih --model resnet10t --input-size 64 --lr 0.001 --out runs/r10t",
+        "cellscreen train --split runs/own-split.csv --operating-point sensitivity=0.98 --out runs/own"
+        "     # your own folder, read as it was split; a threshold for 98% sensitivity"])
     common_options(p.add_argument_group("Common options"))
     group = p.add_argument_group("Dataset parameters")
     dataset_options(group)
@@ -172,6 +173,13 @@ def _add_train(commands) -> None:
     group.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], help="default: the preset's")
     group.add_argument("--seed", type=int, help="random seed of the training (default: the preset's)")
     group.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override any setting (repeatable)")
+    group = p.add_argument_group("Decision (two classes with --positive)")
+    group.add_argument("--operating-point", metavar="sensitivity=T|specificity=T",
+                       help="choose the decision threshold on the validation cells so that this sensitivity (or "
+                       "specificity) is reached, e.g. sensitivity=0.98 for a screen that must miss few infected "
+                       "cells (default: threshold 0.5)")
+    group.add_argument("--threshold", dest="decision_threshold", type=float, metavar="P",
+                       help="call a cell positive from this probability of the positive class on (default: 0.5)")
     group = p.add_argument_group("Distributed training")
     group.add_argument("--devices", default=1, help="processes/GPUs per node (Lightning), e.g. 2 with --strategy ddp")
     group.add_argument("--strategy", default="auto", help="Lightning strategy: auto, ddp, fsdp, ...")

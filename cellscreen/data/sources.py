@@ -259,7 +259,6 @@ PROFILES: dict[str, DatasetProfile] = {
         DatasetProfile(
             name="folder",
             description="Your own cells: a folder of class folders (--group-regex for patient ids)",
-            notes="Classes are the sub-folders found; pass --positive for a binary task.",
         ),
     ]
 }
@@ -278,7 +277,7 @@ def get_profile(
         known = ", ".join(PROFILES)
         raise UserError(f"unknown dataset {name!r}; known datasets: {known}") from None
     changes = {}
-    if group_regex is not None:
+    if group_regex is not None and group_regex != profile.group_regex:  # the profile's own keeps its group kind
         try:
             re.compile(group_regex)
         except re.error as exc:
@@ -353,7 +352,11 @@ def resolve_dataset_dir(profile: DatasetProfile, path: str | os.PathLike | None,
         raise UserError(f"{base} is not a folder")
     expected = ", ".join(profile.class_folders) or "class sub-folders"
     tried = ", ".join(str(c) for c in candidates)
-    raise UserError(f"no folder with {expected} found (looked in {tried})")
+    hint = ""
+    if profile.class_folders and path:  # a folder of the user's own classes, read with a known set's profile
+        hint = (f"; for your own folder of class folders pass --dataset folder (or leave --dataset out), "
+                f"or pass the {profile.name} folder")
+    raise UserError(f"no folder with {expected} found (looked in {tried}){hint}")
 
 
 def resolve_fields_dir(profile: DatasetProfile, path: str | os.PathLike | None = None, *,
@@ -393,7 +396,8 @@ def describe_profile(profile: DatasetProfile) -> str:
              f"  classes    {classes}"]
     if profile.class_map:
         lines.append(f"  labels     {', '.join(profile.labels)}")
-    lines.append(f"  positive   {profile.positive_class or '(none: multi-class)'}")
+    no_positive = "(none: multi-class)" if profile.class_folders else "(--positive CLASS for a binary task)"
+    lines.append(f"  positive   {profile.positive_class or no_positive}")
     grouping = f"{profile.group_kind} from name, pattern {profile.group_regex}" if profile.group_regex else (
         "byte-identical files (no id in names)")
     lines.append(f"  groups     {grouping}")

@@ -26,7 +26,11 @@ from cellscreen.data.index import DatasetIndex, ImageRecord
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
 
-__all__ = ["SplitManifest", "group_folds", "make_split", "read_manifest", "describe_split", "records_in_manifest"]
+__all__ = ["SplitManifest", "group_folds", "make_split", "read_manifest", "describe_split", "records_in_manifest",
+           "manifest_settings", "settle_setting", "few_groups", "MIN_GROUPS"]
+
+# below this many patients/slides in a part, its intervals rest on too few of them to mean much
+MIN_GROUPS = 5
 
 SUBSETS = ("train", "val", "test")
 
@@ -176,6 +180,9 @@ def make_split(
         "method": method,
         "by": by,
         "group_kind": index.profile.group_kind,
+        # how the folder was read, so that train and evaluate need not be told again (manifest_settings)
+        "group_regex": index.profile.group_regex,
+        "positive_class": index.profile.positive_class,
         "seed": seed,
         "leaky": leaky,
         "leaks": leaks,
@@ -267,7 +274,17 @@ def describe_split(manifest: SplitManifest) -> str:
     if meta["n_skipped"]:
         lines.append(f"  skipped {meta['n_skipped']:,} file(s); `cellscreen data info` lists them with reasons")
     lines += [f"  note: {note}" for note in meta["notes"]]
+    lines += [f"  warning: {warning}" for warning in few_groups(meta)]
     return "\n".join(lines)
+
+
+def few_groups(meta: dict) -> list[str]:
+    """A warning for each part of a split with fewer than ``MIN_GROUPS`` patients/slides."""
+    kind = meta.get("group_kind", "group")
+    return [f"the {part} part holds only {counts['groups']} {kind}(s): figures measured on it, and their 95% "
+            f"intervals, rest on too few {kind}s to mean much; add {kind}s, or use k folds "
+            "(`cellscreen split --method kfold`) so that every one is tested once"
+            for part, counts in meta.get("counts", {}).items() if counts["groups"] < MIN_GROUPS]
 
 
 def records_in_manifest(records: list[ImageRecord], path: str | Path) -> tuple[list[ImageRecord], int]:
@@ -275,3 +292,25 @@ def records_in_manifest(records: list[ImageRecord], path: str | Path) -> tuple[l
     wanted = {row["path"] for row in read_manifest(path).rows}
     kept = [r for r in records if r.path in wanted]
     return kept, len(wanted) - len(kept)
+
+
+# what a split manifest records about how its folder was read, and the option that gives each
+RECORDED = {"dataset": "--dataset", "group_regex": "--group-regex", "positive_class": "--positive"}
+
+
+def manifest_settings(path: str | Path) -> dict[str, str | None]:
+    """The dataset profile, group pattern, positive class and folder a split manifest was made with (None
+    where it does not say: manifests from before they were recorded)."""
+    meta = read_manifest(path).meta
+    return {"dataset": meta.get("dataset"), "group_regex": meta.get("group_regex"),
+            "positive_class": meta.get("positive_class"), "root": meta.get("root")}
+
+
+def settle_setting(name: str, given, recorded, where: str, remedy: str = "make a new split"):
+    """``given`` if nothing was recorded, else the ``recorded`` value; a ``given`` value that contradicts the
+    recorded one is refused in one line (the option is said once, where the data is first read)."""
+    if given is None or recorded is None or given == recorded:
+        return recorded if given is None else given
+    option = RECORDED.get(name, name)
+    raise UserError(f"{option} {given} contradicts {where}, which says {recorded}; "
+                    f"leave {option} out (it is taken from there) or {remedy}")

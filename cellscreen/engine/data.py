@@ -17,7 +17,7 @@ from sklearn.model_selection import train_test_split
 from cellscreen.data.cache import CacheSpec, ImageCache, build_cache
 from cellscreen.data.index import DatasetIndex, scan_dataset
 from cellscreen.data.sources import DatasetProfile, get_profile, resolve_dataset_dir
-from cellscreen.data.splits import SplitManifest, group_folds, make_split, read_manifest
+from cellscreen.data.splits import SplitManifest, group_folds, make_split, read_manifest, settle_setting
 from cellscreen.errors import UserError
 
 __all__ = ["Subset", "PreparedData", "class_order", "prepare_data", "load_subset", "subset_rows"]
@@ -101,11 +101,16 @@ def prepare_data(config, *, data: str | None, input_size: int, interpolation: st
                  progress: bool = True) -> PreparedData:
     """The run's split, its cache at ``input_size`` resized by ``interpolation`` (the model's: see
     ``images.INTERPOLATIONS``) and its subsets."""
-    profile = get_profile(config.dataset, group_regex=config.group_regex)
+    manifest = read_manifest(config.split) if config.split else None
+    if manifest is not None:  # the manifest says how its folder was read: given once, at the split
+        group_regex, positive_class = (settle_setting(name, getattr(config, name, None), manifest.meta.get(name),
+                                                      config.split) for name in ("group_regex", "positive_class"))
+    else:
+        group_regex, positive_class = config.group_regex, getattr(config, "positive_class", None)
+    profile = get_profile(config.dataset, group_regex=group_regex, positive_class=positive_class)
     root = resolve_dataset_dir(profile, data)
     index = scan_dataset(root, profile, workers=workers, progress=progress)
-    if config.split:
-        manifest = read_manifest(config.split)
+    if manifest is not None:
         if manifest.meta.get("leaky"):
             print(f"warning: {config.split} is a LEAKY split (cells of one patient on several sides)")
     else:
@@ -120,6 +125,10 @@ def prepare_data(config, *, data: str | None, input_size: int, interpolation: st
     classes = class_order(index.profile, sorted({r.label for r in index.records}))
     if len(classes) < 2:
         raise UserError(f"training needs at least two classes with images; found {classes}")
+    decided = getattr(config, "operating_point", None) or getattr(config, "decision_threshold", None)
+    if decided and (len(classes) != 2 or index.profile.positive_class not in classes):
+        raise UserError("a decision threshold or operating point needs two classes and a positive one: "
+                        "pass --positive CLASS (to split or train)")
     wanted = {row["path"] for rows in parts.values() for row in rows}
     records = [r for r in index.records if r.path in wanted]
     missing = len(wanted) - len(records)

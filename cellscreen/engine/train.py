@@ -36,10 +36,11 @@ from cellscreen.engine.checkpoint import save_checkpoint
 from cellscreen.engine.curves import plot_learning_curves
 from cellscreen.engine.data import PreparedData, manifest_copy, prepare_data
 from cellscreen.engine.distill import teacher_probabilities
-from cellscreen.engine.inference import INFERENCE_BATCH, predict_logits, resolve_precision
+from cellscreen.engine.inference import INFERENCE_BATCH, logits_to_proba, predict_logits, resolve_precision
 from cellscreen.engine.kinds import Checkpoint, load_checkpoint, resolve_checkpoint
 from cellscreen.engine.module import CellClassifier
 from cellscreen.engine.temperature import fit_temperature
+from cellscreen.engine.threshold import run_decision
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_path, atomic_write
 from cellscreen.models import create_model, get_data_config, load_pretrained
@@ -357,12 +358,20 @@ def _save_best(model, best, config: TrainConfig, prepared: PreparedData, out: Pa
     train_set, val_set = prepared.subsets["train"], prepared.subsets["val"]
     classes = prepared.classes
     calibration = _fit_temperature(model, val_set) if config.calibrate else None
+    temperature = calibration["temperature"] if calibration else 1.0
+    positive_class = prepared.index.profile.positive_class if len(classes) == 2 else None
     meta = {
-        "temperature": calibration["temperature"] if calibration else 1.0,
+        "temperature": temperature,
         "calibration": calibration,
         "classes": classes,
-        "positive_class": prepared.index.profile.positive_class if len(classes) == 2 else None,
+        "positive_class": positive_class,
+        # the decision threshold, given or chosen on the validation cells (engine/threshold.py)
+        **run_decision(config, classes, positive_class, val_set.targets.numpy(), lambda: logits_to_proba(
+            torch.from_numpy(predict_logits(model, val_set.images)), temperature).numpy()),
         "dataset": config.dataset,
+        # how the folder was read, so that evaluate needs neither the pattern nor the folder again
+        "group_regex": prepared.index.profile.group_regex,
+        "root": str(prepared.index.root.resolve()),
         "border_crop": prepared.index.profile.border_crop,
         "split": {"sha256": split_sha, "method": prepared.manifest.meta.get("method"),
                   "by": prepared.manifest.meta.get("by"), "fold": config.fold,
