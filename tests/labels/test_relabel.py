@@ -120,6 +120,7 @@ def test_a_file_the_index_skips_is_refused_when_given_labels_are_known(index, tm
     assert _load(index, file, given=False).labels  # on disk, so accepted when only the folder is known
 
 
+@pytest.mark.real_data
 def test_real_fuhad_file_loads_against_the_nih_folder(real_data):
     root = real_data / "malaria-nih" / "cell_images"
     relabels = load_relabels([real_data / "malaria-nih" / "relabelled-fuhad2020.csv"], dataset_root=root,
