@@ -36,7 +36,7 @@ PROBE_SIDE = 240  # longer side of the coarse copy used to measure the cell size
 BACKGROUND_SHARE = 90.0  # percentile of each channel, over a few cells around, taken as the background's
 BACKGROUND_WINDOW = 6.0  # that window's width in cell diameters
 MIN_CONTRAST = 12.0  # a field whose colours span less than this (0-441) holds no cell
-CENTRE_FILL = 0.6  # holes smaller than this share of a cell's area are pale centres, filled
+CENTRE_FILL = 0.7  # holes smaller than this share of a cell's area are pale centres, filled
 LOG_SCALES = (0.6,)  # LoG sigmas for the markers, as shares of radius / sqrt(2)
 MARKER_FLOOR = 0.05  # weakest marker response kept, times the radius squared
 MARKER_SPACING = 0.45  # closest two markers may lie, in radii
@@ -138,23 +138,23 @@ def _background(smooth: np.ndarray, diameter: float) -> np.ndarray:
 
 
 def _stain(rgb: np.ndarray, diameter: float) -> np.ndarray:
-    """How far each pixel's colour lies from the local background's, smoothed a little (0-441).
+    """Each pixel's colour minus the local background's, smoothed a little, (H, W, 3) float.
 
     The green channel alone separates dark cells from the rest and loses pale
     ones (a thin pink rim around a centre as light as the background): their
     colour still differs.
     """
     smooth = ndi.gaussian_filter(rgb.astype(np.float32), sigma=(max(0.5, diameter / 24),) * 2 + (0,))
-    return np.sqrt(np.sum((smooth - _background(smooth, diameter)) ** 2, axis=2))
+    return smooth - _background(smooth, diameter)
 
 
-def _foreground(rgb: np.ndarray, diameter: float) -> np.ndarray:
+def _foreground(difference: np.ndarray, diameter: float) -> np.ndarray:
     """Stained pixels (Otsu on the log of ``_stain``), pale centres filled.
 
     Red cells have a pale centre; it is filled when smaller than ``CENTRE_FILL``
     of a cell, which leaves the background enclosed by a ring of cells alone.
     """
-    stain = _stain(rgb, diameter)
+    stain = np.sqrt(np.sum(difference**2, axis=2))  # how far from the background's colour, 0-441
     if stain.max() - stain.min() < MIN_CONTRAST:
         return np.zeros(stain.shape, bool)
     # Otsu on the log, so that a dark speck or hair does not take the threshold for itself; then the edge is put
@@ -182,7 +182,7 @@ def _measure_diameter(rgb: np.ndarray) -> float:
     probe = _resized(rgb, scale)
     guess = max(probe.shape[:2]) / 12  # any size between a few and a hundred cells per side
     for _ in range(2):
-        mask = _foreground(probe, guess)
+        mask = _foreground(_stain(probe, guess), guess)
         distance = ndi.distance_transform_edt(ndi.binary_fill_holes(mask))
         peaks = feature.peak_local_max(distance, min_distance=max(2, int(guess / 4)), threshold_abs=2,
                                        exclude_border=False)
@@ -266,7 +266,8 @@ def _cytoplasm(rgb: np.ndarray, foreground: np.ndarray, nuclei: np.ndarray, diam
 
 def _segment(work: np.ndarray, diameter: float) -> tuple[np.ndarray, set[int]]:
     """Label image of the work copy (cells only) and the set of labels that are white cells."""
-    foreground = _foreground(work, diameter)
+    difference = _stain(work, diameter)
+    foreground = _foreground(difference, diameter)
     nuclei = _nuclei(work, foreground, diameter)
     foreground |= _cytoplasm(work, foreground, nuclei, diameter)
     distance = ndi.distance_transform_edt(foreground)
@@ -283,10 +284,10 @@ def _segment(work: np.ndarray, diameter: float) -> tuple[np.ndarray, set[int]]:
     edge_labels = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     smallest = np.full(len(areas), SMALLEST_CELL * cell_area)
     smallest[edge_labels] = SMALLEST_CUT_CELL * cell_area  # a cell cut by the border shows only part of itself
-    small = areas < smallest
-    small[first_white:] = False
-    small[0] = False
-    labels[small[labels]] = 0
+    rejected = areas < smallest
+    rejected[first_white:] = False
+    rejected[0] = False
+    labels[rejected[labels]] = 0
     white = set(range(first_white, int(labels.max()) + 1)) & set(np.unique(labels).tolist())
     return labels, white
 
