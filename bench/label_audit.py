@@ -1,8 +1,9 @@
 """How well the label audit finds the cells Fuhad et al. (2020) relabelled, from the given labels alone.
 
-    OMP_NUM_THREADS=2 python bench/label_audit.py --out runs/label-audit
+    OMP_NUM_THREADS=1 python bench/label_audit.py --out runs/label-audit --set epochs=6
     python bench/label_audit.py --out runs/label-audit --oof runs/label-audit/oof.csv   # rerank, no training
-    OMP_NUM_THREADS=2 python bench/label_audit.py --out runs/label-audit-r2 --oof runs/label-audit/oof.csv --rounds 2
+    OMP_NUM_THREADS=1 python bench/label_audit.py --out runs/label-audit-r2 --set epochs=6 \
+        --oof runs/label-audit/oof.csv --rounds 2 --leave-out-by predicted_neq_given
 
 Runs ``audit_labels`` on the malaria development slides (slide-disjoint folds trained with ``--preset``;
 the relabel file is never an input) and prints, as JSON, the precision and recall of the flagged cells
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--oof", help="an oof.csv made before: rank it again without training")
     parser.add_argument("--rounds", type=int, default=1,
                         help="train again without the previous round's suspects (with --oof: its first round)")
+    parser.add_argument("--leave-out-by", choices=FILTERS, help="the filter picking the cells a round leaves out")
     parser.add_argument("--filter", default="prune_by_noise_rate", choices=FILTERS)
     args = parser.parse_args()
     data = Path(args.data) if args.data else Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -63,13 +65,15 @@ def main() -> None:
     index = scan_dataset(root, profile, progress=False)
     start = time.perf_counter()
     audit = audit_labels(index, out_dir=args.out, folds=args.folds, preset=args.preset, settings=args.set,
-                         seeds=args.seeds, oof=args.oof, rounds=args.rounds, filter_by=args.filter, progress=False)
+                         seeds=args.seeds, oof=args.oof, rounds=args.rounds,
+                         leave_out_by=args.leave_out_by, filter_by=args.filter, progress=False)
     seconds = round(time.perf_counter() - start, 1)
     oof = read_oof(Path(args.out) / "oof.csv")
     given = oof.label_indices()
     predicted = oof.proba.argmax(axis=1)
     result = {"cells": len(oof), "relabelled": len(truth), "preset": args.preset, "seeds": args.seeds,
-              "set": args.set, "folds": args.folds, "rounds": args.rounds, "filter": args.filter, "seconds": seconds,
+              "set": args.set, "folds": args.folds, "rounds": args.rounds, "leave_out_by": args.leave_out_by,
+              "filter": args.filter, "seconds": seconds,
               "oof_accuracy_given": round(float((predicted == given).mean()), 4),
               "audit": precision_recall({s.path for s in audit.suspects}, truth),
               "baseline_disagreement": precision_recall(

@@ -198,7 +198,7 @@ def _check_oof_matches(oof: OutOfFold, index: DatasetIndex) -> OutOfFold:
 
 def audit_labels(index: DatasetIndex, *, out_dir: str | Path, folds: int = 5, preset: str = "default",
                  settings: dict | Sequence[str] | None = None, seeds: Sequence[int] = (0,), split_seed: int = 0,
-                 tta: bool = True, oof: str | Path | None = None, rounds: int = 1,
+                 tta: bool = True, oof: str | Path | None = None, rounds: int = 1, leave_out_by: str | None = None,
                  filter_by: str = "prune_by_noise_rate", max_suspects: int | None = None,
                  relabels: Relabels | None = None, show: int = 60, workers: int | None = None,
                  progress: bool = True) -> LabelAudit:
@@ -210,8 +210,10 @@ def audit_labels(index: DatasetIndex, *, out_dir: str | Path, folds: int = 5, pr
     (to rerun the ranking without training).  With ``rounds`` > 1, each further round trains the folds again
     without the previous round's suspects (they are still scored, in their own fold), so that wrong labels
     teach the models less; its runs are in ``out_dir/roundN``, the earlier probabilities in
-    ``oof-roundN.csv``.  ``filter_by`` is cleanlab's rule for how many cells to flag; ``max_suspects`` caps
-    the list; the report shows the ``show`` most suspect cells."""
+    ``oof-roundN.csv``; ``leave_out_by`` is the cleanlab filter that picks the cells a round leaves out
+    (``filter_by`` unless given; ``predicted_neq_given`` leaves out every cell the models disagree with).
+    ``filter_by`` is cleanlab's rule for how many cells to flag; ``max_suspects`` caps the list; the report
+    shows the ``show`` most suspect cells."""
     from cleanlab import __version__ as cleanlab_version  # cleanlab brings pandas: loaded only for an audit
 
     if rounds < 1:
@@ -229,11 +231,12 @@ def audit_labels(index: DatasetIndex, *, out_dir: str | Path, folds: int = 5, pr
         scored = out_of_fold_probabilities(index, out_dir=out_dir, **arguments)
         made = dict(training)
     for round_number in range(2, rounds + 1):
-        earlier, _ = find_suspects(scored, filter_by=filter_by)
+        earlier, _ = find_suspects(scored, filter_by=leave_out_by or filter_by)
         write_oof(scored, out_dir / f"oof-round{round_number - 1}.csv")
         scored = out_of_fold_probabilities(index, out_dir=out_dir / f"round{round_number}",
                                            leave_out={s.path for s in earlier}, **arguments)
-        made = {**training, "rounds": round_number, "left_out_of_training": len(earlier), "earlier": made}
+        made = {**training, "rounds": round_number, "left_out_of_training": len(earlier),
+                "left_out_by": leave_out_by or filter_by, "earlier": made}
     out_dir.mkdir(parents=True, exist_ok=True)
     if oof is None or rounds > 1 or Path(oof).resolve() != (out_dir / "oof.csv").resolve():
         write_oof(scored, out_dir / "oof.csv")
@@ -257,12 +260,13 @@ def audit_labels(index: DatasetIndex, *, out_dir: str | Path, folds: int = 5, pr
 def run_label_audit(dataset: str, *, out: str | Path, data: str | None = None, relabel: Sequence[str] = (),
                     group_regex: str | None = None, folds: int = 5, preset: str = "default",
                     settings: Sequence[str] = (), seeds: Sequence[int] = (0,), oof: str | None = None,
-                    rounds: int = 1, filter_by: str = "prune_by_noise_rate", max_suspects: int | None = None,
+                    rounds: int = 1, leave_out_by: str | None = None, filter_by: str = "prune_by_noise_rate",
+                    max_suspects: int | None = None,
                     show: int = 60, workers: int | None = None, progress: bool = True) -> LabelAudit:
     """``cellscreen labels audit``: the audit of a dataset named as every command names one (``-d``,
     ``--data``, ``--relabel`` files applied first, ``--set FIELD=VALUE`` training settings)."""
     index, relabels = relabelled_index(dataset, data=data, relabel=relabel, group_regex=group_regex,
                                        workers=workers, progress=progress)
     return audit_labels(index, out_dir=out, folds=folds, preset=preset, settings=list(settings), seeds=seeds,
-                        oof=oof, rounds=rounds, filter_by=filter_by, max_suspects=max_suspects, relabels=relabels,
-                        show=show, workers=workers, progress=progress)
+                        oof=oof, rounds=rounds, leave_out_by=leave_out_by, filter_by=filter_by,
+                        max_suspects=max_suspects, relabels=relabels, show=show, workers=workers, progress=progress)

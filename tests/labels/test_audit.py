@@ -108,11 +108,12 @@ def test_the_audit_trains_slide_disjoint_folds(learnable_cells, tmp_path):
 def test_a_second_round_trains_without_the_first_rounds_suspects(noisy, tmp_path):
     index, _, flipped, true_label_of, oof = noisy
     audit = audit_labels(index, out_dir=tmp_path / "audit", oof=oof, rounds=2, folds=2,
-                         settings={"epochs": 1, "input_size": 16}, progress=False)
+                         leave_out_by="predicted_neq_given", settings={"epochs": 1, "input_size": 16}, progress=False)
     assert (tmp_path / "audit" / "oof-round1.csv").is_file()
     assert read_oof(tmp_path / "audit" / "oof-round1.csv").paths == read_oof(oof).paths
     made = audit.to_dict()["out_of_fold"]
     assert made["rounds"] == 2 and made["left_out_of_training"] == PLANTED and made["earlier"]["oof_from"]
+    assert made["left_out_by"] == "predicted_neq_given"
     scored_in_own_fold = set()
     for fold in (0, 1):
         with open(tmp_path / "audit" / "round2" / "runs" / f"fold{fold}" / "split.csv", newline="") as handle:
