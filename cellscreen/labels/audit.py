@@ -13,6 +13,7 @@ OUT/
   audit.json               the summary: settings, counts, per-class and per-slide noise estimates
   report.html              the same in one self-contained page, with the top suspects' pictures
   folds.csv, runs/         the split and the fold runs (when the audit trained)
+  roundN/, oof-roundN.csv  with rounds > 1: each further round's runs, and the earlier rounds' probabilities
 """
 
 from __future__ import annotations
