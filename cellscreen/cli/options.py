@@ -134,6 +134,12 @@ def data_folder(args) -> str | None:
 def print_metrics(result: dict) -> None:
     """The headline metrics of an evaluation, with their 95% intervals where there are some."""
     m, ci = result["metrics"], result.get("intervals", {})
+    default = result.get("metrics_at_default_threshold")
+    if default:
+        print(f"  at the model's decision threshold {result['decision_threshold']:.4f} (at 0.5 in brackets):")
     for name in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "mcc", "roc_auc"):
         interval = f"  (95% CI {ci[name][0]:.4f}-{ci[name][1]:.4f})" if name in ci else ""
-        print(f"  {name:<18}{m[name]:.4f}{interval}")
+        at_default = f"  [{default[name]:.4f}]" if default and name != "roc_auc" else ""
+        print(f"  {name:<18}{m[name]:.4f}{interval}{at_default}")
+    for warning in result.get("warnings", []):
+        print(f"  warning: {warning}")

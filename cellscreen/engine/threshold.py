@@ -16,7 +16,7 @@ import numpy as np
 from cellscreen.config import TrainConfig, parse_operating_point
 from cellscreen.errors import UserError
 
-__all__ = ["DEFAULT_THRESHOLD", "choose_threshold", "run_decision"]
+__all__ = ["DEFAULT_THRESHOLD", "choose_threshold", "run_decision", "threshold_of"]
 
 DEFAULT_THRESHOLD = 0.5
 # a threshold stays strictly between 0 and 1, so that every reader accepts it
@@ -59,3 +59,9 @@ def run_decision(config: TrainConfig, classes: list[str], positive_class: str | 
     pos = classes.index(positive_class)
     chosen = choose_threshold(np.asarray(y_val) == pos, np.asarray(proba_val())[:, pos], config.operating_point)
     return {"decision_threshold": chosen["threshold"], "decision": {"set_by": "validation cells", **chosen}}
+
+
+def threshold_of(description: dict) -> float:
+    """The decision threshold a checkpoint's (or exported graph's) description sets, else 0.5."""
+    value = description.get("decision_threshold")
+    return DEFAULT_THRESHOLD if value is None else float(value)

@@ -77,12 +77,16 @@ def compute_metrics(y_true: np.ndarray, proba: np.ndarray, *, classes: list[str]
         )
     else:
         onehot = np.eye(n_classes)[y_true]
+        if n_classes == 2:  # one-vs-rest of either class is the same curve; scikit-learn wants it as such
+            roc_auc = _safe(skm.roc_auc_score, y_true == 1, proba[:, 1])
+        else:
+            roc_auc = _safe(skm.roc_auc_score, y_true, proba, multi_class="ovr", average="macro", labels=labels)
         result.update(
             sensitivity=_safe(skm.recall_score, y_true, y_pred, labels=labels, average="macro", zero_division=0),
             specificity=float(np.nanmean(_specificities(cm))),
             precision=_safe(skm.precision_score, y_true, y_pred, labels=labels, average="macro", zero_division=0),
             f1=_safe(skm.f1_score, y_true, y_pred, labels=labels, average="macro", zero_division=0),
-            roc_auc=_safe(skm.roc_auc_score, y_true, proba, multi_class="ovr", average="macro", labels=labels),
+            roc_auc=roc_auc,
             pr_auc=_safe(skm.average_precision_score, onehot, proba, average="macro"),
         )
         p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
@@ -108,7 +112,7 @@ def _specificities(cm: np.ndarray) -> np.ndarray:
 
 def bootstrap_intervals(y_true: np.ndarray, proba: np.ndarray, groups: list[str], *, classes: list[str],
                         positive: str | None = None, n_boot: int = 1000, seed: int = 0,
-                        level: float = 0.95) -> dict[str, list[float]]:
+                        level: float = 0.95, threshold: float = 0.5) -> dict[str, list[float]]:
     """``{metric: [low, high]}``: percentile intervals over ``n_boot`` resamples of whole groups.
 
     A resample is a count per group (how often it was drawn), so every metric
@@ -128,7 +132,7 @@ def bootstrap_intervals(y_true: np.ndarray, proba: np.ndarray, groups: list[str]
     np.add.at(weights, (np.arange(n_boot)[:, None], draws), 1.0)  # row b: how often each group was drawn
 
     pos = classes.index(positive) if positive is not None and n_classes == 2 else None
-    y_pred = proba.argmax(1) if pos is None else np.where(proba[:, pos] >= 0.5, pos, 1 - pos)
+    y_pred = proba.argmax(1) if pos is None else np.where(proba[:, pos] >= threshold, pos, 1 - pos)
     per_group = np.zeros((n_groups, n_classes, n_classes))
     np.add.at(per_group, (group, y_true, y_pred), 1.0)
     samples = _count_metrics((weights @ per_group.reshape(n_groups, -1)).reshape(n_boot, n_classes, n_classes), pos)
@@ -199,12 +203,12 @@ def _ranking_metrics(weights: np.ndarray, group: np.ndarray, positive: np.ndarra
 
 
 def per_group_results(y_true: np.ndarray, proba: np.ndarray, groups: list[str], *, classes: list[str],
-                      positive: str | None = None) -> list[dict]:
+                      positive: str | None = None, threshold: float = 0.5) -> list[dict]:
     """One row per group: cells, errors, accuracy and (binary) the positive fraction, true and predicted."""
     y_pred = proba.argmax(1)
     if positive is not None and len(classes) == 2:
         pos = classes.index(positive)
-        y_pred = np.where(proba[:, pos] >= 0.5, pos, 1 - pos)
+        y_pred = np.where(proba[:, pos] >= threshold, pos, 1 - pos)
     rows = []
     groups = np.asarray(groups)
     for group in sorted(set(groups.tolist())):

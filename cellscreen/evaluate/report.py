@@ -66,14 +66,25 @@ def write_report(out: Path, result: dict) -> tuple[Path, Path]:
         f"- data: `{result['root']}`" + (f", subset `{result['subset']}`" if result.get("subset") else ""),
         f"- cells: {m['n']:,} from {result['n_groups']:,} {result['group_kind']}(s); skipped files: {result['skipped']}",
         f"- classes: {', '.join(result['classes'])}" + (f"; positive: {result['positive_class']}" if result.get("positive_class") else ""),
-        f"- 95% intervals: bootstrap over {result['group_kind']}s ({result.get('n_boot', 0)} resamples)",
+        f"- 95% intervals: bootstrap over "
+        + (f"{result['group_kind']}s" if result.get("groups_known", True) else "cells (no patient id known)")
+        + f" ({result.get('n_boot', 0)} resamples)",
     ]
+    threshold, at_default = result.get("decision_threshold", 0.5), result.get("metrics_at_default_threshold")
+    if result.get("positive_class"):
+        lines.append(f"- decision threshold: a cell is called {result['positive_class']} from a probability of "
+                     f"{threshold:.4g} on" + ("" if at_default else " (the default)"))
     lines += [f"- note: {note}" for note in result.get("notes", [])]
-    lines += ["", "| metric | value | 95% interval |", "|---|---|---|"]
+    if result.get("warnings"):
+        lines += ["", "## Warnings", ""] + [f"- **{warning}**" for warning in result["warnings"]]
+    head = f"| metric | at threshold {threshold:.4g} | 95% interval | at 0.5 |" if at_default else (
+        "| metric | value | 95% interval |")
+    lines += ["", head, "|---|---|---|" + ("---|" if at_default else "")]
     for name in SCALAR_METRICS:
         low, high = ci.get(name, [None, None])
         interval = f"{_fmt(low)} - {_fmt(high)}" if low is not None else ""
-        lines.append(f"| {name} | {_fmt(m[name])} | {interval} |")
+        beside = f" {_fmt(at_default[name])} |" if at_default else ""
+        lines.append(f"| {name} | {_fmt(m[name])} | {interval} |{beside}")
     calibration = f"- calibration: ECE {_fmt(m.get('ece'))}, Brier score {_fmt(m.get('brier'))}"
     if "temperature" in m:
         calibration += (f" with temperature scaling (T = {m['temperature']:.3f}); without it ECE "

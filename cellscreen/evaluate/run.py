@@ -10,13 +10,15 @@ import numpy as np
 from cellscreen.data.cache import CacheSpec, build_cache
 from cellscreen.data.index import scan_dataset
 from cellscreen.data.sources import get_profile, resolve_dataset_dir
-from cellscreen.data.splits import read_manifest
+from cellscreen.data.splits import read_manifest, settle_setting
 from cellscreen.engine.kinds import Checkpoint, load_checkpoint
 from cellscreen.engine.data import load_subset
 from cellscreen.engine.inference import predict_proba_at
+from cellscreen.engine.threshold import DEFAULT_THRESHOLD, threshold_of
 from cellscreen.errors import UserError
 from cellscreen.evaluate.reliability import brier_score, expected_calibration_error, reliability_bins
-from cellscreen.evaluate.metrics import bootstrap_intervals, compute_metrics, per_group_results
+from cellscreen.evaluate.caveats import evaluation_warnings
+from cellscreen.evaluate.metrics import SCALAR_METRICS, bootstrap_intervals, compute_metrics, per_group_results
 from cellscreen.evaluate.report import plot_reliability, plot_roc, write_report
 from cellscreen.serve.runtime import check_precision, load_predictor
 
@@ -29,6 +31,7 @@ def evaluate_arrays(checkpoint: Checkpoint, subset, *, n_boot: int = 1000, tta: 
     ``load_predictor``: onnxruntime, the int8 graph) computes the probabilities instead of PyTorch;
     ``precision`` is what PyTorch computes in (``"32"``, or ``"bf16"``: bf16 autocast)."""
     classes, positive = checkpoint.classes, checkpoint.positive_class
+    threshold = threshold_of(checkpoint.meta) if positive else DEFAULT_THRESHOLD
     images = subset.images.permute(0, 2, 3, 1).numpy()
     temperature = getattr(checkpoint.model, "temperature", 1.0)
     raw = None
@@ -37,20 +40,25 @@ def evaluate_arrays(checkpoint: Checkpoint, subset, *, n_boot: int = 1000, tta: 
     else:
         proba = predictor.predict_batched(images, tta=tta)
     y_true = subset.targets.numpy()
-    metrics = compute_metrics(y_true, proba, classes=classes, positive=positive)
+    metrics = compute_metrics(y_true, proba, classes=classes, positive=positive, threshold=threshold)
     if temperature != 1.0 and raw is not None:  # the same cells without temperature scaling
         metrics.update(temperature=temperature, ece_uncalibrated=expected_calibration_error(y_true, raw),
                        brier_uncalibrated=brier_score(y_true, raw))
     result = {
         "metrics": metrics,
+        "decision_threshold": threshold,
         "reliability": reliability_bins(y_true, proba),
-        "per_group": per_group_results(y_true, proba, subset.groups, classes=classes, positive=positive),
+        "per_group": per_group_results(y_true, proba, subset.groups, classes=classes, positive=positive,
+                                       threshold=threshold),
         "n_boot": n_boot,
         "n_groups": len(set(subset.groups)),
     }
+    if threshold != DEFAULT_THRESHOLD:  # beside the model's own threshold, what the default would give
+        at_default = compute_metrics(y_true, proba, classes=classes, positive=positive)
+        result["metrics_at_default_threshold"] = {name: at_default[name] for name in SCALAR_METRICS}
     if n_boot:
         result["intervals"] = bootstrap_intervals(y_true, proba, subset.groups, classes=classes, positive=positive,
-                                                  n_boot=n_boot)
+                                                  n_boot=n_boot, threshold=threshold)
     return result, proba
 
 
@@ -62,6 +70,7 @@ def report_on_subset(model: str | Path, subset, *, profile, root: Path, out: Pat
     result, proba = evaluate_arrays(checkpoint, subset, n_boot=n_boot)
     result.update(model=str(model), dataset=profile.name, root=str(root), subset=subset_name,
                   classes=checkpoint.classes, positive_class=checkpoint.positive_class, group_kind=profile.group_kind,
+                  groups_known=profile.group_regex is not None,
                   skipped=skipped, tta=False, notes=([profile.notes] if profile.notes else []) + list(notes))
     report = _write_outputs(out, result, subset, proba, checkpoint)
     return result, report
@@ -69,7 +78,8 @@ def report_on_subset(model: str | Path, subset, *, profile, root: Path, out: Pat
 
 def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Path, data_dir: str | None = None,
                         data: str | None = None, split: str | None = None, subset: str | None = None,
-                        fold: int | None = None, group_regex: str | None = None, n_boot: int = 1000,
+                        fold: int | None = None, group_regex: str | None = None, positive: str | None = None,
+                        n_boot: int = 1000,
                         tta: bool = False, workers: int | None = None, progress: bool = True,
                         engine: str | None = "torch", precision: str = "32") -> dict:
     """Evaluate ``model`` on a dataset folder (optionally one subset of a split manifest), on ``engine``
@@ -92,20 +102,30 @@ def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Pa
             raise UserError(f"{model} is not an 8-bit graph (its description says {kind!r}); "
                             "evaluate it with --engine onnx")
         checkpoint = _described(predictor.description)
-    profile = get_profile(dataset or checkpoint.meta.get("dataset") or "folder", group_regex=group_regex)
+    positive = settle_setting("positive_class", positive, checkpoint.positive_class, f"the model {model}",
+                              remedy="train a model with it")
+    if positive is not None and positive not in checkpoint.classes:
+        raise UserError(f"--positive {positive} is not one of the model's classes ({', '.join(checkpoint.classes)})")
+    checkpoint.meta["positive_class"] = positive if len(checkpoint.classes) == 2 else None
+    manifest = read_manifest(split) if split else None
+    dataset, group_regex, data_dir = _where_to_read(checkpoint.meta, manifest, split, dataset=dataset,
+                                                    group_regex=group_regex, data_dir=data_dir, data=data)
+    profile = get_profile(dataset, group_regex=group_regex)
     root = resolve_dataset_dir(profile, data_dir, data=data)
     index = scan_dataset(root, profile, workers=workers, progress=progress)
     rows = [{"path": r.path, "label": r.label, "group": r.group} for r in index.records]
-    if split:
-        manifest = read_manifest(split)
+    group_kind = profile.group_kind
+    if manifest is not None:
         column = manifest.column
         wanted = subset if column == "subset" else (str(fold) if fold is not None else None)
         if wanted is None:
             raise UserError("with a split manifest, say which part to evaluate: --subset test (or --fold K)")
-        keep = {row["path"] for row in manifest.rows if row[column] == wanted}
-        if not keep:
+        group_of = {row["path"]: row["group"] for row in manifest.rows if row[column] == wanted}
+        if not group_of:
             raise UserError(f"{split} has no rows in {column} {wanted!r}")
-        rows = [r for r in rows if r["path"] in keep]
+        # the manifest's patients/slides, so that the intervals are over them (not over cells)
+        rows = [{**r, "group": group_of[r["path"]]} for r in rows if r["path"] in group_of]
+        group_kind = manifest.meta.get("group_kind", group_kind)
     unknown = sorted({r["label"] for r in rows} - set(checkpoint.classes))
     if unknown:
         raise UserError(f"the folder has class(es) {', '.join(unknown)} that the model does not know "
@@ -122,7 +142,8 @@ def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Pa
                                     precision=precision)
     result.update(
         model=str(model), dataset=profile.name, root=str(root), subset=subset or (f"fold {fold}" if fold is not None else None),
-        classes=checkpoint.classes, positive_class=checkpoint.positive_class, group_kind=profile.group_kind,
+        classes=checkpoint.classes, positive_class=checkpoint.positive_class, group_kind=group_kind,
+        groups_known=profile.group_regex is not None,
         skipped=len(index.skipped) + len(cache.skipped), tta=tta, engine=engine,
         precision=precision if predictor is None else None,  # None: the graph's own
         notes=list(index.profile.notes and [index.profile.notes] or []),
@@ -136,6 +157,27 @@ def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Pa
     return result
 
 
+def _where_to_read(meta: dict, manifest, split: str | None, *, dataset: str | None, group_regex: str | None,
+                   data_dir: str | None, data: str | None) -> tuple[str, str | None, str | None]:
+    """The dataset profile, group pattern and folder to evaluate on: as given; else as the split manifest
+    recorded them (a contradiction is refused); else, for the folder the model was trained on, as its
+    checkpoint recorded them; else the ``folder`` profile, with no pattern."""
+    if manifest is not None:
+        recorded = manifest.meta
+        dataset, group_regex = (settle_setting(name, given, recorded.get(name), split)
+                                for name, given in (("dataset", dataset), ("group_regex", group_regex)))
+    else:
+        recorded = meta
+        dataset = dataset or meta.get("dataset") or "folder"
+        same_folder = data_dir is None or (meta.get("root") and Path(data_dir).resolve() == Path(meta["root"]))
+        if dataset == meta.get("dataset") and same_folder:
+            group_regex = group_regex or meta.get("group_regex")
+    root = recorded.get("root")
+    if data_dir is None and data is None and root and Path(root).is_dir():
+        data_dir = root  # the folder the split (or the model) was made from
+    return dataset or "folder", group_regex, data_dir
+
+
 def _described(description: dict) -> Checkpoint:
     """What evaluation reads of a checkpoint (classes, preprocessing, where it came from), taken from an
     exported graph's description, with no network: the graph computes the probabilities."""
@@ -143,16 +185,27 @@ def _described(description: dict) -> Checkpoint:
     return Checkpoint(model=None, meta=meta)
 
 
+def call_cells(proba: np.ndarray, classes: list[str], positive: str | None, threshold: float) -> np.ndarray:
+    """Each cell's predicted class index: the positive class from ``threshold`` on (two classes), else the
+    likeliest."""
+    if positive is None or len(classes) != 2:
+        return proba.argmax(1)
+    pos = classes.index(positive)
+    return np.where(proba[:, pos] >= threshold, pos, 1 - pos)
+
+
 def _write_outputs(out: Path, result: dict, subset, proba: np.ndarray, checkpoint: Checkpoint) -> Path:
     """``metrics.json``, ``report.md``, the ROC and reliability plots and ``predictions.csv`` (one row per
     cell: path, group, true class, predicted class, class probabilities); returns the report path."""
     out.mkdir(parents=True, exist_ok=True)
     classes, y_true = checkpoint.classes, subset.targets.numpy()
+    result["warnings"] = evaluation_warnings(result)
+    predicted = call_cells(proba, classes, checkpoint.positive_class, result["decision_threshold"])
     plot_roc(y_true, proba, classes, checkpoint.positive_class, out / "roc.png")
     plot_reliability(result["reliability"], result["metrics"]["ece"], out / "reliability.png")
     with (out / "predictions.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", "group", "label", "predicted", *[f"p_{c}" for c in classes]])
-        for path, group, label, p in zip(subset.paths, subset.groups, y_true, proba):
-            writer.writerow([path, group, classes[label], classes[int(p.argmax())], *[f"{v:.6f}" for v in p]])
+        for path, group, label, call, p in zip(subset.paths, subset.groups, y_true, predicted, proba):
+            writer.writerow([path, group, classes[label], classes[call], *[f"{v:.6f}" for v in p]])
     return write_report(out, result)[1]
