@@ -54,7 +54,11 @@ def describe_meta(meta: dict, fmt: str, weights_sha256: str | None = None) -> di
         "model": meta["model"],
         "classes": meta["classes"],
         "positive_class": meta.get("positive_class"),
+        # a cell is called positive from this probability of the positive class on (engine/threshold.py)
+        "decision_threshold": meta.get("decision_threshold"),
+        "decision": meta.get("decision"),
         "dataset": meta.get("dataset"),
+        "group_regex": meta.get("group_regex"),
         "kind": meta.get("kind", "network"),
         "border_crop": crop,
         "temperature": float(meta.get("temperature", 1.0)),

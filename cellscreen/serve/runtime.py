@@ -32,6 +32,7 @@ import numpy as np
 
 from cellscreen.data.sources import default_cache_dir
 from cellscreen.engine.paths import file_sha256, resolve_checkpoint
+from cellscreen.engine.threshold import threshold_of
 from cellscreen.errors import UserError
 from cellscreen.serve.graph import INPUT_NAME, OUTPUT_NAMES, describe_meta, interpolation_of, onnx_description, \
     onnx_session
@@ -67,6 +68,7 @@ class Predictor:
         self.precision: str | None = precision  # on PyTorch, one of PRECISIONS; None: a graph's own
         self.classes: list[str] = list(description["classes"])
         self.positive_class: str | None = description.get("positive_class")
+        self.decision_threshold: float = threshold_of(description)  # on the positive class's probability
         self.input_size = int(description["data_config"]["input_size"])
         self.border_crop = int(description.get("border_crop", 0))
         self.interpolation = interpolation_of(description)
@@ -106,7 +108,8 @@ class Predictor:
         """What ``GET /v1/model`` and the web page show."""
         d = self.description
         return {"model": d.get("model"), "engine": self.engine, "source": self.source, "classes": self.classes,
-                "positive_class": self.positive_class, "dataset": d.get("dataset"), "input_size": self.input_size,
+                "positive_class": self.positive_class, "decision_threshold": self.decision_threshold,
+                "dataset": d.get("dataset"), "input_size": self.input_size,
                 "border_crop": self.border_crop, "interpolation": self.interpolation, "precision": self.precision,
                 "metric": d.get("source", d).get("metric"), "split": d.get("source", d).get("split"),
                 "temperature": d.get("temperature", 1.0), "cellscreen": d.get("cellscreen"),
