@@ -1,12 +1,15 @@
 """The files a prediction runs on: which are images, and their model-ready pixels.
 
 ``list_inputs`` walks files and folders lazily in a fixed (sorted) order and
-says why a file cannot be used; ``prepare_files`` decodes a few files, as a
-worker process of ``predict`` or an actor of ``distributed`` does.
+says why a file cannot be used; ``refuse_missing`` stops a run whose command
+line names a file or folder that does not exist; ``prepare_files`` decodes a
+few files, as a worker process of ``predict`` or an actor of ``distributed``
+does.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -14,8 +17,9 @@ import numpy as np
 
 from cellscreen.data.images import IGNORED_NAMES, IMAGE_SUFFIXES, ImageReadError, load_prepared
 from cellscreen.data.index import valid_utf8_name, walk_tree
+from cellscreen.errors import UserError
 
-__all__ = ["list_inputs", "prepare_image", "prepare_files"]
+__all__ = ["list_inputs", "refuse_missing", "prepare_image", "prepare_files"]
 
 
 def list_inputs(inputs: Iterable[str | Path]) -> Iterator[tuple[Path, str | None]]:
@@ -34,6 +38,14 @@ def list_inputs(inputs: Iterable[str | Path]) -> Iterator[tuple[Path, str | None
             yield _classify(path)
         else:
             yield path, "no such file or folder"
+
+
+def refuse_missing(inputs: Iterable[str | Path]) -> None:
+    """Refuse an input named on the command line that does not exist: a mistyped path is a mistake to
+    report, not a row to skip.  (A broken link exists as a name: it gets a row, as unreadable files do.)"""
+    for item in inputs:
+        if not os.path.lexists(item):
+            raise UserError(f"{item}: no such file or folder")
 
 
 def _classify(path: Path) -> tuple[Path, str | None]:

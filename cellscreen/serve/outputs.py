@@ -4,11 +4,20 @@ A row is the file's path as walked, its predicted class and the probability of
 each class, and ``ok``; or the path, empty columns and ``skipped: REASON``.
 Rows go first to a journal, ``OUT.partial.csv``; ``finish`` turns a complete
 journal into ``OUT`` (renamed for CSV, converted in batches for Parquet).
+
+The journal is written so that a run killed at any moment can go on: its
+header is on disk before the first row, rows reach it after every batch, and
+a resumed run cuts off a torn last line (``journal_rows``).  A disk that
+refuses to write (full, read-only, not ours) stops the run with one line
+naming the file and what to do (``output_errors``), and leaves the journal
+to resume from.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +29,10 @@ from cellscreen.errors import UserError
 from cellscreen.files import atomic_path
 
 __all__ = ["FORMATS", "header", "row", "shown", "journal_rows", "check_prefix", "finish", "read_rows",
-           "count_rows"]
+           "count_rows", "Journal", "output_errors", "check_out_folder"]
 
 FORMATS = (".csv", ".parquet")
+SYNC_ROWS = 1024  # rows between two fsyncs of the journal (a kill loses nothing flushed; a power cut may)
 
 
 def shown(path: Path) -> str:
@@ -50,9 +60,90 @@ def journal_rows(journal: Path, columns: list[str]) -> int:
             handle.truncate(end)
     with journal.open(newline="") as handle:
         reader = csv.reader(handle)
-        if next(reader, None) != columns:
+        first = next(reader, None)
+        if first is None:  # killed before its header was written: the run starts afresh
+            return 0
+        if first != columns:
             raise UserError(f"{journal} was written for another model or classes; start again with --overwrite")
         return sum(1 for _ in reader)
+
+
+class Journal:
+    """The journal being written: its header first, then rows appended, flushed after every batch.
+
+    Used as a context manager; leaving it on an error closes the file without writing more, so the journal
+    keeps every row flushed so far.
+    """
+
+    def __init__(self, path: Path, columns: list[str], *, append: bool):
+        self.path = path
+        with output_errors(path):
+            self._handle = path.open("a" if append else "w", newline="")
+        self._writer = csv.writer(self._handle)
+        self._unsynced = 0
+        if not append:
+            try:
+                self.write([columns])
+                self._sync()  # the header is on disk before any row: a kill from now on leaves a journal to resume
+            except UserError:
+                self.__exit__(UserError, None, None)
+                raise
+
+    def write(self, rows: list[list[str]]) -> None:
+        """Append rows and hand them to the operating system (a killed process loses none of them)."""
+        with output_errors(self.path):
+            self._writer.writerows(rows)
+            self._handle.flush()
+            self._unsynced += len(rows)
+            if self._unsynced >= SYNC_ROWS:
+                self._sync()
+
+    def _sync(self) -> None:
+        with output_errors(self.path):
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        self._unsynced = 0
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is None:
+            self._sync()
+            with output_errors(self.path):
+                self._handle.close()
+            return
+        with contextlib.suppress(OSError):  # the error that stopped the run is the one to report
+            self._handle.close()
+
+
+@contextlib.contextmanager
+def output_errors(path: Path, journal: Path | None = None) -> Iterator[None]:
+    """Turn an ``OSError`` while writing ``path`` into a ``UserError`` saying what to do about it."""
+    try:
+        yield
+    except OSError as exc:
+        raise UserError(_write_error(exc, Path(exc.filename) if exc.filename else path,
+                                     journal or path)) from None
+
+
+def _write_error(exc: OSError, path: Path, journal: Path) -> str:
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return (f"cannot write {path}: no space left on the device (or over the disk quota); free some space, "
+                f"then run the same command with --resume to go on after the rows kept in {journal}")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = "the file system is read-only" if exc.errno == errno.EROFS else "permission denied"
+        return f"cannot write {path}: {why}; choose another --out, in a folder you can write to"
+    return f"cannot write {path}: {exc.strerror or exc}; check the folder of --out"
+
+
+def check_out_folder(out: Path) -> None:
+    """Refuse an output under a path one of whose folders is a file (before anything is written)."""
+    for folder in [out.parent, *out.parent.parents]:
+        if folder.exists():
+            if not folder.is_dir():
+                raise UserError(f"cannot write {out}: {folder} is a file, not a folder; choose another --out")
+            return
 
 
 def check_prefix(journal: Path, selected: Iterator[tuple[Path, str | None]], rows: int) -> None:

@@ -7,15 +7,17 @@ prediction and the reason.
 Folders are walked lazily in a fixed (sorted) order and decoded a bounded
 number of files at a time by worker processes while the model runs, so
 memory stays flat whatever the folder size.  Rows go to a journal,
-``OUT.partial.csv``, flushed after every chunk; when the run finishes the
+``OUT.partial.csv``, flushed after every batch; when the run finishes the
 journal becomes ``OUT`` (renamed for CSV, converted in batches for Parquet)
 and ``OUT.json`` records the model, inputs, shard and counts.  Which files are
 inputs and how they are decoded is ``inputs``; the rows, journal and output
 files are ``outputs``; ``engine="ray"`` hands the work to ``distributed``.
 
-An interrupted run continues with ``resume=True``: the journal's complete
-rows are checked against the same walk of the inputs and the run goes on
-after them, so no file is predicted twice or left out.  ``shard=(i, n)``
+An interrupted run continues with ``resume=True``, whenever it was stopped
+(killed, out of disk space): the journal's complete rows are checked against
+the same walk of the inputs and the run goes on after them, so no file is
+predicted twice or left out.  The decoding workers end with the run, even one
+killed with ``kill -9``.  ``shard=(i, n)``
 keeps the files whose path hashes to ``i`` modulo ``n``; ``merge_predictions``
 joins the ``n`` outputs into one file with exactly one row per input.
 """
@@ -25,8 +27,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import csv
+import ctypes
 import json
 import os
+import signal
+import sys
+import threading
+import time
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -37,23 +44,60 @@ from tqdm.auto import tqdm
 
 from cellscreen.data.parallel import default_workers
 from cellscreen.errors import UserError
+from cellscreen.files import atomic_write
 from cellscreen.serve.distributed import RayEngine
-from cellscreen.serve.inputs import list_inputs, prepare_files, prepare_image
-from cellscreen.serve.outputs import FORMATS, check_prefix, count_rows, finish, header, journal_rows, read_rows, row
+from cellscreen.serve.inputs import list_inputs, prepare_files, prepare_image, refuse_missing
+from cellscreen.serve.outputs import (FORMATS, Journal, check_out_folder, check_prefix, count_rows, finish, header,
+                                     journal_rows, output_errors, read_rows, row)
 from cellscreen.serve.runtime import OnnxPredictor, Predictor, load_predictor
 
 # list_inputs and prepare_image are named here too: explain and screen list and decode files as predict does
 __all__ = ["list_inputs", "prepare_image", "predict_files", "merge_predictions", "parse_shard", "FORMATS"]
 
 _TASK = 64  # files per decoding task
-_CHUNK = 1024  # files per journal flush
+_CHUNK = 1024  # most files per journal flush (and per model call in this process)
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _worker_predictor = None  # a worker process's own copy of the ONNX model (see _predict_stream)
 
 
-def _start_worker(spec: tuple) -> None:
+def _start_worker(spec: tuple, parent: int) -> None:
     global _worker_predictor
+    _die_with(parent)
     _worker_predictor = OnnxPredictor(*spec, threads=1)
+
+
+def _die_with(parent: int) -> None:
+    """Make this worker process end when ``parent``, the predict process, ends, however it ends.
+
+    A pool's workers outlive a parent killed with ``kill -9``: nothing tells them.  On Linux the kernel
+    does (``prctl(PR_SET_PDEATHSIG, SIGKILL)``); elsewhere, and should the parent die before that call,
+    a thread checks twice a second that the worker still has the parent it started with.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    threading.Thread(target=_watch_parent, args=(parent, os.getppid()), name="parent-watchdog",
+                     daemon=True).start()
+
+
+def _watch_parent(parent: int, first_parent: int) -> None:
+    # first_parent is parent itself when workers are forked or spawned, a fork server otherwise
+    while os.getppid() == first_parent and _alive(parent):
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    if os.name != "posix":  # Windows has no signal 0: os.kill would end the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _predict_task(paths: list[Path], size: int, crop: int, interpolation: str, batch_size: int,
@@ -111,6 +155,8 @@ def predict_files(model, inputs: list[str | Path], out: str | Path, *, batch_siz
     if engine == "ray" and precision != "32":
         raise UserError(f"--precision {precision} is for models run in PyTorch; --engine ray runs the ONNX graph")
     inputs = [str(item) for item in inputs]
+    refuse_missing(inputs)
+    check_out_folder(out)
     if engine == "ray":
         predictor = RayEngine(model, address=ray_address)
     else:
@@ -131,47 +177,51 @@ def predict_files(model, inputs: list[str | Path], out: str | Path, *, batch_siz
         if before is not None and {k: before.get(k, settings[k]) for k in same} != {k: settings[k] for k in same}:
             raise UserError(f"{journal} was started with other inputs or settings ({settings_file}); "
                             "start again with --overwrite")
-        done = journal_rows(journal, columns)
+        with output_errors(journal):
+            done = journal_rows(journal, columns)
     selected = _selected(inputs, shard)
     total = sum(1 for _ in _selected(inputs, shard)) if progress else None
     if total == 0 or (total is None and next(_selected(inputs, shard), None) is None):
         raise UserError("no input files found" + (f" in shard {shard[0]}/{shard[1]}" if shard else ""))
-    out.parent.mkdir(parents=True, exist_ok=True)
     if done:
         check_prefix(journal, selected, done)
-        handle = journal.open("a", newline="")
     else:
-        handle = journal.open("w", newline="")
-        csv.writer(handle).writerow(columns)
-        settings_file.write_text(json.dumps(settings, indent=2) + "\n")
+        with output_errors(out.parent, journal):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(settings_file, json.dumps(settings, indent=2) + "\n")
     counts = {"predicted": 0, "skipped": 0, "resumed": done}
     bar = tqdm(total=total, initial=done, desc="predicting", unit="img", disable=not progress, leave=False)
     try:
-        with handle:
-            writer = csv.writer(handle)
+        with Journal(journal, columns, append=bool(done)) as rows_written:
             stream = (predictor.stream(selected, batch_size=batch_size, tta=tta, workers=workers)
                       if engine == "ray" else _predict_stream(predictor, selected, size, crop, batch_size, tta, workers))
             with contextlib.closing(stream):  # on an interruption, stop its workers now
                 for rows in stream:
                     for written in rows:
                         counts["skipped" if written[-1] != "ok" else "predicted"] += 1
-                    writer.writerows(rows)
-                    handle.flush()
-                    os.fsync(handle.fileno())
+                    rows_written.write(rows)
                     bar.update(len(rows))
     finally:
         bar.close()
-    finish(journal, out, classes)
-    settings_file.unlink(missing_ok=True)
-    totals = count_rows(out)
-    record.write_text(json.dumps({**settings, "rows": totals["rows"], "predicted": totals["ok"],
-                                  "skipped": totals["rows"] - totals["ok"], "output": out.name}, indent=2) + "\n")
+    _finish(journal, out, record, settings, classes)
     return counts
+
+
+def _finish(journal: Path, out: Path, record: Path, settings: dict, classes: list[str]) -> None:
+    """Record the run, then turn its journal into ``out``: a kill before the journal is gone can resume."""
+    with output_errors(out, journal):
+        totals = count_rows(journal)
+        atomic_write(record, json.dumps({**settings, "rows": totals["rows"], "predicted": totals["ok"],
+                                         "skipped": totals["rows"] - totals["ok"], "output": out.name},
+                                        indent=2) + "\n")
+        finish(journal, out, classes)
+        journal.with_name(journal.name + ".json").unlink(missing_ok=True)
 
 
 def _predict_stream(predictor, selected, size: int, crop: int, batch_size: int, tta: bool,
                     workers: int | None) -> Iterator[list[list[str]]]:
-    """Rows in input order, about ``_CHUNK`` at a time.
+    """Rows in input order, a batch at a time (at least a decoding task, at most ``_CHUNK``), so that the
+    journal has them soon after they are predicted.
 
     An ONNX model runs inside the worker processes, one thread each, right after they decode: every core
     then does both, and nothing waits for one process to run the model on everyone's images.  A PyTorch
@@ -180,8 +230,10 @@ def _predict_stream(predictor, selected, size: int, crop: int, batch_size: int, 
     workers = default_workers() if workers is None else workers
     spec = getattr(predictor, "worker_spec", None)
     in_workers = workers > 0 and spec is not None
-    pool = (ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(spec(),)) if in_workers
-            else ProcessPoolExecutor(max_workers=workers) if workers > 0 else None)
+    here = os.getpid()
+    pool = (ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(spec(), here))
+            if in_workers else ProcessPoolExecutor(max_workers=workers, initializer=_die_with, initargs=(here,))
+            if workers > 0 else None)
     pending: collections.deque[tuple[list[tuple[Path, str | None]], Future | tuple]] = collections.deque()
     prepare = (size, crop, predictor.interpolation)
 
@@ -220,7 +272,7 @@ def _predict_stream(predictor, selected, size: int, crop: int, batch_size: int, 
             nxt = next(source, None)
             if nxt is not None:
                 submit(nxt)
-            if sum(len(c[0]) for c in chunk) >= _CHUNK or not pending:
+            if sum(len(c[0]) for c in chunk) >= min(_CHUNK, batch_size) or not pending:
                 yield _rows(predictor, chunk, batch_size, tta, predicted=in_workers)
                 chunk = []
     finally:
@@ -287,23 +339,28 @@ def merge_predictions(parts: list[str | Path], out: str | Path, *, overwrite: bo
     classes = first["classes"]
     tmp = out.with_name(out.name + ".partial.csv")
     paths: set[str] = set()
-    with tmp.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header(classes))
-        for part, _ in sorted(records, key=lambda r: r[1]["shard"][0]):
-            rows = read_rows(part)
-            if next(rows) != header(classes):
-                raise UserError(f"{part} has unexpected columns")
-            for written in rows:
-                if written[0] in paths:
-                    tmp.unlink()
-                    raise UserError(f"{written[0]} appears twice (again in {part}); were the shards given the "
-                                    "same inputs?")
-                paths.add(written[0])
-                writer.writerow(written)
-    finish(tmp, out, classes)
+    check_out_folder(out)
+    try:
+        with output_errors(tmp), tmp.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header(classes))
+            for part, _ in sorted(records, key=lambda r: r[1]["shard"][0]):
+                rows = read_rows(part)
+                if next(rows) != header(classes):
+                    raise UserError(f"{part} has unexpected columns")
+                for written in rows:
+                    if written[0] in paths:
+                        raise UserError(f"{written[0]} appears twice (again in {part}); were the shards given "
+                                        "the same inputs?")
+                    paths.add(written[0])
+                    writer.writerow(written)
+        with output_errors(out):
+            finish(tmp, out, classes)
+    finally:
+        tmp.unlink(missing_ok=True)  # a refused or failed merge leaves nothing that passes for an interrupted run
     counts = count_rows(out)
     record = {**first, "shard": None, "merged_from": [str(p) for p, _ in records], "rows": counts["rows"],
               "predicted": counts["ok"], "skipped": counts["rows"] - counts["ok"], "output": out.name}
-    out.with_name(out.name + ".json").write_text(json.dumps(record, indent=2) + "\n")
+    with output_errors(out):
+        atomic_write(out.with_name(out.name + ".json"), json.dumps(record, indent=2) + "\n")
     return {"rows": counts["rows"], "predicted": counts["ok"], "skipped": counts["rows"] - counts["ok"]}
