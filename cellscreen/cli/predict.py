@@ -73,7 +73,7 @@ def cmd_serve(args) -> None:
     token = _serving_token(args)
     limits = Limits(max_files=args.max_files, max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
                     max_pixels=args.max_pixels, decode_budget_bytes=int(args.decode_budget_mb * 1024 * 1024),
-                    read_timeout=args.read_timeout)
+                    upload_budget_bytes=int(args.upload_budget_mb * 1024 * 1024), read_timeout=args.read_timeout)
     serve(args.model, host=args.host, port=args.port, engine=args.engine, limits=limits,
           max_batch=args.max_batch, log_level="warning" if args.quiet else "info", precision=args.precision,
           token=token)
@@ -135,9 +135,11 @@ def add_parsers(commands) -> None:
     group.add_argument("--max-files", type=int, default=256, help="images per request")
     group.add_argument("--max-upload-mb", type=float, default=32.0, help="size of one request")
     group.add_argument("--max-pixels", type=int, default=16_000_000, help="pixels of one image")
-    group.add_argument("--decode-budget-mb", type=float, default=768.0, help="memory the images being decoded "
+    group.add_argument("--decode-budget-mb", type=float, default=512.0, help="memory the images being decoded "
                        "may take at once, across requests (others wait their turn; an image needing more is "
                        "refused): about 16 bytes per pixel, 24 with transparency")
+    group.add_argument("--upload-budget-mb", type=float, default=256.0, help="request bodies held at once, across "
+                       "requests (others wait up to a minute, then get 503 with Retry-After)")
     group.add_argument("--read-timeout", type=float, default=30.0, help="seconds an upload may pause before it "
                        "is cut off (408)")
     group.add_argument("--max-batch", type=int, default=128, help="images the model runs at once across requests")

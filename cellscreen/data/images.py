@@ -142,6 +142,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
 
 # Rows of a 16- or 32-bit image turned into 8 bits at a time: about a megapixel, 8 MB as float64
 _GRAY_BAND_PIXELS = 2**20
+_SIXTEEN_TO_EIGHT_BITS = np.clip(np.rint(np.arange(65536) / 257.0), 0, 255).astype(np.uint8)
 
 
 def _gray_to_8bit(values: np.ndarray, mode: str) -> np.ndarray:
@@ -149,7 +150,9 @@ def _gray_to_8bit(values: np.ndarray, mode: str) -> np.ndarray:
 
     16-bit values are scaled 0..65535 -> 0..255, and so are ``I`` values when any is over 255; a band of rows
     at a time, so a 16-megapixel image never has a float64 copy (128 MB) made of it whole."""
-    scaled = mode.startswith("I;16") or (mode == "I" and values.max(initial=0) > 255)
+    if mode.startswith("I;16"):  # one look-up per pixel: the same values, several times faster
+        return _SIXTEEN_TO_EIGHT_BITS[values]
+    scaled = mode == "I" and values.max(initial=0) > 255
     gray = np.empty(values.shape, dtype=np.uint8)
     rows = max(1, _GRAY_BAND_PIXELS // max(1, values.shape[1]))
     for start in range(0, values.shape[0], rows):

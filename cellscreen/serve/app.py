@@ -133,14 +133,17 @@ async def _read_form(request: Request, limits: Limits):
         raise _error(408, f"the upload stalled: nothing arrived for {limits.read_timeout:g} seconds",
                      headers={"Connection": "close"}) from None
     except ClientDisconnect:
-        client = f"{request.client.host}:{request.client.port}" if request.client else "a client"
-        log.warning("cellscreen: %s hung up after sending %s of the upload's bytes; nothing predicted", client,
-                    f"{received:,}")
+        log.warning("cellscreen: %s hung up after sending %s of the upload's bytes; nothing predicted",
+                    _client(request), f"{received:,}")
         raise _error(400, "the client closed the connection before the upload ended") from None
     except MultiPartException as exc:
         if "Too many files" in exc.message:
             raise _error(413, f"too many files: at most {limits.max_files} per request") from None
         raise _error(400, f"malformed multipart body: {exc.message}") from None
+
+
+def _client(request: Request) -> str:
+    return f"{request.client.host}:{request.client.port}" if request.client else "a client"
 
 
 def _prepare(data: bytes, predictor: Predictor, limits: Limits) -> np.ndarray:
@@ -204,6 +207,7 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
     limits = limits or Limits()
     batcher = MicroBatcher(predictor.predict, max_batch=max_batch)
     budget = MemoryBudget(limits.decode_budget_bytes)
+    upload_budget = MemoryBudget(limits.upload_budget_bytes)
     # requests being answered, and bytes decoded since freed memory was last handed back
     traffic = {"requests": 0, "decoded": 0}
     cam_model = None
@@ -219,7 +223,8 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
 
     app = FastAPI(title="cellscreen", version=__version__, lifespan=lifespan,
                   description="Screen single blood-cell images with a trained cellscreen model.")
-    app.state.predictor, app.state.batcher, app.state.limits, app.state.budget = predictor, batcher, limits, budget
+    app.state.predictor, app.state.batcher, app.state.limits = predictor, batcher, limits
+    app.state.budget, app.state.upload_budget = budget, upload_budget
     if token:
         app.add_middleware(_TokenRequired, token=token)
 
@@ -233,8 +238,10 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
                 prepared.append({"index": index, "filename": name, "reason": str(exc), "status": _status_of(str(exc))})
         return prepared
 
-    async def decode_all(names: list[str], blobs: list[bytes]) -> tuple[list[np.ndarray], list[dict]]:
-        """The prepared images and the bad files, decoded a group at a time under the shared budget."""
+    async def decode_all(request: Request, names: list[str],
+                         blobs: list[bytes]) -> tuple[list[np.ndarray], list[dict]]:
+        """The prepared images and the bad files, decoded a group at a time under the shared budget; a client
+        that has hung up meanwhile is not worked for any longer."""
         costs = await run_in_threadpool(lambda: [image_cost(blob, max_pixels=limits.max_pixels) for blob in blobs])
         images, bad, group, group_cost = [], [], [], 0
         pending = list(enumerate(zip(names, blobs, costs)))
@@ -248,6 +255,10 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
             if group and (following is None or group_cost + following > budget.total // 4):
                 await budget.acquire(group_cost)
                 try:
+                    if await request.is_disconnected():
+                        log.warning("cellscreen: %s hung up before its %d image(s) were decoded; nothing predicted",
+                                    _client(request), len(names))
+                        raise _error(400, "the client closed the connection before its images were decoded")
                     for result in await run_in_threadpool(decode_group, group):
                         (bad if isinstance(result, dict) else images).append(result)
                 finally:
@@ -283,9 +294,11 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
         responses={200: _json("one result per image, in the order sent", _RESULTS),
                    400: _json("no files, or a malformed body", _ERROR),
                    413: _json("too many files, too many bytes, or an image with too many pixels", _ERROR),
+                   408: _json("the upload stalled for longer than the read timeout", _ERROR),
                    415: _json("not multipart, or a file that is not a readable image", _ERROR),
                    422: _json("files bad in different ways (each named in 'files'), or an invalid query "
-                              "parameter", _ERROR_OR_INVALID)},
+                              "parameter", _ERROR_OR_INVALID),
+                   503: _json("busy: no room for the upload within the queue timeout (see Retry-After)", _ERROR)},
     )
     async def predict(request: Request, gradcam: bool = Query(False, description="add a Grad-CAM overlay "
                                                                                 "per image (PNG data URL)")):
@@ -294,7 +307,18 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
                               "file or an SVM/ensemble")
         traffic["requests"] += 1
         try:
-            return await answer(request, gradcam)
+            declared = request.headers.get("content-length", "")
+            body = min(int(declared) if declared.isdigit() else limits.max_upload_bytes, limits.max_upload_bytes,
+                       upload_budget.total)
+            try:
+                await asyncio.wait_for(upload_budget.acquire(body), limits.queue_timeout)
+            except asyncio.TimeoutError:
+                raise _error(503, f"the server is busy with other uploads (waited {limits.queue_timeout:g} s); try "
+                                  "again later", headers={"Retry-After": "30"}) from None
+            try:
+                return await answer(request, gradcam)
+            finally:
+                upload_budget.release(body)
         finally:
             after_request()
 
@@ -312,7 +336,7 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
         finally:
             await form.close()
 
-        images, bad = await decode_all(names, blobs)
+        images, bad = await decode_all(request, names, blobs)
         del blobs
         if bad:
             status = max(b["status"] for b in bad) if len({b["status"] for b in bad}) == 1 else 422

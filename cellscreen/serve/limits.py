@@ -1,7 +1,9 @@
 """What the service lets a request take: its size, its files, the memory its images need, its time.
 
 A request's body is counted as it arrives (``413`` past ``Limits.max_upload_bytes``) and each chunk must
-arrive within ``Limits.read_timeout`` seconds (``408``).  Images are decoded under a ``MemoryBudget``
+arrive within ``Limits.read_timeout`` seconds (``408``).  The bodies held at once, across requests, stay
+within ``Limits.upload_budget_bytes``: a request waits for room up to ``Limits.queue_timeout`` seconds,
+then gets ``503`` with ``Retry-After``.  Images are decoded under a ``MemoryBudget``
 shared by every request: an image's cost is read from its header (``decoding_cost``) and it waits until
 that much of the budget is free, so sixteen clients each sending 256 sixteen-megapixel images decode a few
 at a time instead of all at once.  When the budget falls idle after a burst, the memory the decoders freed
@@ -38,8 +40,10 @@ class Limits:
     max_files: int = 256
     max_upload_bytes: int = 32 * 1024 * 1024  # the whole request body
     max_pixels: int = 16_000_000  # one image, checked from its header before decoding
-    decode_budget_bytes: int = 768 * MB  # images being decoded at once, across requests (``decoding_cost``)
+    decode_budget_bytes: int = 512 * MB  # images being decoded at once, across requests (``decoding_cost``)
+    upload_budget_bytes: int = 256 * MB  # request bodies held at once, across requests
     read_timeout: float = 30.0  # seconds the body may pause between two chunks before ``408``
+    queue_timeout: float = 60.0  # seconds a request may wait for room in the upload budget before ``503``
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

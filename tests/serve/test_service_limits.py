@@ -211,15 +211,17 @@ _HEAD = (b"--xyz\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a
          b"Content-Type: image/png\r\n\r\n")
 
 
-async def _call(app, receive) -> tuple[int | None, bytes]:
+async def _call(app, receive, *, with_headers: bool = False) -> tuple:
+    """``(status, body)`` of one request to the ASGI ``app`` (and its headers ``with_headers``)."""
     sent = []
 
     async def send(message):
         sent.append(message)
 
     await app(_scope(len(_HEAD) + 100_000), receive, send)
-    status = next((m["status"] for m in sent if m["type"] == "http.response.start"), None)
-    return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    start = next((m for m in sent if m["type"] == "http.response.start"), {})
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return (start.get("status"), body, dict(start.get("headers", []))) if with_headers else (start.get("status"), body)
 
 
 def test_a_slow_upload_is_cut_off_with_408(predictor):
@@ -314,3 +316,36 @@ def test_the_page_works_with_a_token_from_its_address_or_a_prompt(predictor, tmp
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+def test_uploads_over_the_upload_budget_wait_then_get_503(predictor):
+    """One stalled upload holds the whole upload budget: a second request waits its queue timeout, then is
+    told to come back (503 with Retry-After); the first is still cut off by its own read timeout."""
+    from cellscreen.serve.app import Limits, create_app
+
+    length = len(_HEAD) + 100_000
+    app = create_app(predictor, limits=Limits(upload_budget_bytes=length + 10, read_timeout=1.5,
+                                              queue_timeout=0.3))
+
+    def stalled():
+        messages = iter([_HEAD])
+
+        async def receive():
+            chunk = next(messages, None)
+            if chunk is None:
+                await asyncio.sleep(30)
+                return {"type": "http.disconnect"}
+            return {"type": "http.request", "body": chunk, "more_body": True}
+
+        return receive
+
+    async def both():
+        first = asyncio.create_task(_call(app, stalled()))
+        await asyncio.sleep(0.1)
+        second = await _call(app, stalled(), with_headers=True)
+        return await first, second
+
+    (first_status, _), (second_status, second_body, headers) = asyncio.run(both())
+    assert second_status == 503 and b"busy" in second_body and headers.get(b"retry-after") == b"30"
+    assert first_status == 408
+    assert app.state.upload_budget.in_use == 0
