@@ -45,7 +45,7 @@ def refuse_missing(inputs: Iterable[str | Path]) -> None:
     report, not a row to skip.  (A broken link exists as a name: it gets a row, as unreadable files do.)"""
     for item in inputs:
         if not os.path.lexists(item):
-            raise UserError(f"{item}: no such file or folder")
+            raise UserError(f"{item}: no such file or folder; check the path (nothing was written)")
 
 
 def _classify(path: Path) -> tuple[Path, str | None]:

@@ -129,11 +129,14 @@ def output_errors(path: Path, journal: Path | None = None) -> Iterator[None]:
 
 def _write_error(exc: OSError, path: Path, journal: Path) -> str:
     if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        return (f"cannot write {path}: no space left on the device (or over the disk quota); free some space, "
-                f"then run the same command with --resume to go on after the rows kept in {journal}")
+        full = "no space left on the device" if exc.errno == errno.ENOSPC else "over the disk quota"
+        kept = "the rows written so far" if path == journal else f"the rows kept in {journal}"
+        return (f"cannot write {path}: {full}; free some space, then run the same command with --resume to go on "
+                f"after {kept}")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         why = "the file system is read-only" if exc.errno == errno.EROFS else "permission denied"
-        return f"cannot write {path}: {why}; choose another --out, in a folder you can write to"
+        where = f"cannot write {path}" if path.exists() else f"cannot write in {path.parent}"
+        return f"{where}: {why}; choose another --out, in a folder you can write to"
     return f"cannot write {path}: {exc.strerror or exc}; check the folder of --out"
 
 
