@@ -349,3 +349,33 @@ def test_uploads_over_the_upload_budget_wait_then_get_503(predictor):
     assert second_status == 503 and b"busy" in second_body and headers.get(b"retry-after") == b"30"
     assert first_status == 408
     assert app.state.upload_budget.in_use == 0
+
+
+def test_a_client_gone_before_its_images_are_decoded_is_not_worked_for(predictor, caplog, monkeypatch):
+    import cellscreen.serve.app as app_module
+    from cellscreen.serve.app import create_app
+
+    decoded = []
+    monkeypatch.setattr(app_module, "prepare_bytes", lambda data, **kwargs: decoded.append(data))
+    app = create_app(predictor)
+    body = _HEAD + _cell(3) + b"\r\n--xyz--\r\n"
+    messages = iter([{"type": "http.request", "body": body, "more_body": False}])
+
+    async def receive():  # the whole upload, then the client is gone
+        return next(messages, {"type": "http.disconnect"})
+
+    async def call():
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        scope = _scope(len(body))
+        await app(scope, receive, send)
+        return sent
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(call())
+    assert decoded == []
+    records = [r for r in caplog.records if "hung up" in r.getMessage()]
+    assert len(records) == 1 and "decoded" in records[0].getMessage() and records[0].exc_info is None
