@@ -129,16 +129,16 @@ class TrainConfig:
 
 def parse_operating_point(text: str) -> tuple[str, float]:
     """``"sensitivity=0.98"`` -> ``("sensitivity", 0.98)``: the measure to reach on the validation cells and its
-    target (sensitivity or specificity, above 0 and below 1)."""
+    target (sensitivity or specificity, above 0 and at most 1)."""
     measure, sep, value = str(text).partition("=")
     measure = measure.strip().lower()
     try:
         target = float(value)
     except ValueError:
         target = float("nan")
-    if not sep or measure not in ("sensitivity", "specificity") or not 0 < target < 1:
-        raise UserError(f"an operating point is sensitivity=TARGET or specificity=TARGET with TARGET between 0 "
-                        f"and 1 (e.g. sensitivity=0.98), not {text!r}")
+    if not sep or measure not in ("sensitivity", "specificity") or not 0 < target <= 1:
+        raise UserError(f"an operating point is sensitivity=TARGET or specificity=TARGET with TARGET above 0 "
+                        f"and at most 1 (e.g. sensitivity=0.98), not {text!r}")
     return measure, target
 
 
