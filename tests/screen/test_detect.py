@@ -126,6 +126,14 @@ def test_a_given_cell_diameter_is_used_and_returned(drawn):
     assert len([c for c in detection.red if not c.touches_border]) == len(truth["red"])
 
 
+def test_an_unevenly_lit_field_gives_the_same_cells():
+    field, truth = drawn_field()
+    light = np.linspace(0.7, 1.0, field.shape[1])[None, :, None]  # a fifth darker on the left, as under a lamp
+    detection = find_cells((field * light).astype(np.uint8))
+    assert len([c for c in detection.red if not c.touches_border]) == len(truth["red"])
+    assert len(detection.white) == 1
+
+
 def test_grey_and_blank_images_do_not_fail():
     field, _ = drawn_field()
     grey = field.mean(axis=2).astype(np.uint8)
