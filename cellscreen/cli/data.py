@@ -101,7 +101,8 @@ def add_parsers(commands) -> None:
 
     p = add_command(data_commands, "info", help="count, measure and audit a dataset folder", examples=[
         "cellscreen data info --dataset malaria-nih",
-        "cellscreen data info ~/cells/my-folder --out my-folder-info.json     # your own folder of class folders",
+        "cellscreen data info ~/cells --group-regex '^(P\\d+)_' --positive infected     # your own folder of "
+        "class folders",
         "cellscreen data info -d taleqani --overwrite"])
     common_options(p.add_argument_group("Common options"))
     dataset_options(p.add_argument_group("Dataset parameters"))
@@ -113,7 +114,8 @@ def add_parsers(commands) -> None:
     p = add_command(commands, "split", help="write a leakage-free split manifest", examples=[
         "cellscreen split --dataset malaria-nih --out runs/split.csv",
         "cellscreen split -d malaria-nih --method kfold --folds 5 --out runs/folds.csv",
-        "cellscreen split -d cnmc --val 0.1 --test 0.2 --seed 1 --out runs/cnmc-split.csv"])
+        "cellscreen split ~/cells --group-regex '^(P\\d+)_' --positive infected --out runs/own-split.csv"
+        "     # your own folder of class folders"])
     common_options(p.add_argument_group("Common options"))
     dataset_options(p.add_argument_group("Dataset parameters"))
     group = p.add_argument_group("Split parameters")

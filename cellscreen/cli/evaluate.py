@@ -33,7 +33,8 @@ def add_parsers(commands) -> None:
     """evaluate and demo."""
     p = add_command(commands, "evaluate", help="evaluate a checkpoint on a folder of class folders", examples=[
         "cellscreen evaluate runs/m1 --dataset malaria-nih --split runs/split.csv --subset test --out runs/m1/eval",
-        "cellscreen evaluate malaria ~/cells/my-slides -d malaria-nih --bootstrap 0 --out runs/eval-mine",
+        "cellscreen evaluate runs/own --split runs/own-split.csv --subset test --out runs/own/eval"
+        "     # your own folder: read as it was split",
         "cellscreen evaluate runs/m1.onnx -d malaria-nih --split runs/folds.csv --fold 0 --tta --out runs/eval-onnx"])
     common_options(p.add_argument_group("Common options"))
     group = p.add_argument_group("Model")

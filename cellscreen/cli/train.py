@@ -34,7 +34,23 @@ def cmd_train(args) -> None:
     print(f"trained {config.model} in {result.seconds / 60:.1f} min; best {config.monitor} "
           f"{result.best_metric:.4f} at epoch {result.best_epoch + 1}")
     print(f"checkpoint: {result.checkpoint}")
+    print_decision(result.checkpoint)
     report_test(result.run, result.data, args.bootstrap)
+
+
+def print_decision(checkpoint: Path) -> None:
+    """The decision threshold a run chose on its validation cells, what it reached there, and how sure that is."""
+    import json  # only here
+
+    decision = json.loads(Path(checkpoint).read_text()).get("decision") or {}
+    if decision.get("set_by") != "validation cells":
+        return
+    print(f"decision threshold {decision['threshold']:.4f}, chosen on the validation cells for "
+          f"{decision['operating_point']}: sensitivity {decision['sensitivity']:.3f}, specificity "
+          f"{decision['specificity']:.3f} there")
+    if decision["positive_cells"] < 100:
+        print(f"  note: set on {decision['positive_cells']} positive validation cells; on new cells the "
+              "sensitivity may well be lower (evaluate on the test part to see)")
 
 
 def cmd_svm(args) -> None:

@@ -281,9 +281,8 @@ def describe_split(manifest: SplitManifest) -> str:
 def few_groups(meta: dict) -> list[str]:
     """A warning for each part of a split with fewer than ``MIN_GROUPS`` patients/slides."""
     kind = meta.get("group_kind", "group")
-    return [f"the {part} part holds only {counts['groups']} {kind}(s): figures measured on it, and their 95% "
-            f"intervals, rest on too few {kind}s to mean much; add {kind}s, or use k folds "
-            "(`cellscreen split --method kfold`) so that every one is tested once"
+    return [f"the {part} part holds only {counts['groups']} {kind}(s): too few for its figures and their 95% "
+            f"intervals to mean much; add {kind}s, or use k folds (--method kfold)"
             for part, counts in meta.get("counts", {}).items() if counts["groups"] < MIN_GROUPS]
 
 
