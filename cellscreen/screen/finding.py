@@ -17,6 +17,10 @@ Where a set labels most fields only in part (Chula), the cells found beyond
 the labelled ones look false: precision, F1 and the count error are then
 pooled over the fields whose every cell is labelled (``complete``), recall,
 which partial labels do not bias, over every field.
+
+The detector is the classical one (``detect.find_cells``) or a learned one
+(``learned:RUN``, a run folder of ``cellscreen cells train``); a learned one
+is never scored on the fields it was trained or tuned on: those are left out.
 """
 
 from __future__ import annotations
@@ -36,13 +40,15 @@ from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
 from cellscreen.screen.annotations import YOLO_KINDS, read_point_labels, read_yolo_boxes
 from cellscreen.screen.detect import find_cells
+from cellscreen.screen.learned import learned_finder
 from cellscreen.screen.score import (BORDER_RULES, DetectionScore, Estimate, box_match_distance, match_distance,
                                      score_image, summarise)
 
-__all__ = ["LABEL_FORMATS", "DETECTORS", "FindingResult", "labelled_fields", "score_finding", "ROW_COLUMNS"]
+__all__ = ["LABEL_FORMATS", "DETECTORS", "FindingResult", "labelled_fields", "natural_order", "score_finding",
+           "ROW_COLUMNS"]
 
 LABEL_FORMATS = ("chula", "yolo")  # chula: "x y class" per red cell; yolo: "class cx cy w h" per cell
-DETECTORS = ("classical",)
+DETECTORS = ("classical", "learned:RUN")  # RUN: a run folder of `cellscreen cells train`
 FOUND_KINDS = ("red", "white")  # the kinds the finder tells apart (platelets and debris are not cells it counts)
 ROW_COLUMNS = ["image", "kind", "complete", "labelled", "found", "hits", "left_out", "precision", "recall", "f1",
                "count_error", "max_distance_px", "cell_diameter_px"]
@@ -59,11 +65,13 @@ class FindingResult:
     unlabelled: int  # field images without a label file, not scored
     max_distance: float | None  # the hit distance for centre labels (px); None for boxes (per image)
     border: str
+    seen: int = 0  # fields left out because a learned detector was trained or tuned on them
 
 
-def _natural(path: Path) -> tuple:
+def natural_order(name: str | Path) -> tuple:
     """Chula's 1.jpg, 2.jpg, ..., 10.jpg in number order; other names alphabetically."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name))
+    name = name.name if isinstance(name, Path) else name
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
 def labelled_fields(images: Path, labels: Path) -> tuple[list[tuple[Path, Path]], int]:
@@ -74,7 +82,7 @@ def labelled_fields(images: Path, labels: Path) -> tuple[list[tuple[Path, Path]]
     if not labels.is_dir():
         raise UserError(f"no folder of label files at {labels}")
     pairs, unlabelled = [], 0
-    for image in sorted(images.iterdir(), key=_natural):
+    for image in sorted(images.iterdir(), key=natural_order):
         if image.suffix.lower() not in IMAGE_SUFFIXES or image.name.startswith("."):
             continue
         label = labels / f"{image.stem}.txt"
@@ -88,7 +96,7 @@ def labelled_fields(images: Path, labels: Path) -> tuple[list[tuple[Path, Path]]
 
 
 def _found_and_labelled(pairs: list[tuple[Path, Path]], label_format: str, kinds: tuple[str, ...],
-                        cell_diameter: float | None, progress: bool) -> Iterator[tuple[Path, object, list]]:
+                        cell_diameter: float | None, progress: bool, finder) -> Iterator[tuple[Path, object, list]]:
     for image, label in tqdm(pairs, desc="finding cells", unit="field", disable=not progress, leave=False):
         try:
             rgb = load_rgb(image)
@@ -101,32 +109,40 @@ def _found_and_labelled(pairs: list[tuple[Path, Path]], label_format: str, kinds
                 labelled = read_yolo_boxes(label, width=rgb.shape[1], height=rgb.shape[0], kinds=kinds)
         except ValueError as exc:
             raise UserError(f"{label} cannot be read as {label_format} labels: {exc}") from None
-        yield image, find_cells(rgb, cell_diameter=cell_diameter), labelled
+        yield image, finder(rgb, cell_diameter=cell_diameter), labelled
 
 
 def score_finding(images: str | Path, labels: str | Path, *, label_format: str, kinds: tuple[str, ...] | None = None,
                   border: str = "keep", detector: str = "classical", cell_diameter: float | None = None,
                   limit: int | None = None, complete: Collection[str] = (), rows_out: str | Path | None = None,
-                  progress: bool = True) -> FindingResult:
+                  progress: bool = True, skip: Collection[str] = ()) -> FindingResult:
     """Find the cells of every labelled field in ``images`` and score them against ``labels``.
 
     ``kinds`` names the YOLO class ids in order (default: TXL-PBC's white, red, platelet).  ``border`` is how
     found cells cut by the image border are scored (``score.BORDER_RULES``).  ``limit`` scores only the first
     fields (by name).  ``complete`` names the fields (file stems) whose every cell is labelled, where the others
-    are labelled in part.  ``rows_out``: a CSV file of one row per image and kind of cell.
+    are labelled in part.  ``rows_out``: a CSV file of one row per image and kind of cell.  ``detector`` is
+    ``classical`` or ``learned:RUN``; the fields named in ``skip`` (file stems) and those a learned detector
+    was trained or tuned on are left out.
     """
     if label_format not in LABEL_FORMATS:
         raise UserError(f"unknown label format {label_format!r}; choose one of: {', '.join(LABEL_FORMATS)}")
-    if detector not in DETECTORS:
-        raise UserError(f"unknown detector {detector!r}; choose one of: {', '.join(DETECTORS)}")
     if border not in BORDER_RULES:
         raise UserError(f"unknown border rule {border!r}; choose one of: {', '.join(BORDER_RULES)}")
     if cell_diameter is not None and not cell_diameter > 0:
         raise UserError(f"--cell-diameter must be a positive number of pixels (got {cell_diameter})")
     kinds = tuple(kinds or (("red",) if label_format == "chula" else YOLO_KINDS))
     pairs, unlabelled = labelled_fields(Path(images), Path(labels))
+    finder = learned_finder(detector)
+    skip = set(skip) | (finder.seen_fields if finder else set())
+    seen = sum(image.stem in skip for image, _ in pairs)
+    pairs = [(image, label) for image, label in pairs if image.stem not in skip]
+    if not pairs:
+        raise UserError(f"every labelled field in {images} was left out (the detector was trained or tuned on "
+                        "them)")
     pairs = pairs[:limit] if limit else pairs
-    found = list(_found_and_labelled(pairs, label_format, kinds, cell_diameter, progress))
+    found = list(_found_and_labelled(pairs, label_format, kinds, cell_diameter, progress,
+                                     finder.find_cells if finder else find_cells))
     distance = None
     if label_format == "chula":
         diameter = cell_diameter or float(np.median([detection.cell_diameter for _, detection, _ in found]))
@@ -153,7 +169,7 @@ def score_finding(images: str | Path, labels: str | Path, *, label_format: str, 
     scores = {kind: summarise(s) for kind, s in whole.items() if any(x.labelled for x in s)}
     recall_all = {kind: summarise(s).recall for kind, s in every.items() if any(x.labelled for x in s)}
     return FindingResult(scores=scores, fields=len(found), unlabelled=unlabelled, max_distance=distance,
-                         border=border, recall_all=recall_all,
+                         border=border, recall_all=recall_all, seen=seen,
                          complete_fields=len(whole[scored[0]]) if complete and scored else None)
 
 

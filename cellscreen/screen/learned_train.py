@@ -1,0 +1,325 @@
+"""Train the learned cell finder on a lab's own annotated fields: what ``cellscreen cells train`` runs.
+
+The fields are split by name (natural order): every 10th is a tuning field
+(the peak thresholds are chosen there), and the network is trained on the
+rest, except that
+
+- where a set names its fields with every cell labelled (``complete``, as
+  Chula RBC-12 does), those are kept out for scoring and the network learns
+  from the fields labelled in part; there a cell left unlabelled must not be
+  taught as background, so the loss counts only near the labelled centres
+  and on the background (the stained pixels elsewhere are left out);
+- otherwise (TXL-PBC) fields 7, 8 and 9 of every ten are kept out for scoring.
+
+Every field is resized so that a red cell is ``WORK_DIAMETER`` pixels across.
+Points give no size: the diameter is then one for the whole set, the
+classical finder's median on the tuning fields. Boxes give each field's own
+(the median red box); at run time the classical finder measures it, times
+the ratio of the boxes' to its measure on the tuning fields. Random crops,
+scale jitter, flips and colour jitter; CenterNet's focal loss; AdamW.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from skimage import filters
+from scipy import ndimage as ndi
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from cellscreen import __version__
+from cellscreen.data.images import ImageReadError, load_rgb
+from cellscreen.errors import UserError
+from cellscreen.files import atomic_path, atomic_write
+from cellscreen.screen.annotations import YOLO_KINDS, read_point_labels, read_yolo_boxes
+from cellscreen.screen.detect import FoundCell, find_cells
+from cellscreen.screen.finding import LABEL_FORMATS, labelled_fields, natural_order
+from cellscreen.screen.learned import (DESCRIPTION, GRAPH, KINDS, STRIDE, WEIGHTS, WORK_DIAMETER, LearnedFinder,
+                                       standardise, work_field)
+from cellscreen.screen.learned_net import CentreNet, centre_loss, draw_targets
+from cellscreen.screen.score import box_match_distance, match_distance, score_image, summarise
+
+__all__ = ["train_detector", "split_fields", "TrainingField"]
+
+TUNING_EVERY = 10  # every 10th field by name is a tuning field
+HELD_OUT = (7, 8, 9)  # without a list of complete fields, these of every ten are kept out for scoring
+CROP = 96  # training crops' side in work pixels
+SCALE_JITTER = (0.85, 1.18)
+TRUSTED_REACH = 0.6  # on fields labelled in part, the loss counts within this many diameters of a labelled centre
+PROBE_FIELDS = 20  # tuning fields the classical finder measures to set a point-labelled set's scale
+THRESHOLDS = np.round(np.arange(0.1, 0.75, 0.05), 2)  # peak thresholds tried on the tuning fields
+
+
+@dataclass
+class TrainingField:
+    """One field at work scale with its labelled centres, as the sampler needs it."""
+
+    stem: str
+    pixels: np.ndarray  # (3, H, W) standardised
+    centres: np.ndarray  # (N, 2) x, y work pixels
+    kinds: np.ndarray  # (N,) channel
+    sizes: np.ndarray | None  # (N, 2) width, height as shares of the red-cell diameter; None for points
+    trusted: np.ndarray | None  # (H, W) where the loss counts; None: everywhere
+
+
+def split_fields(stems: list[str], complete: set[str]) -> dict[str, list[str]]:
+    """Train, tuning and held-out field stems (see the module's docstring)."""
+    split: dict[str, list[str]] = {"train": [], "tuning": [], "held_out": []}
+    partial = [s for s in stems if s not in complete]
+    for i, stem in enumerate(partial if complete else stems):
+        if i % TUNING_EVERY == 0:
+            split["tuning"].append(stem)
+        elif not complete and i % TUNING_EVERY in HELD_OUT:
+            split["held_out"].append(stem)
+        else:
+            split["train"].append(stem)
+    split["held_out"] += [s for s in stems if s in complete]
+    return split
+
+
+def _read_labels(path: Path, label_format: str, rgb: np.ndarray, yolo_kinds: tuple[str, ...]) -> list:
+    try:
+        if label_format == "chula":
+            cells = read_point_labels(path)
+            if cells and all(0 <= c.centre[0] <= 1 and 0 <= c.centre[1] <= 1.5 for c in cells):
+                raise ValueError("every point lies within 1 pixel of the corner: these look like YOLO "
+                                 "fractions, not pixels (use --format yolo)")
+            return cells
+        return read_yolo_boxes(path, width=rgb.shape[1], height=rgb.shape[0], kinds=yolo_kinds)
+    except ValueError as exc:
+        raise UserError(f"{path} cannot be read as {label_format} labels: {exc}") from None
+
+
+def _box_diameter(labelled: list) -> float | None:
+    """A field's red-cell diameter from its boxes: the median of sqrt(w h) over its red boxes."""
+    sides = [np.sqrt((c.box[2] - c.box[0]) * (c.box[3] - c.box[1])) for c in labelled if c.kind == "red"]
+    return float(np.median(sides)) if sides else None
+
+
+def _background_mask(work: np.ndarray) -> np.ndarray:
+    """Pixels clearly of the background: far in colour from none, well away from anything stained."""
+    colour = np.percentile(work.reshape(-1, 3), 90, axis=0)
+    stain = np.linalg.norm(work.astype(np.float32) - colour, axis=2)
+    stained = stain > filters.threshold_otsu(stain) if np.ptp(stain) > 0 else np.zeros(stain.shape, bool)
+    return ndi.distance_transform_edt(~stained) > 0.15 * WORK_DIAMETER
+
+
+def _field(stem: str, rgb: np.ndarray, labelled: list, diameter: float, kinds: tuple[str, ...],
+           partial: bool, boxes: bool) -> TrainingField:
+    work = work_field(rgb, diameter)
+    sx, sy = work.shape[1] / rgb.shape[1], work.shape[0] / rgb.shape[0]
+    cells = [c for c in labelled if c.kind in kinds]
+    centres = np.array([((c.centre[0] + 0.5) * sx - 0.5, (c.centre[1] + 0.5) * sy - 0.5) for c in cells],
+                       float).reshape(-1, 2)
+    sizes = np.array([((c.box[2] - c.box[0]) / diameter, (c.box[3] - c.box[1]) / diameter) for c in cells],
+                     float).reshape(-1, 2) if boxes else None
+    trusted = None
+    if partial:
+        near = np.zeros(work.shape[:2], bool)
+        rows = np.clip(np.round(centres[:, 1]).astype(int), 0, work.shape[0] - 1)
+        cols = np.clip(np.round(centres[:, 0]).astype(int), 0, work.shape[1] - 1)
+        near[rows, cols] = True
+        near = ndi.distance_transform_edt(~near) <= TRUSTED_REACH * WORK_DIAMETER if len(cells) else near
+        trusted = near | _background_mask(work)
+    return TrainingField(stem, standardise(work), centres, np.array([kinds.index(c.kind) for c in cells], int),
+                         sizes, trusted)
+
+
+def _crop(field: TrainingField, rng: np.random.Generator, n_kinds: int) -> tuple:
+    """One augmented training crop: pixels (3, CROP, CROP) and the targets at output resolution."""
+    _, height, width = field.pixels.shape
+    scale = rng.uniform(*SCALE_JITTER)
+    window = int(round(CROP / scale))
+    x0 = int(rng.integers(min(0, width - window), max(0, width - window) + 1))
+    y0 = int(rng.integers(min(0, height - window), max(0, height - window) + 1))
+    pixels = np.zeros((3, window, window), np.float32)
+    trusted = np.zeros((window, window), np.float32)
+    xs, ys = slice(max(0, x0), min(width, x0 + window)), slice(max(0, y0), min(height, y0 + window))
+    into = (slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0))
+    pixels[:, into[0], into[1]] = field.pixels[:, ys, xs]
+    trusted[into] = 1.0 if field.trusted is None else field.trusted[ys, xs]
+    image = F.interpolate(torch.from_numpy(pixels)[None], size=(CROP, CROP), mode="bilinear", align_corners=False)[0]
+    out = CROP // STRIDE
+    trust = F.interpolate(torch.from_numpy(trusted)[None, None], size=(out, out), mode="nearest")[0]
+    centres = (field.centres - [x0, y0] + 0.5) * (CROP / window) - 0.5
+    sizes = None if field.sizes is None else field.sizes.copy()
+    if rng.random() < 0.5:
+        image, trust, centres[:, 0] = image.flip(2), trust.flip(2), CROP - 1 - centres[:, 0]
+    if rng.random() < 0.5:
+        image, trust, centres[:, 1] = image.flip(1), trust.flip(1), CROP - 1 - centres[:, 1]
+    if rng.random() < 0.5:
+        image, trust, centres = image.transpose(1, 2), trust.transpose(1, 2), centres[:, ::-1].copy()
+        sizes = None if sizes is None else sizes[:, ::-1].copy()
+    image = image * torch.from_numpy(rng.normal(1, 0.1, (3, 1, 1)).astype(np.float32)) + torch.from_numpy(
+        rng.normal(0, 0.1, (3, 1, 1)).astype(np.float32))
+    if sizes is not None:
+        sizes = sizes * (CROP / window)
+    heat, size, has_size = draw_targets((out, out), centres / STRIDE, field.kinds, sizes, n_kinds)
+    return image, torch.from_numpy(heat), torch.from_numpy(size), trust, torch.from_numpy(has_size)
+
+
+def _export(model: CentreNet, path: Path) -> None:
+    example = torch.zeros(1, 3, 64, 96)
+    with atomic_path(path) as tmp:
+        torch.onnx.export(model, (example,), str(tmp), input_names=["fields"], output_names=["heat", "log_size"],
+                          dynamic_axes={"fields": {2: "height", 3: "width"}, "heat": {2: "h", 3: "w"},
+                                        "log_size": {2: "h", 3: "w"}}, opset_version=17, dynamo=False)
+
+
+def _tune(finder: LearnedFinder, tuning: list, label_format: str, border: str, kinds: tuple[str, ...]) -> dict:
+    """Each kind's peak threshold with the best F1 on the tuning fields, and that F1.
+
+    On a field labelled in part only the cells found where the labels can be trusted are scored (near a
+    labelled centre or on the background), so that unlabelled cells are not taken for false finds.
+    """
+    scores: dict[tuple[str, float], list] = {}
+    low = [float(THRESHOLDS[0])] * len(kinds)
+    for rgb, labelled, diameter, trusted in tuning:
+        peaks, scale = finder.peaks(rgb, diameter, thresholds=low)
+        height, width = rgb.shape[:2]
+        for threshold in THRESHOLDS:
+            found = []
+            for k, (x, y), s, (w, h) in zip(peaks.kind, peaks.centre, peaks.score, peaks.size):
+                if s < threshold:
+                    continue
+                if trusted is not None and not trusted[min(trusted.shape[0] - 1, int(round(y * scale))),
+                                                       min(trusted.shape[1] - 1, int(round(x * scale)))]:
+                    continue
+                hw, hh = (w * diameter / 2, h * diameter / 2) if finder.description["boxes"] else (diameter / 2,) * 2
+                box = (int(round(x - hw)), int(round(y - hh)), int(round(x + hw)), int(round(y + hh)))
+                edge = x < diameter / 2 or y < diameter / 2 or x > width - diameter / 2 or y > height - diameter / 2
+                found.append(FoundCell(0, kinds[k], (x, y), box, 0, True, bool(edge)))
+            for kind in kinds:
+                reach = match_distance(diameter) if label_format == "chula" else box_match_distance(labelled, kind=kind)
+                scores.setdefault((kind, float(threshold)), []).append(
+                    score_image(found, labelled, kind=kind, max_distance=reach, border=border))
+    chosen = {}
+    for kind in kinds:
+        f1 = {t: summarise(scores[(kind, t)], resamples=1).f1.value for t in map(float, THRESHOLDS)
+              if any(s.labelled for s in scores[(kind, t)])}
+        best = max(f1, key=lambda t: (f1[t], -abs(t - 0.3))) if f1 else 0.3
+        chosen[kind] = {"threshold": best, "tuning_f1": round(f1.get(best, float("nan")), 4)}
+    return chosen
+
+
+def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, label_format: str,
+                   yolo_kinds: tuple[str, ...] | None = None, complete: tuple[str, ...] = (), border: str = "keep",
+                   steps: int = 1500, batch_size: int = 16, seed: int = 0, threads: int = 2, dataset: str | None = None,
+                   overwrite: bool = False, progress: bool = True) -> dict:
+    """Train a cell finder on the labelled fields of ``images`` and write its run folder ``out``; return its
+    description (``model.json``)."""
+    if label_format not in LABEL_FORMATS:
+        raise UserError(f"unknown label format {label_format!r}; choose one of: {', '.join(LABEL_FORMATS)}")
+    if steps < 1 or batch_size < 1:
+        raise UserError("--steps and --batch-size must be at least 1")
+    out = Path(out)
+    if (out / DESCRIPTION).exists() and not overwrite:
+        raise UserError(f"{out} already holds a cell finder; pass --overwrite to replace it")
+    yolo_kinds = tuple(yolo_kinds or YOLO_KINDS)
+    pairs, _ = labelled_fields(Path(images), Path(labels))
+    by_stem = {image.stem: (image, label) for image, label in pairs}
+    split = split_fields(sorted(by_stem, key=natural_order), set(complete))
+    boxes = label_format == "yolo"
+    started = time.time()
+
+    def read(stem: str) -> tuple[np.ndarray, list]:
+        image, label = by_stem[stem]
+        try:
+            rgb = load_rgb(image)
+        except ImageReadError as exc:
+            raise UserError(f"{image}: {exc}") from None
+        return rgb, _read_labels(label, label_format, rgb, yolo_kinds)
+
+    tuning = [(stem, *read(stem)) for stem in split["tuning"]]
+    present = {c.kind for _, _, labelled in tuning for c in labelled} | {
+        c.kind for stem in split["train"][:50] for c in read(stem)[1]}
+    kinds = tuple(k for k in KINDS if k in present)
+    if not kinds or not split["train"]:
+        raise UserError(f"no labelled red or white cell in {labels}, or too few fields to train on "
+                        f"({len(pairs)} labelled)")
+    # The scale: one diameter for points, each field's boxes for boxes (and the ratio to the classical measure).
+    probes = tuning[:PROBE_FIELDS] if not boxes else tuning
+    measured = {stem: find_cells(rgb).cell_diameter for stem, rgb, _ in tqdm(
+        probes, desc="measuring cells", disable=not progress, leave=False)}
+    if boxes:
+        ratios = [_box_diameter(lab) / measured[stem] for stem, _, lab in tuning if _box_diameter(lab)]
+        scale = {"mode": "measured", "ratio": round(float(np.median(ratios)), 4) if ratios else 1.0}
+    else:
+        scale = {"mode": "fixed", "diameter": round(float(np.median(list(measured.values()))), 2)}
+    fallback = float(np.median(list(measured.values()))) * scale.get("ratio", 1.0)
+
+    def diameter_of(stem: str, labelled: list) -> float:
+        if not boxes:
+            return scale["diameter"]
+        return (_box_diameter(labelled) or fallback) if stem not in measured else measured[stem] * scale["ratio"]
+
+    partial = bool(complete)
+    fields = []
+    for stem in tqdm(split["train"], desc="reading fields", disable=not progress, leave=False):
+        rgb, labelled = read(stem)
+        fields.append(_field(stem, rgb, labelled, _box_diameter(labelled) or fallback if boxes else
+                             scale["diameter"], kinds, partial, boxes))
+    fields = [f for f in fields if len(f.centres) or f.trusted is None]
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(seed)
+    model = CentreNet(kinds=len(kinds))
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=steps, pct_start=0.1)
+    log, running = ["step,loss,seconds"], []
+    model.train()
+    for step in tqdm(range(1, steps + 1), desc="training", disable=not progress, leave=False):
+        batch = [_crop(fields[i], rng, len(kinds)) for i in rng.integers(0, len(fields), batch_size)]
+        image, heat, size, trust, has_size = (torch.stack(parts) for parts in zip(*batch))
+        predicted_heat, predicted_size = model(image)
+        loss = centre_loss(predicted_heat, predicted_size, heat, size, trust, has_size)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        running.append(float(loss.detach()))
+        if step % 25 == 0 or step == steps:
+            log.append(f"{step},{np.mean(running):.5f},{time.time() - started:.1f}")
+            running = []
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    from safetensors.torch import save_file  # only a finished training writes weights
+
+    with atomic_path(out / WEIGHTS) as tmp:
+        save_file(model.state_dict(), str(tmp))
+    _export(model, out / GRAPH)
+    atomic_write(out / "training.csv", "\n".join(log) + "\n")
+    description = {
+        "task": "cell-finding", "network": "CentreNet", "width": 16, "kinds": list(kinds), "boxes": boxes,
+        "work_diameter": WORK_DIAMETER, "stride": STRIDE, "input": "fields (1, 3, H, W): RGB at work scale, each "
+        "channel minus its mean over the field over its standard deviation + 8; H, W multiples of 4",
+        "outputs": {"heat": "(1, kinds, H/2, W/2) in 0..1", "log_size": "(1, 2, H/2, W/2): log(width, height / "
+                    "red-cell diameter)"},
+        "scale": scale, "thresholds": {kind: 0.3 for kind in kinds}, "dataset": dataset,
+        "images": str(images), "labels": str(labels), "label_format": label_format, "border": border,
+        "fields": split, "train": {"steps": steps, "batch_size": batch_size, "crop": CROP, "seed": seed,
+                                   "fields": len(fields), "cells": int(sum(len(f.centres) for f in fields)),
+                                   "first_loss": float(log[1].split(",")[1]), "last_loss": float(log[-1].split(",")[1]),
+                                   "seconds": round(time.time() - started, 1), "threads": threads},
+        "version": __version__,
+    }
+    atomic_write(out / DESCRIPTION, json.dumps(description, indent=2) + "\n")
+    finder = LearnedFinder(out, threads=threads)
+    chosen = _tune(finder, [(rgb, labelled, diameter_of(stem, labelled), _trusted(rgb, labelled, diameter_of(
+        stem, labelled)) if partial else None) for stem, rgb, labelled in tuning], label_format, border, kinds)
+    description["thresholds"] = {kind: chosen[kind]["threshold"] for kind in kinds}
+    description["tuning"] = {kind: chosen[kind]["tuning_f1"] for kind in kinds}
+    description["train"]["seconds"] = round(time.time() - started, 1)
+    atomic_write(out / DESCRIPTION, json.dumps(description, indent=2) + "\n")
+    return description
+
+
+def _trusted(rgb: np.ndarray, labelled: list, diameter: float) -> np.ndarray:
+    """Where a field labelled in part can be scored, at work scale (see ``_tune``)."""
+    return _field("", rgb, labelled, diameter, KINDS, True, False).trusted

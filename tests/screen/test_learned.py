@@ -1,0 +1,141 @@
+"""The learned cell finder on tiny synthetic fields: drawn discs with point labels."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cellscreen.errors import UserError
+from cellscreen.screen.annotations import read_point_labels
+from cellscreen.screen.finding import score_finding
+from cellscreen.screen.learned import GRAPH, WEIGHTS, LearnedFinder, learned_finder
+from cellscreen.screen.learned_train import split_fields, train_detector
+from cellscreen.screen.score import match_distance, score_image
+
+RADIUS = 9
+
+
+def _disc_field(seed: int, size=(112, 144), cells: int = 12) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """A pale field with pink discs (pale centres) that do not overlap, and their centres (x, y)."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    rgb = np.empty((height, width, 3), np.float32)
+    rgb[:] = (232, 222, 226)
+    ys, xs = np.mgrid[0:height, 0:width]
+    centres: list[tuple[float, float]] = []
+    for _ in range(500):
+        x, y = rng.uniform(RADIUS + 2, width - RADIUS - 2), rng.uniform(RADIUS + 2, height - RADIUS - 2)
+        if all((x - a) ** 2 + (y - b) ** 2 > (2 * RADIUS + 3) ** 2 for a, b in centres):
+            centres.append((x, y))
+            r = np.hypot(xs - x, ys - y)
+            rgb[r <= RADIUS] = (196, 112, 128)
+            rgb[r <= RADIUS * 0.35] = (214, 160, 170)
+        if len(centres) == cells:
+            break
+    rgb += rng.normal(0, 3, rgb.shape)
+    return rgb.clip(0, 255).astype(np.uint8), centres
+
+
+def _write_set(root, count: int = 10):
+    images, labels = root / "Dataset", root / "Label"
+    images.mkdir()
+    labels.mkdir()
+    for n in range(1, count + 1):
+        rgb, centres = _disc_field(n)
+        Image.fromarray(rgb).save(images / f"{n}.png")
+        (labels / f"{n}.txt").write_text("".join(f"{x:.1f} {y:.1f} 0\n" for x, y in centres))
+    return images, labels
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("discs")
+    images, labels = _write_set(root)
+    description = train_detector(images, labels, root / "run", label_format="chula", steps=100, batch_size=8,
+                                 threads=1, progress=False)
+    return root, description
+
+
+def test_training_reduces_the_loss(trained):
+    _, description = trained
+    assert description["train"]["last_loss"] < 0.7 * description["train"]["first_loss"]
+    assert description["kinds"] == ["red"] and description["scale"]["mode"] == "fixed"
+
+
+def test_onnx_export_matches_pytorch(trained):
+    import onnxruntime as ort
+    import torch
+    from safetensors.torch import load_file
+
+    from cellscreen.screen.learned_net import CentreNet
+
+    root, _ = trained
+    model = CentreNet(kinds=1)
+    model.load_state_dict(load_file(str(root / "run" / WEIGHTS)))
+    model.eval()
+    fields = np.random.default_rng(0).normal(size=(1, 3, 40, 52)).astype(np.float32)
+    with torch.no_grad():
+        heat, log_size = (t.numpy() for t in model(torch.from_numpy(fields)))
+    graph_heat, graph_size = ort.InferenceSession(str(root / "run" / GRAPH)).run(None, {"fields": fields})
+    assert graph_heat.shape == heat.shape == (1, 1, 20, 26)
+    np.testing.assert_allclose(graph_heat, heat, atol=1e-4)
+    np.testing.assert_allclose(graph_size, log_size, atol=1e-3)
+
+
+def test_learned_finder_finds_the_discs_of_an_unseen_field(trained):
+    root, _ = trained
+    rgb, centres = _disc_field(99)
+    detection = LearnedFinder(root / "run").find_cells(rgb)
+    (root / "99.txt").write_text("".join(f"{x} {y} 0\n" for x, y in centres))
+    score = score_image(detection.cells, read_point_labels(root / "99.txt"), max_distance=match_distance(2 * RADIUS))
+    assert score.recall >= 0.9 and score.precision >= 0.9, score
+    assert detection.labels.shape == rgb.shape[:2]
+    assert all(cell.area > 0.3 * np.pi * RADIUS**2 for cell in detection.cells)
+
+
+def test_scoring_leaves_out_the_fields_it_learned_from(trained):
+    root, _ = trained
+    result = score_finding(root / "Dataset", root / "Label", label_format="chula",
+                           detector=f"learned:{root / 'run'}", progress=False)
+    assert result.seen == 7 and result.fields == 3  # fields 1 (tuning) and 2-7 (training) are left out
+    assert result.scores["red"].f1.value >= 0.9
+    with pytest.raises(UserError, match="left out"):
+        score_finding(root / "Dataset", root / "Label", label_format="chula", detector=f"learned:{root / 'run'}",
+                      skip=["8", "9", "10"], progress=False)
+
+
+def test_split_keeps_complete_fields_for_scoring():
+    stems = [str(n) for n in range(1, 31)]
+    split = split_fields(stems, complete={"5", "6"})
+    assert set(split["held_out"]) == {"5", "6"}
+    assert not set(split["train"]) & set(split["tuning"]) and not {"5", "6"} & set(split["train"])
+    plain = split_fields(stems, complete=set())
+    assert len(plain["tuning"]) == 3 and len(plain["held_out"]) == 9 and len(plain["train"]) == 18
+
+
+def test_refusals_are_user_errors(tmp_path):
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir()
+    labels.mkdir()
+    Image.fromarray(_disc_field(1)[0]).save(images / "1.png")
+    with pytest.raises(UserError, match="has a label file") as caught:
+        train_detector(images, labels, tmp_path / "run", label_format="chula", steps=1, progress=False)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(UserError, match="unknown label format"):
+        train_detector(images, labels, tmp_path / "run", label_format="coco", steps=1, progress=False)
+    (labels / "1.txt").write_text("1 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(UserError, match="look like YOLO") as caught:
+        train_detector(images, labels, tmp_path / "run", label_format="chula", steps=1, progress=False)
+    assert "\n" not in str(caught.value)
+    (labels / "1.txt").write_text("10 20 0\n")
+    with pytest.raises(UserError, match="cannot be read as yolo"):
+        train_detector(images, labels, tmp_path / "run", label_format="yolo", steps=1, progress=False)
+    with pytest.raises(UserError, match="unknown detector"):
+        learned_finder("deep")
+    (tmp_path / "notrun").mkdir()
+    (tmp_path / "notrun" / "model.json").write_text(json.dumps({"model": "resnet18"}))
+    with pytest.raises(UserError, match="does not describe a cell finder"):
+        learned_finder(f"learned:{tmp_path / 'notrun'}")
