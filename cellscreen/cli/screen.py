@@ -95,7 +95,8 @@ def cmd_cells_score(args) -> None:
         "within half the median labelled radius, IoU >= 0.5")
     unlabelled = f" ({result.unlabelled} without labels left out)" if result.unlabelled else ""
     whole = "" if result.complete_fields is None else f", {result.complete_fields} with every cell labelled"
-    print(f"{result.fields} field(s) of {what}{unlabelled}{whole}, {args.detector} detector, hits {reach}, "
+    seen = f" ({result.seen} the detector learned from left out)" if result.seen else ""
+    print(f"{result.fields} field(s) of {what}{unlabelled}{seen}{whole}, {args.detector} detector, hits {reach}, "
           f"border rule {result.border}")
     for kind in result.recall_all:
         score = result.scores.get(kind)
@@ -113,14 +114,15 @@ def cmd_cells_score(args) -> None:
 
 
 def add_parsers(commands) -> None:
-    """screen and cells (score)."""
+    """screen and cells (score, train)."""
     from cellscreen.data.sources import PROFILES  # plain data; the profiles name the sets of labelled fields
 
     field_sets = [name for name, profile in PROFILES.items() if profile.fields is not None]
     _add_screen(commands, field_sets)
     cells = add_command(commands, "cells", help="find cells on smear fields and score the finding", examples=[
         "cellscreen cells score --dataset chula-rbc12",
-        "cellscreen cells score ~/fields --labels ~/fields-labels --format yolo"])
+        "cellscreen cells score ~/fields --labels ~/fields-labels --format yolo",
+        "cellscreen cells train --dataset chula-rbc12 --out runs/det-chula"])
     cells_commands = cells.add_subparsers(title="commands", dest="cells_command", metavar="SUBCOMMAND",
                                           required=True)
     p = add_command(cells_commands, "score", help="score cell finding against annotated fields",
@@ -145,14 +147,74 @@ def add_parsers(commands) -> None:
                        "positive when unmatched (spare, labels with some); default: the dataset's, else keep")
     group.add_argument("--limit", type=int, metavar="N", help="only the first N fields (by name)")
     group = p.add_argument_group("Cell finding")
-    group.add_argument("--detector", choices=("classical",), default="classical",
-                       help="classical: marker-controlled watershed, no training")
+    group.add_argument("--detector", default="classical", metavar="classical|learned:RUN",
+                       help="classical: marker-controlled watershed, no training; learned:RUN: a finder trained "
+                       "with `cellscreen cells train` (scored only on fields it was neither trained nor tuned on)")
     group.add_argument("--cell-diameter", type=float, metavar="PX", help="red cells' diameter in pixels "
                        "(default: measured in each field)")
     group = p.add_argument_group("Output")
     group.add_argument("--out", default="cells-score.csv", metavar="FILE", help="one row per image and kind of cell")
     group.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_cells_score)
+    _add_cells_train(cells_commands, field_sets)
+
+
+def cmd_cells_train(args) -> None:
+    from pathlib import Path  # keeps start-up fast
+
+    from cellscreen.errors import UserError
+    from cellscreen.screen.learned_train import train_detector  # loads PyTorch
+
+    if args.dataset:
+        from cellscreen.data.sources import get_profile, resolve_fields_dir
+
+        profile = get_profile(args.dataset)
+        root, fields = resolve_fields_dir(profile, args.fields, data=args.data), profile.fields
+        images, labels = root / fields.images, Path(args.labels) if args.labels else root / fields.labels
+        label_format, kinds, complete, border = args.format or fields.format, fields.kinds, fields.complete, fields.border
+    elif not args.fields or not args.labels or not args.format:
+        raise UserError("give FIELDS, --labels and --format, or --dataset (see `cellscreen datasets`)")
+    else:
+        images, labels, label_format, kinds, complete, border = (Path(args.fields), Path(args.labels), args.format,
+                                                                 None, (), "keep")
+    done = train_detector(images, labels, args.out, label_format=label_format, yolo_kinds=kinds,
+                          complete=complete, border=border, steps=args.steps, batch_size=args.batch_size,
+                          seed=args.seed, threads=args.threads, dataset=args.dataset, overwrite=args.overwrite,
+                          progress=not args.quiet)
+    split, train = done["fields"], done["train"]
+    tuned = ", ".join(f"{kind} threshold {done['thresholds'][kind]:.2f} (tuning F1 {done['tuning'][kind]:.3f})"
+                      for kind in done["kinds"])
+    print(f"trained on {len(split['train'])} field(s) ({train['cells']:,} labelled cells), {train['steps']} steps "
+          f"in {train['seconds']:.0f} s, loss {train['first_loss']:.3f} -> {train['last_loss']:.3f}; tuned on "
+          f"{len(split['tuning'])}: {tuned}; {len(split['held_out'])} kept out for scoring")
+    print(f"run folder {args.out}: score with `cellscreen cells score ... --detector learned:{args.out}`")
+
+
+def _add_cells_train(cells_commands, field_sets: list[str]) -> None:
+    p = add_command(cells_commands, "train", help="train a learned cell finder on annotated fields",
+                    description="Train a small network that finds red and white cells on a lab's own annotated "
+                    "fields (points as Chula RBC-12, or YOLO boxes), export it to ONNX and choose its thresholds on "
+                    "every 10th field. Fields with every cell labelled (the set's list) or 3 of every 10 are kept "
+                    "out for scoring.", examples=[
+                        "cellscreen cells train --dataset chula-rbc12 --out runs/det-chula",
+                        "cellscreen cells train ~/fields --labels ~/fields/labels --format yolo --out runs/det"])
+    common_options(p.add_argument_group("Common options"))
+    group = p.add_argument_group("Fields and labels")
+    group.add_argument("fields", nargs="?", metavar="FIELDS", help="folder of field images (with --dataset: the "
+                       "dataset's folder, default: found under the data root)")
+    group.add_argument("--dataset", "-d", choices=field_sets, help="a known set of labelled fields")
+    group.add_argument("--labels", metavar="DIR", help="folder of label files, one per image with its name and .txt")
+    group.add_argument("--format", choices=("chula", "yolo"), help="chula: one 'x y class' line per red cell; yolo: "
+                       "one 'class cx cy w h' line per cell (0 white, 1 red, 2 platelet)")
+    group = p.add_argument_group("Training")
+    group.add_argument("--steps", type=int, default=1500, help="optimiser steps")
+    group.add_argument("--batch-size", type=int, default=16, help="crops per step")
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--threads", type=int, default=2, help="CPU threads PyTorch trains with")
+    group = p.add_argument_group("Output")
+    group.add_argument("--out", required=True, metavar="DIR", help="run folder (weights, model.json, ONNX graph)")
+    group.add_argument("--overwrite", action="store_true", help="replace a finder already in --out")
+    p.set_defaults(func=cmd_cells_train)
 
 
 def _add_screen(commands, field_sets: list[str]) -> None:
