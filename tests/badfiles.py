@@ -316,3 +316,134 @@ def write_broken_layouts(base: Path, seed: int = 200) -> dict[str, tuple[Path, s
             (root / "Uninfected").mkdir()
             layouts[kind] = (root, "'Uninfected' has no usable images")
     return layouts
+
+
+# --- damaged checkpoints: what a model folder may hold after a bad copy, an edit by hand or an attack ------
+
+def _copy_run(run: Path, folder: Path) -> Path:
+    import shutil
+
+    shutil.copytree(run, folder, ignore=shutil.ignore_patterns("checkpoints", "logs", "test", "*.png", "*.onnx",
+                                                               "*.onnx.json"))
+    return folder
+
+
+def _edit_description(folder: Path, change) -> None:
+    import json
+
+    meta = json.loads((folder / "model.json").read_text())
+    change(meta)
+    (folder / "model.json").write_text(json.dumps(meta))
+
+
+def _edit_weights(folder: Path, change) -> None:
+    """Change the weights and write the checksum of the changed file into ``model.json``: damage that the
+    checksum cannot see (a file saved by a buggy tool, or changed on purpose)."""
+    import hashlib
+    import json
+
+    from safetensors.numpy import load_file, save_file
+
+    weights = folder / "model.safetensors"
+    state = load_file(str(weights))
+    change(state)
+    save_file(state, str(weights))
+    meta = json.loads((folder / "model.json").read_text())
+    meta["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    (folder / "model.json").write_text(json.dumps(meta))
+
+
+def _graph_description(folder: Path, fmt: str) -> dict:
+    """What ``cellscreen export`` writes beside a graph of the checkpoint in ``folder``."""
+    import hashlib
+    import json
+
+    from cellscreen.serve.graph import describe_meta
+
+    meta = json.loads((folder / "model.json").read_text())
+    return describe_meta(meta, fmt, hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest())
+
+
+def _first_float(state: dict) -> str:
+    return next(k for k, v in state.items() if v.dtype.kind == "f" and v.size > 1)
+
+
+def _two_dimensional(state: dict) -> str:
+    return next(k for k, v in state.items() if v.ndim == 2)
+
+
+class _Evil:
+    def __reduce__(self):  # what a malicious pickle does: call any function on load
+        return (os.system, ("touch cellscreen-pwned",))
+
+
+def write_damaged_checkpoints(run: Path, base: Path) -> dict[str, tuple[Path, str, str]]:
+    """Copies of the checkpoint in ``run`` under ``base``, each damaged in one way:
+    ``{kind: (what to give the command, the file the message must name, a phrase it must hold)}``."""
+    import json
+    import pickle
+
+    base.mkdir(parents=True, exist_ok=True)
+    cases: dict[str, tuple[Path, str, str]] = {}
+
+    def described(kind, change, phrase):
+        folder = _copy_run(run, base / kind)
+        _edit_description(folder, change)
+        cases[kind] = (folder, str(folder / "model.json"), phrase)
+
+    described("temperature_zero", lambda m: m.update(temperature=0), "temperature")
+    described("temperature_negative", lambda m: m.update(temperature=-1), "temperature")
+    described("temperature_nan", lambda m: m.update(temperature=float("nan")), "temperature")
+    described("temperature_text", lambda m: m.update(temperature="hot"), "temperature")
+    described("border_crop_text", lambda m: m.update(border_crop="zz"), "border_crop")
+    described("input_size_huge", lambda m: m["data_config"].update(input_size=1e9), "input_size")
+    described("std_zero", lambda m: m["data_config"].update(std=[0, 0, 0]), "std")
+    described("two_million_classes", lambda m: m.update(classes=[f"c{n}" for n in range(2_000_000)]), "classes")
+    described("classes_not_a_list", lambda m: m.update(classes="Uninfected"), "classes")
+    described("positive_class_unknown", lambda m: m.update(positive_class="Zebra"), "positive_class")
+    described("ensemble_of_itself",
+              lambda m: m.update(kind="ensemble", model="ensemble", members=["."]), "member")
+    described("ensemble_outside", lambda m: m.update(kind="ensemble", model="ensemble", members=["../.."]),
+              "member")
+
+    folder = _copy_run(run, base / "json_array")
+    (folder / "model.json").write_text("[1, 2, 3]\n")
+    cases["json_array"] = (folder, str(folder / "model.json"), "JSON object")
+
+    folder = _copy_run(run, base / "pickle_as_description")
+    (folder / "model.json").write_bytes(pickle.dumps({"state_dict": _Evil()}))
+    cases["pickle_as_description"] = (folder, str(folder / "model.json"), "pickle")
+    pickled = base / "model.pt"  # a PyTorch pickle handed in as the model
+    pickled.write_bytes(pickle.dumps({"state_dict": _Evil()}))
+    cases["pickle_file"] = (pickled, str(pickled), "pickle")
+
+    folder = _copy_run(run, base / "nan_weights")
+    _edit_weights(folder, lambda s: s[_first_float(s)].__setitem__(..., np.nan))
+    cases["nan_weights"] = (folder, str(folder / "model.safetensors"), "not finite")
+    folder = _copy_run(run, base / "infinite_weights")
+    _edit_weights(folder, lambda s: s[_first_float(s)].__setitem__((0,) * s[_first_float(s)].ndim, np.inf))
+    cases["infinite_weights"] = (folder, str(folder / "model.safetensors"), "not finite")
+    folder = _copy_run(run, base / "wrong_shapes")
+    _edit_weights(folder, lambda s: s.__setitem__(_two_dimensional(s), np.zeros((3, 7), np.float32)))
+    cases["wrong_shapes"] = (folder, str(folder / "model.safetensors"), "shape")
+    folder = _copy_run(run, base / "weights_random_bytes")
+    (folder / "model.safetensors").write_bytes(np.random.default_rng(1).bytes(4096))
+    _edit_description(folder, lambda m: m.pop("weights_sha256"))
+    cases["weights_random_bytes"] = (folder, str(folder / "model.safetensors"), "weights")
+
+    for kind, name, fmt in (("onnx_random_bytes", "model.onnx", "onnx"),
+                            ("int8_random_bytes", "model.int8.onnx", "onnx-int8")):
+        folder = _copy_run(run, base / kind)
+        (folder / name).write_bytes(np.random.default_rng(2).bytes(5000))
+        (folder / f"{name}.json").write_text(json.dumps(_graph_description(folder, fmt)))
+        cases[kind] = (folder, str(folder / name), "cannot be loaded")
+    graph = base / "loose_graph.onnx"  # an .onnx file given as the model, beside a valid description
+    graph.write_bytes(np.random.default_rng(3).bytes(5000))
+    Path(f"{graph}.json").write_text(json.dumps(_graph_description(base / "onnx_random_bytes", "onnx")))
+    cases["loose_graph_random_bytes"] = (graph, str(graph), "cannot be loaded")
+    folder = _copy_run(run, base / "graph_description_garbage")
+    graph = folder / "graph.onnx"
+    graph.write_bytes(b"")
+    Path(f"{graph}.json").write_bytes(np.random.default_rng(4).bytes(300))
+    cases["graph_description_garbage"] = (graph, f"{graph}.json", "description")
+    return cases

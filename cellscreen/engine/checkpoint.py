@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from cellscreen import __version__
 from cellscreen.engine.paths import BUNDLED, file_sha256, resolve_checkpoint
+from cellscreen.engine.validate import check_weights_file, read_description
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_path, atomic_write
 from cellscreen.models import DataConfig, create_model
@@ -134,9 +135,8 @@ def save_checkpoint(folder: str | Path, model: torch.nn.Module, meta: dict, *, h
 def load_checkpoint(where: str | Path) -> Checkpoint:
     """Rebuild the model described by a checkpoint and load its weights (in eval mode)."""
     path = resolve_checkpoint(where)
+    meta = read_description(path)  # types and sizes a model can have, or a UserError naming the field
     try:
-        meta = json.loads(path.read_text())
-        meta["model"], meta["classes"]  # every kind names both (a KeyError otherwise)
         DataConfig.from_dict(meta["data_config"])
     except (ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path} is not a cellscreen checkpoint description ({exc})") from None
@@ -164,7 +164,12 @@ def load_network(path: Path, meta: dict) -> torch.nn.Module:
         state = load_file(str(weights))
     except (OSError, SafetensorError) as exc:
         raise UserError(f"cannot read the weights {weights}: {exc}") from None
+    check_weights_file(weights)  # every weight finite: a NaN would make every probability nan
     own = model.state_dict()
+    for key, tensor in state.items():
+        if key in own and tensor.shape != own[key].shape:
+            raise UserError(f"the weights {weights} do not fit {path.name}: {key} has shape {list(tensor.shape)}, "
+                            f"{name} with {len(classes)} classes needs {list(own[key].shape)}; copy the run again")
     state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

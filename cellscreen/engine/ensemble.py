@@ -33,7 +33,7 @@ from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
 from cellscreen.models import DataConfig
 
-__all__ = ["EnsembleModel", "make_ensemble", "load_ensemble", "ensemble_files"]
+__all__ = ["EnsembleModel", "make_ensemble", "load_ensemble", "ensemble_files", "member_folders"]
 
 
 class EnsembleModel(nn.Module):
@@ -60,16 +60,34 @@ class EnsembleModel(nn.Module):
 def ensemble_files(folder: Path, meta: dict) -> list[str]:
     """``model.json`` and every member's files, each under its member folder."""
     files = ["model.json"]
+    member_folders(folder / "model.json", meta)  # each inside the ensemble's folder
     for member in meta["members"]:
         member_meta = json.loads((folder / member / "model.json").read_text())
         files += [f"{member}/{f}" for f in checkpoint_files(folder / member, member_meta)]
     return files
 
 
+def member_folders(path: Path, meta: dict) -> list[Path]:
+    """The members' folders, each refused unless it lies inside the ensemble's own folder: a member that is the
+    ensemble itself (or a folder above it) would load it again without end."""
+    members = meta.get("members")
+    if not isinstance(members, list) or not members or not all(isinstance(m, str) and m for m in members):
+        raise UserError(f"{path} is damaged: 'members' is not a list of member folders; make the ensemble again")
+    home = path.parent.resolve()
+    folders = []
+    for member in members:
+        folder = (path.parent / member).resolve()
+        if folder == home or not folder.is_relative_to(home):
+            raise UserError(f"{path} is damaged: member {member!r} is not a folder inside the ensemble (it would "
+                            "load the ensemble itself or files elsewhere); make the ensemble again")
+        folders.append(folder)
+    return folders
+
+
 @register_kind("ensemble", files=ensemble_files)
 def load_ensemble(path: Path, meta: dict) -> EnsembleModel:
     """The ensemble described by ``path`` (its ``model.json``), with every member loaded."""
-    model = EnsembleModel([load_checkpoint(path.parent / member).model for member in meta["members"]])
+    model = EnsembleModel([load_checkpoint(folder).model for folder in member_folders(path, meta)])
     model.data_config = DataConfig.from_dict(meta["data_config"])
     model.model_name, model.single_logit = meta["model"], False
     return model

@@ -39,6 +39,7 @@ import torch
 
 from cellscreen.data.sources import get_profile, resolve_dataset_dir
 from cellscreen.engine.kinds import Checkpoint, load_checkpoint, resolve_checkpoint
+from cellscreen.engine.validate import read_description
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
 from cellscreen.serve.exported_model import NORMALISATION_WORDS, ExportedModel, fold_std, lift_colour_norm, \
@@ -226,7 +227,7 @@ def export_model(model: str | Path, out: str | Path, *, fmt: str = "onnx", check
     for path in (out, description):
         if path.exists() and not overwrite:
             raise UserError(f"{path} already exists; pass --overwrite to replace it")
-    kind = json.loads(resolve_checkpoint(model).read_text()).get("kind", "network")
+    kind = read_description(resolve_checkpoint(model)).get("kind", "network")
     if kind != "network":
         raise UserError(f"only a trained network can be exported; this checkpoint is a {kind} "
                         "(predict and serve run it as it is)")

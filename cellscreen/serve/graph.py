@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cellscreen import __version__
 from cellscreen.data.images import UNRECORDED_INTERPOLATION, check_interpolation
+from cellscreen.engine.validate import check_description, read_description
 from cellscreen.errors import UserError
 
 __all__ = ["INPUT_NAME", "OUTPUT_NAMES", "onnx_session", "describe_meta", "onnx_description", "interpolation_of"]
@@ -25,8 +26,9 @@ __all__ = ["INPUT_NAME", "OUTPUT_NAMES", "onnx_session", "describe_meta", "onnx_
 INPUT_NAME, OUTPUT_NAMES = "images", ("probabilities", "logits")  # of every exported graph
 
 
-def onnx_session(model: bytes | str, threads: int | None = None):
-    """An onnxruntime CPU session for a file or serialised model."""
+def onnx_session(model: bytes | str, threads: int | None = None, *, name: str | Path | None = None):
+    """An onnxruntime CPU session for a file or serialised model; ``name``: the file a message names if
+    onnxruntime cannot load it (default: ``model`` when it is a path)."""
     import onnxruntime as ort  # keeps start-up fast: only a command that runs a graph needs it
 
     options = ort.SessionOptions()
@@ -35,7 +37,13 @@ def onnx_session(model: bytes | str, threads: int | None = None):
     options.log_severity_level = 3
     # Idle onnxruntime threads spin by default, taking the CPU from the processes decoding the next images.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's errors (InvalidProtobuf, Fail, ...) derive from Exception only
+        what = name or (model if isinstance(model, str) else "the ONNX graph")
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{what} cannot be loaded by onnxruntime ({reason}): it is damaged or not an ONNX graph; "
+                        "delete it, or make it again with `cellscreen export`") from None
 
 
 def interpolation_of(description: dict) -> str:
@@ -80,7 +88,7 @@ def onnx_description(path: Path) -> dict:
     """The description saved beside an exported file, else the one inside its metadata."""
     beside = path.with_name(path.name + ".json")
     if beside.is_file():
-        return json.loads(beside.read_text())
+        return read_description(beside)
     import onnx  # keeps start-up fast: only a graph without its description beside it needs it
 
     try:
@@ -89,6 +97,10 @@ def onnx_description(path: Path) -> dict:
         raise UserError(f"{path} is not a readable ONNX file ({exc})") from None
     for entry in proto.metadata_props:
         if entry.key == "cellscreen":
-            return json.loads(entry.value)
+            try:
+                description = json.loads(entry.value)
+            except ValueError:
+                raise UserError(f"{path}: its cellscreen description is not JSON; export it again") from None
+            return check_description(description, path)
     raise UserError(f"{path} has no cellscreen description (neither {beside.name} nor ONNX metadata); "
                     "export it with `cellscreen export`")

@@ -24,7 +24,6 @@ calls ``export`` only to make a graph a checkpoint lacks; ``predict`` and
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import numpy as np
 
 from cellscreen.data.sources import default_cache_dir
 from cellscreen.engine.paths import file_sha256, resolve_checkpoint
+from cellscreen.engine.validate import check_weights_file, read_description
 from cellscreen.engine.threshold import threshold_of
 from cellscreen.errors import UserError
 from cellscreen.serve.graph import INPUT_NAME, OUTPUT_NAMES, describe_meta, interpolation_of, onnx_description, \
@@ -93,9 +93,15 @@ class Predictor:
             raise ValueError(f"expected (N, {self.input_size}, {self.input_size}, 3) uint8, got {images.shape}")
         if len(images) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        if not tta:
-            return self._predict(images)
-        return np.mean([self._predict(view) for view in dihedral_views_nhwc(images)], axis=0)
+        if tta:
+            proba = np.mean([self._predict(view) for view in dihedral_views_nhwc(images)], axis=0)
+        else:
+            proba = self._predict(images)
+        if not np.isfinite(proba).all():  # never passed on as if it were an answer
+            bad = int((~np.isfinite(proba)).any(axis=1).sum())
+            raise UserError(f"{self.source or 'the model'} gave {bad} of {len(images)} image(s) NaN or infinity, "
+                            "not a finite probability: its weights or description are damaged; copy or retrain it")
+        return proba
 
     def predict_batched(self, images: np.ndarray, batch_size: int = 256, *, tta: bool = False) -> np.ndarray:
         """``predict`` over ``batch_size`` images at a time, so memory stays bounded for any ``N``."""
@@ -121,10 +127,12 @@ class OnnxPredictor(Predictor):
     engine = "onnx"
 
     def __init__(self, description: dict, model: bytes | str, torch_model=None, source: str = "",
-                 threads: int | None = None, load_torch: Callable[[], object] | None = None):
+                 threads: int | None = None, load_torch: Callable[[], object] | None = None,
+                 graph_file: str | Path | None = None):
         super().__init__(description, torch_model, source, load_torch, precision=None)
         self._model = model
-        self._session = onnx_session(model, threads)
+        # graph_file: the file the graph was read from, named if onnxruntime cannot load it
+        self._session = onnx_session(model, threads, name=graph_file or (model if isinstance(model, str) else source))
         self._input, self._output = INPUT_NAME, OUTPUT_NAMES[0]
 
     def worker_spec(self) -> tuple[dict, bytes, str]:
@@ -141,12 +149,15 @@ def network_onnx(model: str | Path) -> tuple[bytes, dict]:
     """A network checkpoint's ONNX export and description: its own ``model.onnx`` if that was exported from
     these weights, else one exported once and then read from the cache folder (keyed by the checkpoint's
     description and weights).  Either way a model starts without PyTorch after the first time."""
+    blob, description, _ = _network_graph(model)
+    return blob, description
+
+
+def _network_graph(model: str | Path) -> tuple[bytes, dict, Path | None]:
+    """``network_onnx``, and the file the graph was read from (None: exported just now)."""
     path = resolve_checkpoint(model)
+    meta = read_description(path)
     text = path.read_bytes()
-    try:
-        meta = json.loads(text)
-    except ValueError as exc:
-        raise UserError(f"{path} is not a cellscreen checkpoint description ({exc})") from None
     if meta.get("kind", "network") != "network":
         raise UserError(f"a {meta['kind']} has no ONNX form; use --engine torch")
     weights = path.with_suffix(".safetensors")
@@ -155,14 +166,15 @@ def network_onnx(model: str | Path) -> tuple[bytes, dict]:
         from cellscreen.engine.kinds import load_checkpoint  # keeps start-up fast: PyTorch
 
         load_checkpoint(model)  # says what is wrong with the weights
+    check_weights_file(weights)  # finite, whatever made the checksum match
     key = hashlib.sha256(text + digest.encode()).hexdigest()[:24]
     cached = default_cache_dir() / "onnx" / f"{key}.onnx"
     description = describe_meta(meta, "checkpoint", digest)
     own = path.with_name(FP32_NAME)
     if _own_graph(own, "onnx", description):  # a stale or unreadable one is passed over, not refused:
-        return own.read_bytes(), description  # the export below gives the same probabilities
+        return own.read_bytes(), description, own  # the export below gives the same probabilities
     if cached.is_file():
-        return cached.read_bytes(), description
+        return cached.read_bytes(), description, cached
     # only the first run of a checkpoint without its graph exports one (PyTorch, and the ONNX exporter)
     from cellscreen.engine.kinds import load_checkpoint
     from cellscreen.serve.export import onnx_bytes
@@ -176,7 +188,7 @@ def network_onnx(model: str | Path) -> tuple[bytes, dict]:
         tmp.replace(cached)
     except OSError:
         pass  # a read-only cache only costs the export again next time
-    return blob, description
+    return blob, description, None
 
 
 def _made_from(description: dict, fmt: str, weights_sha256: str) -> bool:
@@ -250,21 +262,19 @@ def load_predictor(model: str | Path, *, engine: str = "auto", threads: int | No
 
     if engine == "int8":
         return _int8_predictor(model, threads)
-    try:
-        kind = json.loads(resolve_checkpoint(model).read_text()).get("kind", "network")
-    except ValueError:
-        kind = "network"  # load_checkpoint below says what is wrong with the file
+    kind = read_description(resolve_checkpoint(model)).get("kind", "network")
     if engine == "onnx" and kind != "network":
         raise UserError(f"a {kind} has no ONNX form; use --engine torch")
     if engine == "onnx" or (engine == "auto" and kind == "network"):
-        blob, description = network_onnx(model)
+        blob, description, graph_file = _network_graph(model)
 
         def load_torch():
             from cellscreen.engine.kinds import load_checkpoint  # keeps start-up fast: PyTorch, for Grad-CAM only
 
             return load_checkpoint(model).model
 
-        return OnnxPredictor(description, blob, source=str(model), threads=threads, load_torch=load_torch)
+        return OnnxPredictor(description, blob, source=str(model), threads=threads, load_torch=load_torch,
+                             graph_file=graph_file)
     # a model run in PyTorch: only now is PyTorch imported
     from cellscreen.engine.kinds import load_checkpoint
     from cellscreen.serve.export import describe  # export imports PyTorch
