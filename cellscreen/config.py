@@ -165,7 +165,7 @@ def _preset_values(preset: str, seen: tuple[Path, ...] = ()) -> dict:
     try:
         loaded = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise UserError(f"{path} is not valid YAML ({exc})") from None
+        raise UserError(f"{path} is not valid YAML ({' '.join(str(exc).split())})") from None  # one line
     if not isinstance(loaded, dict):
         raise UserError(f"{path} must hold FIELD: VALUE settings, not a {type(loaded).__name__}")
     base = loaded.pop("extends", None)

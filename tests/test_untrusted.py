@@ -45,3 +45,33 @@ def test_a_pickled_checkpoint_in_place_of_safetensors_is_refused(trained_run, tm
     with pytest.raises(UserError, match="cannot read the weights"):
         load_checkpoint(copy)
     assert not (tmp_path / MARKER).exists()
+
+
+def test_resume_never_runs_code_from_a_planted_lightning_checkpoint(trained_run, learnable_cells, tmp_path,
+                                                                     monkeypatch):
+    """`train --resume` reads checkpoints/last.ckpt, a pickle: with weights only, whatever the environment
+    says (TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 turns torch.load's default off), so a planted one is refused in
+    one line, exit 2, and its code never runs."""
+    import shutil
+
+    import torch
+
+    from tests.clitools import run_here
+
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run.run, copy)
+    marker = tmp_path / MARKER
+
+    class Planted:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"state_dict": Planted(), "epoch": 2}, copy / "checkpoints" / "last.ckpt")
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    monkeypatch.chdir(tmp_path)
+    result = run_here("train", str(learnable_cells), "-d", "malaria-nih", "--out", str(copy), "--resume", "-q",
+                      "--bootstrap", "0")
+    assert not marker.exists(), "the planted checkpoint ran its code"
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "last.ckpt" in lines[0] and "--overwrite" in lines[0], result.stderr

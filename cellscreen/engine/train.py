@@ -62,8 +62,17 @@ class TrainResult:
 
 def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     if resume:
-        if not (out / "checkpoints" / "last.ckpt").is_file():
-            raise UserError(f"nothing to resume in {out} (no checkpoints/last.ckpt)")
+        if not _has_checkpoint(out):  # stopped before its first epoch was saved: the run starts again
+            settings = "the settings in its config.yaml" if (out / "config.yaml").is_file() else \
+                "this command's settings"
+            print(f"note: no checkpoint in {out} yet (stopped before its first epoch was saved); starting the run "
+                  f"again from the start with {settings}", flush=True)
+            for name in set(_RUN_FILES) - set(_RUN_START):  # what the stopped start left half-done
+                target = out / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                elif target.exists():
+                    target.unlink()
         return
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise UserError(f"run folder {out} is not empty; pass --resume to continue it or --overwrite to start over")
@@ -76,12 +85,17 @@ def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
                 target.unlink()
 
 
+def _has_checkpoint(out: Path) -> bool:
+    return (out / "checkpoints" / "last.ckpt").is_file()
+
+
 TEACHER_FILE = "teacher.safetensors"
 # what a run folder holds (see the module docstring); --overwrite removes these and nothing else
 _RUN_FILES = ("config.yaml", "split.csv", "split.json", "checkpoints", "logs", "learning_curves.png",
               "model.safetensors", "model.json", "test", "wall_seconds.txt", TEACHER_FILE,
               # graphs exported from the previous weights (cellscreen export, the demo)
               "model.onnx", "model.onnx.json", "model.int8.onnx", "model.int8.onnx.json")
+_RUN_START = ("config.yaml", "split.csv", "split.json", TEACHER_FILE)  # written before the first epoch
 
 
 def _training_cells_digest(prepared: PreparedData) -> str:
@@ -147,6 +161,17 @@ class _AtomicCheckpointIO(TorchCheckpointIO):
         super().save_checkpoint(checkpoint, partial, storage_options)
         os.replace(partial, path)
 
+    def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
+        """Tensors and plain values only, whatever the caller or the environment asks: a ``weights_only``
+        given explicitly is one ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` cannot turn off (torch.serialization), so
+        a planted ``last.ckpt`` cannot run code."""
+        try:
+            return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+        except Exception as exc:  # unpickling refused, a damaged zip, a truncated file ...
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"{path} cannot be resumed from: it holds more than weights or is damaged ({reason}); "
+                            "start the run again with --overwrite") from None
+
 
 class _RandomState(L.Callback):
     """Keeps the random generators in every checkpoint and puts them back on resume, so a run that was killed
@@ -198,9 +223,10 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     # one owns the run folder.
     first = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0 and os.environ.get("NODE_RANK",
                                                                                                   "0") == "0"
+    from_checkpoint = resume and _has_checkpoint(out)  # else a resumed run starts again (_check_run_folder)
     if first:
         _check_run_folder(out, resume, overwrite)
-    config = _settled_config(config, out, resume=resume, accelerator=accelerator)
+    config = _settled_config(config, out, resume=resume and (out / "config.yaml").is_file(), accelerator=accelerator)
     start = time.perf_counter()
     L.seed_everything(config.seed, workers=True, verbose=False)
     config, source, input_size = _with_source(config)
@@ -222,9 +248,9 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     generator = torch.Generator().manual_seed(config.seed)
     train_loader, val_loader = _loaders(config, prepared, taught, generator, world)
     with _process_settings_restored(quiet=not progress):
-        trainer, best = _trainer(config, out, generator, resume=resume, progress=progress, accelerator=accelerator,
-                                 devices=devices, num_nodes=num_nodes, strategy=strategy)
-        _fit(trainer, module, train_loader, val_loader, resume=resume)
+        trainer, best = _trainer(config, out, generator, resume=from_checkpoint, progress=progress,
+                                 accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy)
+        _fit(trainer, module, train_loader, val_loader, resume=from_checkpoint)
     if not trainer.is_global_zero:
         return TrainResult(run=out, checkpoint=out / "model.json", data=prepared, seconds=time.perf_counter() - start,
                            best_metric=float("nan"), best_epoch=-1, primary=False)
@@ -343,7 +369,8 @@ def _fit(trainer: L.Trainer, module: CellClassifier, train_loader: DataLoader, v
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")  # frozen BN, on purpose
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")  # Lightning vs torch 2.15
-        trainer.fit(module, train_loader, val_loader, ckpt_path="last" if resume else None)
+        trainer.fit(module, train_loader, val_loader, ckpt_path="last" if resume else None,
+                    weights_only=True)  # _AtomicCheckpointIO.load_checkpoint insists on it too
 
 
 def _save_best(model, best, config: TrainConfig, prepared: PreparedData, out: Path,
