@@ -143,3 +143,18 @@ def test_a_split_with_few_patients_in_a_part_warns(own_split):
                       str(own_split.parent / "small.csv"), "-q")
     assert result.returncode == 0, result.stderr
     assert "warning: the test part holds only" in result.stdout
+
+
+def test_the_threshold_can_be_set_afterwards(own_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(own_run, run)
+    trained = json.loads((run / "model.json").read_text())
+    ok = run_here("threshold", str(run), "--operating-point", "sensitivity=0.99", "-q")
+    assert ok.returncode == 0, ok.stderr
+    again = json.loads((run / "model.json").read_text())
+    assert again["decision_threshold"] == pytest.approx(trained["decision_threshold"], abs=1e-6)
+    assert again["weights_sha256"] == trained["weights_sha256"]
+    assert run_here("threshold", str(run), "--threshold", "0.3", "-q").returncode == 0
+    assert json.loads((run / "model.json").read_text())["decision_threshold"] == 0.3

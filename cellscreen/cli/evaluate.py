@@ -21,6 +21,19 @@ def cmd_evaluate(args) -> None:
     print(f"written: {Path(args.out) / 'metrics.json'} and {Path(args.out) / 'report.md'}")
 
 
+def cmd_threshold(args) -> None:
+    from cellscreen.evaluate.decision import set_decision  # keeps start-up fast
+
+    decision = set_decision(args.model, operating_point=args.operating_point, threshold=args.decision_threshold,
+                            data=args.dir or args.data, workers=args.workers, progress=not args.quiet)
+    chosen = decision["decision"]
+    print(f"decision threshold {decision['decision_threshold']:.4f} written into {args.model}")
+    if chosen["set_by"] == "validation cells":
+        print(f"  chosen on {chosen['positive_cells'] + chosen['negative_cells']} validation cells for "
+              f"{chosen['operating_point']}: sensitivity {chosen['sensitivity']:.3f}, specificity "
+              f"{chosen['specificity']:.3f} there")
+
+
 def cmd_demo(args) -> None:
     from cellscreen.demo import run_demo  # keeps start-up fast
 
@@ -54,6 +67,23 @@ def add_parsers(commands) -> None:
     group.add_argument("--out", required=True, metavar="DIR", help="folder for metrics.json, report.md and plots")
     group.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: no intervals)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = add_command(commands, "threshold", help="set a trained model's decision threshold, or choose it on its "
+                    "validation cells for a target sensitivity or specificity", examples=[
+                        "cellscreen threshold runs/own --operating-point sensitivity=0.98",
+                        "cellscreen threshold runs/own --threshold 0.3"])
+    common_options(p.add_argument_group("Common options"))
+    group = p.add_argument_group("Model and decision")
+    group.add_argument("model", metavar="RUN", help="run folder (or its model.json) of a two-class model")
+    choice = group.add_mutually_exclusive_group(required=True)
+    choice.add_argument("--operating-point", metavar="sensitivity=T|specificity=T",
+                        help="choose the highest threshold that reaches this sensitivity (or the lowest for this "
+                        "specificity) on the run's validation cells")
+    choice.add_argument("--threshold", dest="decision_threshold", type=float, metavar="P",
+                        help="call a cell positive from this probability of the positive class on")
+    group.add_argument("dir", nargs="?", metavar="DIR", help="the dataset folder, if it moved since training")
+    group.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
+    p.set_defaults(func=cmd_threshold)
 
     p = add_command(commands, "demo", help="split, train, evaluate and report on the NIH malaria cells", examples=[
         "cellscreen demo",
