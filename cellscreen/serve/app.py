@@ -178,12 +178,13 @@ class _TokenRequired:
     (compared in constant time), else ``401``."""
 
     def __init__(self, app, *, token: str):
-        self.app, self.expected = app, f"Bearer {token}".encode()
+        self.app, self.expected = app, token.encode()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
             given = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
-            if not hmac.compare_digest(given, self.expected):
+            scheme, _, credentials = given.partition(b" ")
+            if scheme.lower() != b"bearer" or not hmac.compare_digest(credentials.strip(), self.expected):
                 answer = JSONResponse(status_code=401, headers={"WWW-Authenticate": "Bearer"}, content={"detail": {
                     "error": "this server needs its token: send the header 'Authorization: Bearer TOKEN' "
                              "(the page: open it as /?token=TOKEN)", "files": []}})

@@ -70,11 +70,10 @@ def image_cost(data: bytes, *, max_pixels: int) -> int:
 
 class MemoryBudget:
     """A number of bytes shared by the coroutines of one event loop: ``acquire`` waits, first come first
-    served, until that many are free; ``release`` gives them back.  ``peak`` is the most ever held at once.
-    ``on_idle`` is called whenever the last bytes are given back."""
+    served, until that many are free; ``release`` gives them back.  ``peak`` is the most ever held at once."""
 
-    def __init__(self, total: int, *, on_idle=None):
-        self.total, self.in_use, self.peak, self.on_idle = total, 0, 0, on_idle
+    def __init__(self, total: int):
+        self.total, self.in_use, self.peak = total, 0, 0
         self._waiting: collections.deque[tuple[int, asyncio.Future]] = collections.deque()
 
     async def acquire(self, amount: int) -> None:
@@ -98,8 +97,6 @@ class MemoryBudget:
     def release(self, amount: int) -> None:
         self.in_use -= amount
         self._grant()
-        if self.in_use == 0 and self.on_idle is not None:
-            self.on_idle()
 
     def _take(self, amount: int) -> None:
         self.in_use += amount

@@ -151,6 +151,8 @@ def test_the_token_is_required_accepted_and_refused(predictor):
         wrong = {"Authorization": "Bearer not-" + TOKEN}
         assert client.get("/v1/model", headers=wrong).status_code == 401
         assert client.get("/v1/model", headers={"Authorization": TOKEN}).status_code == 401
+        assert client.get("/v1/model", headers={"Authorization": f"Basic {TOKEN}"}).status_code == 401
+        assert client.get("/v1/model", headers={"Authorization": f"bearer {TOKEN}"}).status_code == 200
         right = {"Authorization": f"Bearer {TOKEN}"}
         assert client.get("/v1/model", headers=right).json()["classes"]
         answer = client.post("/v1/predict", files=_files(_cell(2)), headers=right)
