@@ -2,7 +2,7 @@
 
     cellscreen split -d malaria-nih --seed 0 --out runs/split-malaria.csv    # the bundled model's own split
     OMP_NUM_THREADS=2 python bench/cam_pointing.py --split runs/split-malaria.csv --cells 300
-    OMP_NUM_THREADS=2 python bench/cam_pointing.py --split runs/split-malaria.csv --all-methods   # every method x stage
+    OMP_NUM_THREADS=2 python bench/cam_pointing.py --split runs/split-malaria.csv --all-methods --all-stages
 
 For each parasitized cell (of the split's test part when ``--split`` is given, so cells the model never
 trained on; the split's SHA-256 is checked against the one the checkpoint records) the stained parasite
@@ -43,7 +43,7 @@ from skimage import measure
 from cellscreen.data.images import load_rgb, resize_square
 from cellscreen.engine.inference import normalise
 from cellscreen.engine.kinds import load_checkpoint
-from cellscreen.explain import CAM_METHODS, DEFAULT_CAM_METHOD, cam_stage, class_activation_map, network_stages
+from cellscreen.explain import CAM_METHODS, DEFAULT_CAM_METHOD, cam_stages, class_activation_maps, network_stages
 from cellscreen.models import list_models
 
 MIN_REGION, MIN_BODY, GREEN_DROP, PURPLE = 12, 40, 45, 20
@@ -73,12 +73,12 @@ def at_input_size(mask: np.ndarray, size: int, interpolation: str) -> np.ndarray
     return resize_square(grey, size, interpolation)[..., 0] >= 51
 
 
-def parasitized_cells(root: Path, split: Path | None, limit: int, seed: int) -> list[Path]:
-    """``limit`` parasitized cells drawn at random (fixed seed): from the split's test part if given."""
+def parasitized_cells(root: Path, split: Path | None, limit: int, seed: int, part: str = "test") -> list[Path]:
+    """``limit`` parasitized cells drawn at random (fixed seed): from the split's ``part`` if a split is given."""
     if split is not None:
         with split.open(newline="") as handle:
             paths = [root / row["path"] for row in csv.DictReader(handle)
-                     if row["subset"] == "test" and row["label"] == "Parasitized"]
+                     if row["subset"] == part and row["label"] == "Parasitized"]
     else:
         paths = sorted((root / "Parasitized").glob("*.png"))
     order = np.random.default_rng(seed).permutation(len(paths))
@@ -102,21 +102,24 @@ def scored_cells(paths: list[Path], size: int, interpolation: str) -> list[tuple
     return kept
 
 
-def pointing_game(model, cells, *, method: str, stages, target: int) -> dict:
+def pointing_game(model, cells, *, method: str, stages, target: int, batch: int = 32) -> dict:
     """The figures above for one model, method and set of stages."""
     import torch  # keeps --help fast
 
     hits = touches = 0
-    for picture, body, _ in cells:
-        x = normalise(torch.from_numpy(picture.copy()).permute(2, 0, 1)[None].contiguous(), model.data_config)
-        heat = class_activation_map(model, x, target, method=method, stages=stages)
-        hits += bool(body.flat[int(heat.argmax())])
-        hottest = heat >= np.quantile(heat, 0.95)
-        touches += bool((hottest & body).any())
+    for start in range(0, len(cells), batch):
+        part = cells[start : start + batch]
+        pictures = np.stack([picture for picture, _, _ in part])
+        x = normalise(torch.from_numpy(pictures).permute(0, 3, 1, 2).contiguous(), model.data_config)
+        heats = class_activation_maps(model, x, [target] * len(part), method=method, stages=stages)
+        for heat, (_, body, _) in zip(heats, part):
+            hits += bool(body.flat[int(heat.argmax())])
+            hottest = heat >= np.quantile(heat, 0.95)
+            touches += bool((hottest & body).any())
     return {"pointing": round(hits / len(cells), 4), "top5": round(touches / len(cells), 4)}
 
 
-def measure_model(name: str, checkpoint, cells_of, *, methods: list[str]) -> list[dict]:
+def measure_model(name: str, checkpoint, cells_of, *, methods: list[str], all_stages: bool) -> list[dict]:
     model = checkpoint.model.eval()
     for p in model.parameters():
         p.requires_grad_(True)
@@ -124,18 +127,18 @@ def measure_model(name: str, checkpoint, cells_of, *, methods: list[str]) -> lis
     cells = cells_of(config.input_size, config.interpolation)
     target = checkpoint.classes.index("Parasitized")
     stages = network_stages(model)
-    default = cam_stage(stages, config.input_size)
-    tried = [(DEFAULT_CAM_METHOD, [default])]
+    default = cam_stages(stages, config.input_size)
+    tried = [(DEFAULT_CAM_METHOD, default)]
     if methods:
-        fused = stages[: stages.index(default) + 1]  # every stage from the input to the default one, averaged
-        tried = [(m, [s]) for m in methods for s in stages] + [(m, fused) for m in methods if len(fused) > 1]
+        singles = stages if all_stages else default
+        tried = [(m, [s]) for m in methods for s in singles] + [(m, default) for m in methods if len(default) > 1]
     rows = []
     for method, chosen in tried:
         row = {"model": name, "method": method, "stages": "+".join(s.title for s in chosen),
                "layers": "+".join(s.layer for s in chosen), "cells": len(cells),
                "chance": round(float(np.mean([c[2] for c in cells])), 4),
                **pointing_game(model, cells, method=method, stages=chosen, target=target),
-               "default": method == DEFAULT_CAM_METHOD and chosen == [default]}
+               "default": method == DEFAULT_CAM_METHOD and chosen == default}
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -147,13 +150,15 @@ def main() -> None:
                         help="a data root holding malaria-nih/ (default: $CELLSCREEN_DATA or ../shared/data)")
     parser.add_argument("--split", type=Path, default=None,
                         help="a split manifest: only its test part is used (default: every parasitized cell)")
+    parser.add_argument("--part", default="test", help="with --split: the part whose cells are used (default: test)")
     parser.add_argument("--cells", type=int, default=300, help="parasitized cells drawn before the colour filter")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default="malaria", help="checkpoint: bundled name or run folder (default: malaria)")
     parser.add_argument("--run", action="append", default=[], help="further trained run folders to measure")
-    parser.add_argument("--all-methods", action="store_true", help="every CAM method at every stage, and fusions")
+    parser.add_argument("--all-methods", action="store_true", help="every CAM method (as --methods with all of them)")
     parser.add_argument("--methods", nargs="+", choices=CAM_METHODS, default=[],
-                        help="these CAM methods at every stage, and fused over the stages up to the default one")
+                        help="these CAM methods at each of the default stages alone, and averaged over them")
+    parser.add_argument("--all-stages", action="store_true", help="with --methods: at every stage, one at a time")
     args = parser.parse_args()
 
     root = Path(args.data) / "malaria-nih" / "cell_images"
@@ -161,8 +166,9 @@ def main() -> None:
     if args.split is not None:
         recorded = (checkpoint.meta.get("split") or {}).get("sha256")
         actual = hashlib.sha256(args.split.read_bytes()).hexdigest()
-        print(json.dumps({"split": str(args.split), "is_the_models_split": recorded == actual}), flush=True)
-    paths = parasitized_cells(root, args.split, args.cells, args.seed)
+        print(json.dumps({"split": str(args.split), "part": args.part, "is_the_models_split": recorded == actual}),
+              flush=True)
+    paths = parasitized_cells(root, args.split, args.cells, args.seed, args.part)
     cache: dict[tuple, list] = {}
 
     def cells_of(size: int, interpolation: str):
@@ -171,10 +177,11 @@ def main() -> None:
         return cache[size, interpolation]
 
     methods = list(CAM_METHODS) if args.all_methods else args.methods
-    measure_model(f"{args.model} ({checkpoint.meta['model']})", checkpoint, cells_of, methods=methods)
+    options = {"methods": methods, "all_stages": args.all_stages}
+    measure_model(f"{args.model} ({checkpoint.meta['model']})", checkpoint, cells_of, **options)
     for run in args.run:
         other = load_checkpoint(run)
-        measure_model(f"{run} ({other.meta['model']})", other, cells_of, methods=methods)
+        measure_model(f"{run} ({other.meta['model']})", other, cells_of, **options)
     trained = {checkpoint.meta["model"], *(load_checkpoint(run).meta["model"] for run in args.run)}
     print(json.dumps({"untrained": [name for name in list_models() if name not in trained],
                       "note": "no weights here for these registered models, so no figure"}), flush=True)

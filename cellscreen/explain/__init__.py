@@ -15,19 +15,30 @@ from cellscreen.explain.cam import (
     cam_overlay,
     cam_sheet,
     class_activation_map,
+    class_activation_maps,
     colour_bar,
 )
 from cellscreen.explain.pictures import feature_maps, top_channels, visualise_filters
 from cellscreen.explain.report import explain, images_to_explain
-from cellscreen.explain.stages import CAM_FRACTION, Stage, cam_stage, last_stage, network_stages
+from cellscreen.explain.stages import (
+    CAM_FRACTION,
+    Stage,
+    cam_stage,
+    cam_stages,
+    describe_stages,
+    last_stage,
+    network_stages,
+)
 
 __all__ = ["CAM_FRACTION", "CAM_METHODS", "DEFAULT_CAM_METHOD", "DISPLAY_SIDE", "Stage", "cam_overlay", "cam_sheet",
-           "cam_stage", "class_activation_map", "colour_bar", "explain", "feature_maps", "grad_cam",
-           "images_to_explain", "last_stage", "network_stages", "target_layer", "top_channels", "visualise_filters"]
+           "cam_stage", "cam_stages", "class_activation_map", "class_activation_maps", "colour_bar",
+           "describe_stages", "explain", "feature_maps", "grad_cam", "images_to_explain", "last_stage",
+           "network_stages", "target_layer", "top_channels", "visualise_filters"]
 
 
 def target_layer(model):
-    """``(layer name, module)`` the class activation map is read at for this model's input size."""
+    """``(layer name, module)`` of the deepest stage the class activation map is read at for this model's
+    input size."""
     stage = cam_stage(network_stages(model), model.data_config.input_size)
     return stage.layer, stage.module
 

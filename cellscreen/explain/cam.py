@@ -1,12 +1,15 @@
 """Class activation maps (CAM): where in the cell the evidence for a class lies, drawn with a colour scale.
 
-The maps come from the ``grad-cam`` package (``pytorch_grad_cam``).  The
-default is LayerCAM (Jiang et al. 2021), which weighs every position of a
-stage's output by its own positive gradient instead of one weight per channel
-as Grad-CAM does, and so stays sharp when read at a fine, shallow stage;
-``stages.cam_stage`` picks that stage.  Every map is returned at the input's
-size, 0 (no evidence) to 1 (the strongest), and drawn over the cell at a size a
-person can read, with a colour bar from "low" to "high" relevance.
+The maps come from the ``grad-cam`` package (``pytorch_grad_cam``): Grad-CAM
+at the two stages ``stages.cam_stages`` picks (32 x 32 and 16 x 16 for the
+default model, not its 2 x 2 last stage), averaged.  On the default model's
+parasitized cells whose stained body is clear, the hottest pixel of that map
+fell on the body for 0.98 of 180 test cells and 0.99 of 616 validation cells,
+against 0.92 and 0.81 for Grad-CAM at the 16 x 16 stage alone, 0.90 and 0.95
+for LayerCAM there and 0.96 and 0.96 for Grad-CAM++ (``bench/cam_pointing.py``).
+Every map is returned at the input's size, 0 (no evidence) to 1 (the
+strongest), and drawn over the cell at a size a person can read, with a colour
+bar from "low" to "high" relevance.
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
-from cellscreen.explain.stages import CAM_FRACTION, Stage, cam_stage, network_stages
+from cellscreen.explain.stages import CAM_FRACTION, Stage, cam_stages, network_stages
 
-__all__ = ["CAM_METHODS", "DEFAULT_CAM_METHOD", "class_activation_map", "colour_bar", "cam_overlay", "cam_sheet",
-           "DISPLAY_SIDE"]
+__all__ = ["CAM_METHODS", "DEFAULT_CAM_METHOD", "DISPLAY_SIDE", "class_activation_map", "class_activation_maps",
+           "colour_bar", "cam_overlay", "cam_sheet"]
 
-DEFAULT_CAM_METHOD = "layercam"
+DEFAULT_CAM_METHOD = "gradcam"
 DISPLAY_SIDE = 256  # pixels: a 64 px cell is drawn four times larger
 
 
@@ -41,21 +44,30 @@ def _target(model: nn.Module, target: int):
         ClassifierOutputTarget,
     )
 
-    return BinaryClassifierOutputTarget(target) if getattr(model, "single_logit", False) else ClassifierOutputTarget(target)
+    if getattr(model, "single_logit", False):  # one sigmoid output: class 1 is its logit, class 0 its negation
+        return BinaryClassifierOutputTarget(target)
+    return ClassifierOutputTarget(target)
 
 
-def class_activation_map(model: nn.Module, x: torch.Tensor, target: int, *, method: str = DEFAULT_CAM_METHOD,
-                         stages: list[Stage] | None = None, fraction: float = CAM_FRACTION) -> np.ndarray:
-    """The map, ``(H, W)`` in 0..1 at the size of ``x`` (``(1, C, H, W)``, normalised), of the evidence for
-    class index ``target``, by ``method`` (one of ``CAM_METHODS``) at ``stages`` (several are averaged;
-    default: the stage ``cam_stage`` picks for this input size)."""
+def class_activation_maps(model: nn.Module, x: torch.Tensor, targets: list[int], *,
+                          method: str = DEFAULT_CAM_METHOD, stages: list[Stage] | None = None,
+                          fraction: float = CAM_FRACTION) -> np.ndarray:
+    """The maps, ``(N, H, W)`` in 0..1 at the size of ``x`` (``(N, C, H, W)``, normalised), of the evidence
+    for class index ``targets[k]`` in image ``k``, by ``method`` (one of ``CAM_METHODS``) at ``stages``
+    (their maps are averaged; default: the stages ``cam_stages`` picks for this input size)."""
     if method not in CAM_METHODS:
         raise ValueError(f"unknown CAM method {method!r}; known: {', '.join(CAM_METHODS)}")
     if stages is None:
-        stages = [cam_stage(network_stages(model), model.data_config.input_size, fraction=fraction)]
+        stages = cam_stages(network_stages(model), model.data_config.input_size, fraction=fraction)
     with _method_classes()[method](model=model, target_layers=[s.module for s in stages]) as cam:
-        heat = cam(input_tensor=x, targets=[_target(model, target)])[0]
+        heat = cam(input_tensor=x, targets=[_target(model, t) for t in targets])
     return np.nan_to_num(heat.astype(np.float32)).clip(0, 1)
+
+
+def class_activation_map(model: nn.Module, x: torch.Tensor, target: int, **options) -> np.ndarray:
+    """The map, ``(H, W)``, of the evidence for class index ``target`` in the one image ``x``
+    (``(1, C, H, W)``): ``class_activation_maps`` for one image."""
+    return class_activation_maps(model, x, [target], **options)[0]
 
 
 def _jet(values: np.ndarray) -> np.ndarray:
@@ -99,11 +111,11 @@ def cam_overlay(model: nn.Module, x: torch.Tensor, picture: np.ndarray, target: 
 
 
 def cam_sheet(model: nn.Module, x: torch.Tensor, picture: np.ndarray, target: int, *,
-              side: int = DISPLAY_SIDE, method: str = DEFAULT_CAM_METHOD) -> tuple[Image.Image, Stage]:
+              side: int = DISPLAY_SIDE, method: str = DEFAULT_CAM_METHOD) -> tuple[Image.Image, list[Stage]]:
     """The cell, the heat map alone and the overlay side by side, ``side`` pixels each, over a colour bar;
-    and the stage the map was read at."""
-    stage = cam_stage(network_stages(model), model.data_config.input_size)
-    heat = class_activation_map(model, x, target, method=method, stages=[stage])
+    and the stages the map was read at."""
+    stages = cam_stages(network_stages(model), model.data_config.input_size)
+    heat = class_activation_map(model, x, target, method=method, stages=stages)
     colours = Image.fromarray(_jet(heat)).resize((side, side), Image.Resampling.BILINEAR)
     parts = [Image.fromarray(picture).convert("RGB").resize((side, side), Image.Resampling.BICUBIC), colours,
              _overlay(picture, heat, side)]
@@ -113,4 +125,4 @@ def cam_sheet(model: nn.Module, x: torch.Tensor, picture: np.ndarray, target: in
     for k, part in enumerate(parts):
         sheet.paste(part, (k * (side + 1), 0))
     sheet.paste(bar, (0, side + 4))
-    return sheet, stage
+    return sheet, stages

@@ -74,7 +74,8 @@ def top_channels(model: nn.Module, x: torch.Tensor, picture: np.ndarray, *, coun
     sheet.paste(maps, (tile * 2 + 8, 0))
     draw = ImageDraw.Draw(sheet)
     for k, channel in enumerate(order):
-        draw.text((tile * 2 + 8 + (k % 8) * (tile + 1) + 2, (k // 8) * (tile + 1) + 1), str(channel), fill=(255, 200, 0))
+        draw.text((tile * 2 + 8 + (k % 8) * (tile + 1) + 2, (k // 8) * (tile + 1) + 1), str(channel),
+                  fill=(255, 200, 0))
     return sheet, order
 
 

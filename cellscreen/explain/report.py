@@ -5,8 +5,8 @@ file stem):
 
 - ``NAME-gradcam.png``: the cell, the class activation map for the predicted
   class and the two laid over each other, four times the input's size, over a
-  colour bar from low to high relevance (``cam.cam_sheet``: LayerCAM at the
-  deepest stage still fine enough to find a ring);
+  colour bar from low to high relevance (``cam.cam_sheet``: Grad-CAM at the
+  deepest stage still fine enough to find a ring and the stage before it);
 
 and, under an "advanced" heading, for those who want to look inside:
 
@@ -33,7 +33,7 @@ from cellscreen.engine.inference import logits_to_proba, normalise
 from cellscreen.errors import UserError
 from cellscreen.explain import pictures
 from cellscreen.explain.cam import DEFAULT_CAM_METHOD, cam_sheet
-from cellscreen.explain.stages import last_stage, network_stages
+from cellscreen.explain.stages import describe_stages, last_stage, network_stages
 from cellscreen.files import atomic_write
 from cellscreen.serve.predict import list_inputs, prepare_image
 
@@ -87,10 +87,11 @@ def explain(checkpoint, images: list[tuple[str, np.ndarray]], out: str | Path, *
         with torch.no_grad():
             proba = logits_to_proba(model(x), getattr(model, "temperature", 1.0))[0].numpy()
         predicted = int(proba.argmax())
-        sheet, stage = cam_sheet(model, x, picture, predicted)
+        sheet, cam_stages = cam_sheet(model, x, picture, predicted)
         cam = (f"{name}-gradcam.png",
                f"where the model found evidence for {classes[predicted]}: the cell, the map, the two together "
-               f"(red: most relevant, blue: least; {_METHOD_NAMES[DEFAULT_CAM_METHOD]} at {stage.title})")
+               f"(red: most relevant, blue: least; {_METHOD_NAMES[DEFAULT_CAM_METHOD]} at "
+               f"{describe_stages(cam_stages)})")
         sheet.save(out / cam[0])
         advanced = []
         for map_stage, tiles in pictures.feature_maps(model, x, stages=stages):

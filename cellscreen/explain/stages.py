@@ -8,9 +8,11 @@ cell) cannot point at a ring a few pixels wide, so the CAM is read at the
 deepest stage whose grid is still fine enough: at least a quarter of the input
 side (16 x 16 for 64 px, 56 x 56 for 224 px).  At 8 x 8 the default model's
 map touched the stained body on nearly every cell but its hottest pixel fell
-on it for fewer than half (``bench/cam_pointing.py``).  The sides come from
-one forward pass with hooks, so the rule holds for every registered
-architecture without a table of layer names.
+on it for fewer than half (``bench/cam_pointing.py``).  The map drawn is the
+mean of the maps at that stage and at the one before it (``cam_stages``): the
+finer stage sharpens the spot, the deeper one keeps it on what the class
+depends on.  The sides come from one forward pass with hooks, so the rule
+holds for every registered architecture without a table of layer names.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from torch import nn
 
 from cellscreen.models.transfer import backbone_blocks
 
-__all__ = ["Stage", "network_stages", "cam_stage", "last_stage", "CAM_FRACTION"]
+__all__ = ["Stage", "network_stages", "cam_stage", "cam_stages", "describe_stages", "last_stage", "CAM_FRACTION"]
 
 CAM_FRACTION = 1 / 4  # the CAM is read where the grid has at least this share of the input side
 
@@ -98,6 +100,22 @@ def cam_stage(stages: list[Stage], input_size: int, *, fraction: float = CAM_FRA
     if fine:
         return fine[-1]
     return max(stages, key=lambda stage: (stage.side, -stage.number))
+
+
+def cam_stages(stages: list[Stage], input_size: int, *, fraction: float = CAM_FRACTION) -> list[Stage]:
+    """The stages whose maps are averaged: ``cam_stage`` and the stage before it (itself alone if first)."""
+    chosen = cam_stage(stages, input_size, fraction=fraction)
+    index = stages.index(chosen)
+    return stages[max(index - 1, 0) : index + 1]
+
+
+def describe_stages(chosen: list[Stage]) -> str:
+    """``stage 2 (16x16, ...)``, or ``stages 1 and 2 (32x32 and 16x16)`` for two."""
+    if len(chosen) == 1:
+        return chosen[0].title
+    numbers = " and ".join(str(s.number) for s in chosen)
+    sides = " and ".join(f"{s.side}x{s.side}" for s in chosen)
+    return f"stages {numbers} ({sides})"
 
 
 def last_stage(stages: list[Stage]) -> Stage:

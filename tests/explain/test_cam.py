@@ -11,6 +11,7 @@ from cellscreen.explain import (
     CAM_FRACTION,
     cam_overlay,
     cam_stage,
+    cam_stages,
     class_activation_map,
     network_stages,
 )
@@ -39,9 +40,16 @@ def test_the_map_is_read_at_the_deepest_stage_fine_enough_to_find_a_ring(name):
     stages = network_stages(model)
     chosen = cam_stage(stages, size)
     wanted = math.ceil(size * CAM_FRACTION)
-    assert chosen.side >= wanted, [(s.layer, s.side) for s in stages]
-    assert all(s.side < wanted for s in stages[stages.index(chosen) + 1:]), [(s.layer, s.side) for s in stages]
+    sides = [(s.layer, s.side) for s in stages]
+    if any(s.side >= wanted for s in stages):
+        assert chosen.side >= wanted, sides
+        assert all(s.side < wanted for s in stages[stages.index(chosen) + 1:]), sides
+    else:  # AlexNet's first conv has stride 4: its finest stage is the best there is
+        assert chosen.side == max(s.side for s in stages), sides
     assert chosen.title.startswith(f"stage {chosen.number} ({chosen.side}x{chosen.side}, ")
+    averaged = cam_stages(stages, size)
+    assert averaged[-1] is chosen and len(averaged) == min(2, chosen.number)
+    assert [s.number for s in averaged] == list(range(chosen.number - len(averaged) + 1, chosen.number + 1))
 
 
 def test_the_default_model_is_read_at_16x16_not_at_its_2x2_last_stage():
@@ -49,6 +57,7 @@ def test_the_default_model_is_read_at_16x16_not_at_its_2x2_last_stage():
     stages = network_stages(model)
     assert [s.side for s in stages] == [32, 16, 8, 4, 2, 2]
     assert cam_stage(stages, 64).side == 16 and stages[-1].side == 2
+    assert [s.side for s in cam_stages(stages, 64)] == [32, 16]
 
 
 def test_the_overlay_is_large_and_carries_a_colour_bar_from_blue_to_red():
@@ -79,10 +88,10 @@ def dot_model():
     """A compact CNN trained for a few steps to tell discs with a dark dot from discs without."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    model = create_model("compact_cnn6sc", num_classes=2, input_size=32)
+    model = create_model("compact_cnn", num_classes=2, input_size=32)  # its map is read at 16x16 and 8x8
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
-    for _ in range(60):
+    for _ in range(60):  # enough for batch norm's running statistics to settle too
         pictures, labels, _ = _dotted_cells(32, rng)
         x = normalise(torch.from_numpy(pictures).permute(0, 3, 1, 2).contiguous(), model.data_config)
         loss = torch.nn.functional.cross_entropy(model(x), torch.from_numpy(labels))
