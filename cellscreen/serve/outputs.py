@@ -54,9 +54,16 @@ def row(path: Path, classes: list[str], *, proba: np.ndarray | None = None, reas
 def journal_rows(journal: Path, columns: list[str]) -> int:
     """Complete rows already in an interrupted run's journal (a torn last line is cut off)."""
     with journal.open("rb+") as handle:
-        data = handle.read()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):
+        size = end = handle.seek(0, os.SEEK_END)
+        while end > 0:  # back from the end, a block at a time, to the last line break
+            start = max(0, end - 65536)
+            handle.seek(start)
+            found = handle.read(end - start).rfind(b"\n")
+            if found >= 0:
+                end = start + found + 1
+                break
+            end = start
+        if end < size:
             handle.truncate(end)
     with journal.open(newline="") as handle:
         reader = csv.reader(handle)
@@ -85,8 +92,8 @@ class Journal:
             try:
                 self.write([columns])
                 self._sync()  # the header is on disk before any row: a kill from now on leaves a journal to resume
-            except UserError:
-                self.__exit__(UserError, None, None)
+            except UserError as exc:
+                self.__exit__(UserError, exc, None)
                 raise
 
     def write(self, rows: list[list[str]]) -> None:
@@ -108,13 +115,12 @@ class Journal:
         return self
 
     def __exit__(self, kind, error, trace) -> None:
-        if kind is None:
-            self._sync()
-            with output_errors(self.path):
+        try:
+            if kind is None:
+                self._sync()
+        finally:
+            with contextlib.suppress(OSError):  # an error that stopped the run is the one to report
                 self._handle.close()
-            return
-        with contextlib.suppress(OSError):  # the error that stopped the run is the one to report
-            self._handle.close()
 
 
 @contextlib.contextmanager
