@@ -193,8 +193,8 @@ def predict_files(model, inputs: list[str | Path], out: str | Path, *, batch_siz
     bar = tqdm(total=total, initial=done, desc="predicting", unit="img", disable=not progress, leave=False)
     try:
         with Journal(journal, columns, append=bool(done)) as rows_written:
-            stream = (predictor.stream(selected, batch_size=batch_size, tta=tta, workers=workers)
-                      if engine == "ray" else _predict_stream(predictor, selected, size, crop, batch_size, tta, workers))
+            stream = (predictor.stream(selected, batch_size=batch_size, tta=tta, workers=workers) if engine == "ray"
+                      else _predict_stream(predictor, selected, size, crop, batch_size, tta, workers))
             with contextlib.closing(stream):  # on an interruption, stop its workers now
                 for rows in stream:
                     for written in rows:

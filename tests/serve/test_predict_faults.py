@@ -108,10 +108,11 @@ def _kill_at(folder: Path, out: Path, rows: int) -> tuple[int, dict[int, int]]:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
 def test_predict_killed_at_five_moments_resumes_to_the_same_file_and_leaves_no_worker(cell_folder, tmp_path):
-    whole = tmp_path / "whole.csv"
-    made = subprocess.run(_command() + _predict(cell_folder, whole), capture_output=True, text=True, timeout=120)
+    uninterrupted = tmp_path / "whole.csv"
+    made = subprocess.run(_command() + _predict(cell_folder, uninterrupted), capture_output=True, text=True,
+                          timeout=120)
     assert made.returncode == 0, made.stderr
-    expected = whole.read_bytes()
+    expected = uninterrupted.read_bytes()
     for k, fraction in enumerate((0, 0.2, 0.4, 0.6, 0.8)):
         out = tmp_path / f"cut{k}.csv"
         written, children = _kill_at(cell_folder, out, int(fraction * CELLS))
@@ -131,10 +132,13 @@ def test_predict_killed_at_five_moments_resumes_to_the_same_file_and_leaves_no_w
         assert not out.with_name(out.name + ".partial.csv").exists()
 
 
-def _whole(folder: Path, out: Path) -> bytes:
+@pytest.fixture(scope="module")
+def whole(cell_folder, tmp_path_factory) -> bytes:
+    """What an uninterrupted run in this process writes."""
     from cellscreen.serve.predict import predict_files
 
-    predict_files("malaria", [folder], out, batch_size=16, workers=0, progress=False)
+    out = tmp_path_factory.mktemp("whole") / "whole.csv"
+    predict_files("malaria", [cell_folder], out, batch_size=16, workers=0, progress=False)
     return out.read_bytes()
 
 
@@ -167,11 +171,11 @@ def _journal_on_a_full_disk(monkeypatch, space: int) -> None:
 
 
 @pytest.mark.parametrize("space", [0, 20, 1500])  # full before the header, within it, within the rows
-def test_a_full_disk_stops_with_a_message_and_a_journal_that_resumes(cell_folder, tmp_path, monkeypatch, space):
+def test_a_full_disk_stops_with_a_message_and_a_journal_that_resumes(cell_folder, whole, tmp_path, monkeypatch,
+                                                                     space):
     from cellscreen.errors import UserError
     from cellscreen.serve.predict import predict_files
 
-    expected = _whole(cell_folder, tmp_path / "whole.csv")
     out = tmp_path / "cut.csv"
     journal = tmp_path / "cut.csv.partial.csv"
     with monkeypatch.context() as patch:
@@ -182,7 +186,7 @@ def test_a_full_disk_stops_with_a_message_and_a_journal_that_resumes(cell_folder
     assert str(journal) in message and "--resume" in message and "\n" not in message
     assert journal.exists() and not out.exists()
     predict_files("malaria", [cell_folder], out, batch_size=16, workers=0, progress=False, resume=True)
-    assert out.read_bytes() == expected and not journal.exists()
+    assert out.read_bytes() == whole and not journal.exists()
 
 
 def test_a_folder_that_refuses_writes_is_one_line(cell_folder, tmp_path, monkeypatch):
@@ -235,15 +239,14 @@ def test_a_missing_input_is_refused_before_anything_is_written(cell_folder, tmp_
         assert list(tmp_path.iterdir()) == []
 
 
-def test_an_empty_or_headless_journal_is_a_fresh_start(cell_folder, tmp_path):
+def test_an_empty_or_headless_journal_is_a_fresh_start(cell_folder, whole, tmp_path):
     """What a kill before the first row leaves: nothing, or part of the header."""
     from cellscreen.serve.predict import predict_files
 
-    expected = _whole(cell_folder, tmp_path / "whole.csv")
     out = tmp_path / "cut.csv"
     journal = tmp_path / "cut.csv.partial.csv"
     for left in (b"", b"path,predic"):
         journal.write_bytes(left)
         counts = predict_files("malaria", [cell_folder], out, batch_size=16, workers=0, progress=False, resume=True)
-        assert counts["resumed"] == 0 and out.read_bytes() == expected
+        assert counts["resumed"] == 0 and out.read_bytes() == whole
         out.unlink()
