@@ -118,7 +118,7 @@ def _figure(file: str, caption: str) -> str:
 def _write_index(out: Path, checkpoint, sections, extra) -> Path:
     parts = [f"<!doctype html><meta charset='utf-8'><title>cellscreen explain</title>"
              f"<style>body{{font-family:sans-serif;background:#fafafa}} img{{max-width:100%;border:1px solid #ccc}}"
-             f" img.tiles{{image-rendering:pixelated}} figure{{display:inline-block;margin:8px;vertical-align:top}}"
+             f" figure{{display:inline-block;margin:8px;vertical-align:top}}"
              f" details{{margin:4px 0 16px}} summary{{cursor:pointer;color:#444}}</style>"
              f"<h1>{html.escape(checkpoint.meta['model'])}: what it sees</h1>"
              f"<p>For each cell: the class the model chose, and where in the cell it found the evidence "
