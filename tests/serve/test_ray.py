@@ -17,15 +17,16 @@ from tests.clitools import run
 
 ray = pytest.importorskip("ray")
 
-N_ROWS = 120 + 15 + 1 + 120  # a class folder, the odd files, a missing file, the other class folder
+N_ROWS = 120 + 15 + 1 + 120  # a class folder, the odd files, a broken link, the other class folder
 
 
 @pytest.fixture(scope="module")
 def inputs(learnable_cells, tmp_path_factory):
     odd = tmp_path_factory.mktemp("odd")
     write_all(odd)
-    return [str(learnable_cells / "Parasitized"), str(odd), str(odd / "missing.png"),
-            str(learnable_cells / "Uninfected")]
+    dangling = tmp_path_factory.mktemp("links") / "dangling.png"  # named, unreadable: a row (a missing one is refused)
+    dangling.symlink_to(dangling.with_name("nowhere.png"))
+    return [str(learnable_cells / "Parasitized"), str(odd), str(dangling), str(learnable_cells / "Uninfected")]
 
 
 @pytest.fixture
