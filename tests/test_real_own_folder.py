@@ -35,7 +35,7 @@ def test_own_folder_from_split_to_per_patient_counts(real_data, tmp_path, one_th
     ok = run_here("data", "info", str(cells), "--group-regex", PATIENT_REGEX, "--positive", "infected",
                   "--out", str(tmp_path / "info.json"), "-q")
     assert ok.returncode == 0, ok.stderr
-    assert "12 group(s)" in ok.stdout
+    assert "12 patient(s)" in ok.stdout
     split = tmp_path / "split.csv"
     ok = run_here("split", str(cells), "--group-regex", PATIENT_REGEX, "--positive", "infected", "--val", "0.25",
                   "--test", "0.25", "--out", str(split), "-q")

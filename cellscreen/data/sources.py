@@ -282,7 +282,7 @@ def get_profile(
             re.compile(group_regex)
         except re.error as exc:
             raise UserError(f"--group-regex {group_regex!r} is not a valid regular expression: {exc}") from None
-        changes.update(group_regex=group_regex, group_kind="group")
+        changes.update(group_regex=group_regex, group_kind="patient")  # what a lab's own pattern reads
     if positive_class is not None:
         changes["positive_class"] = positive_class
     return dataclasses.replace(profile, **changes) if changes else profile

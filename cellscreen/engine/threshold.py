@@ -16,7 +16,7 @@ import numpy as np
 from cellscreen.config import TrainConfig, parse_operating_point
 from cellscreen.errors import UserError
 
-__all__ = ["DEFAULT_THRESHOLD", "choose_threshold", "run_decision", "threshold_of"]
+__all__ = ["DEFAULT_THRESHOLD", "choose_threshold", "run_decision", "threshold_of", "predicted_classes"]
 
 DEFAULT_THRESHOLD = 0.5
 # a threshold stays strictly between 0 and 1, so that every reader accepts it
@@ -65,3 +65,14 @@ def threshold_of(description: dict) -> float:
     """The decision threshold a checkpoint's (or exported graph's) description sets, else 0.5."""
     value = description.get("decision_threshold")
     return DEFAULT_THRESHOLD if value is None else float(value)
+
+
+def predicted_classes(proba: np.ndarray, classes: list[str], positive_class: str | None,
+                      threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    """Each cell's predicted class index from probabilities ``(N, classes)``: with two classes and a positive
+    one, the positive class from ``threshold`` on, else the likeliest class."""
+    proba = np.asarray(proba)
+    if positive_class is None or len(classes) != 2:
+        return proba.argmax(1)
+    pos = list(classes).index(positive_class)
+    return np.where(proba[:, pos] >= threshold, pos, 1 - pos)

@@ -14,7 +14,7 @@ from cellscreen.data.splits import read_manifest, settle_setting
 from cellscreen.engine.kinds import Checkpoint, load_checkpoint
 from cellscreen.engine.data import load_subset
 from cellscreen.engine.inference import predict_proba_at
-from cellscreen.engine.threshold import DEFAULT_THRESHOLD, threshold_of
+from cellscreen.engine.threshold import DEFAULT_THRESHOLD, predicted_classes, threshold_of
 from cellscreen.errors import UserError
 from cellscreen.evaluate.reliability import brier_score, expected_calibration_error, reliability_bins
 from cellscreen.evaluate.caveats import evaluation_warnings
@@ -185,22 +185,13 @@ def _described(description: dict) -> Checkpoint:
     return Checkpoint(model=None, meta=meta)
 
 
-def call_cells(proba: np.ndarray, classes: list[str], positive: str | None, threshold: float) -> np.ndarray:
-    """Each cell's predicted class index: the positive class from ``threshold`` on (two classes), else the
-    likeliest."""
-    if positive is None or len(classes) != 2:
-        return proba.argmax(1)
-    pos = classes.index(positive)
-    return np.where(proba[:, pos] >= threshold, pos, 1 - pos)
-
-
 def _write_outputs(out: Path, result: dict, subset, proba: np.ndarray, checkpoint: Checkpoint) -> Path:
     """``metrics.json``, ``report.md``, the ROC and reliability plots and ``predictions.csv`` (one row per
     cell: path, group, true class, predicted class, class probabilities); returns the report path."""
     out.mkdir(parents=True, exist_ok=True)
     classes, y_true = checkpoint.classes, subset.targets.numpy()
     result["warnings"] = evaluation_warnings(result)
-    predicted = call_cells(proba, classes, checkpoint.positive_class, result["decision_threshold"])
+    predicted = predicted_classes(proba, classes, checkpoint.positive_class, result["decision_threshold"])
     plot_roc(y_true, proba, classes, checkpoint.positive_class, out / "roc.png")
     plot_reliability(result["reliability"], result["metrics"]["ece"], out / "reliability.png")
     with (out / "predictions.csv").open("w", newline="") as handle:
