@@ -136,6 +136,8 @@ def output_errors(path: Path, journal: Path | None = None) -> Iterator[None]:
 def _write_error(exc: OSError, path: Path, journal: Path) -> str:
     if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         full = "no space left on the device" if exc.errno == errno.ENOSPC else "over the disk quota"
+        if not journal.exists():
+            return f"cannot write {path}: {full}; free some space, then run the same command again"
         kept = "the rows written so far" if path == journal else f"the rows kept in {journal}"
         return (f"cannot write {path}: {full}; free some space, then run the same command with --resume to go on "
                 f"after {kept}")
