@@ -127,6 +127,9 @@ def train_svm(config: TrainConfig, *, features: str, out: str | Path, data: str 
         "data_config": unit.to_dict(), "single_logit": False, "classes": classes,
         "positive_class": prepared.index.profile.positive_class if len(classes) == 2 else None,
         "dataset": config.dataset, "border_crop": prepared.index.profile.border_crop,
+        # how the folder was read, so that evaluate needs neither the pattern nor the folder again
+        "group_regex": prepared.index.profile.group_regex, "root": str(prepared.index.root.resolve()),
+        "relabels": prepared.index.relabels,  # the relabel files that gave the training labels (None: the folder's)
         "split": {"sha256": split_sha, "method": prepared.manifest.meta.get("method"),
                   "by": prepared.manifest.meta.get("by"), "fold": config.fold,
                   "leaky": bool(prepared.manifest.meta.get("leaky"))},
