@@ -27,6 +27,7 @@ class TrainConfig:
     dataset: str = "malaria-nih"
     group_regex: str | None = None
     positive_class: str | None = None  # the positive finding of your own two-class folder; None: the profile's
+    relabel: list[str] = dataclasses.field(default_factory=list)  # relabel files applied in order (the later wins)
     split: str | None = None  # a manifest CSV; None: a fresh hold-out by group
     fold: int | None = None  # with a k-fold manifest: the test fold (the next one validates)
     val: float = 0.15
@@ -77,6 +78,8 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
+        # one file given on its own (--set relabel=FILE), or none
+        self.relabel = [self.relabel] if isinstance(self.relabel, str) else [str(f) for f in self.relabel or []]
         choices = {
             "optimizer": ("sgd", "adam", "adamw"),
             "schedule": ("none", "cosine", "onecycle", "step"),

@@ -12,7 +12,8 @@ import textwrap
 from pathlib import Path
 
 __all__ = ["HelpFormatter", "add_command", "common_options", "dataset_options", "interpolation_option",
-           "precision_option", "scan_index", "train_config", "data_folder", "print_metrics", "list_presets_text"]
+           "precision_option", "relabel_option", "scan_index", "train_config", "data_folder", "print_metrics",
+           "list_presets_text"]
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -64,6 +65,15 @@ def dataset_options(group) -> None:
     group.add_argument("--positive", metavar="CLASS", help="the positive class (the finding, e.g. infected) of "
                        "your own two-class folder (given once: a split manifest and a checkpoint remember it)")
     group.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
+    relabel_option(group)
+
+
+def relabel_option(group) -> None:
+    """--relabel FILE, repeatable: corrections to the dataset's labels, applied wherever it is read."""
+    group.add_argument("--relabel", action="append", metavar="FILE",
+                       help="a relabel file (CSV path,label; a label may be 'exclude') whose labels replace the "
+                       "folder's; repeatable, the later wins; recorded with its SHA-256 in manifests, runs and "
+                       "reports (the data folder is never changed)")
 
 
 def precision_option(group, more: str = "") -> None:
@@ -81,13 +91,16 @@ def list_presets_text() -> str:
 
 
 def scan_index(args):
-    """The dataset index that DIR, --dataset, --group-regex, --positive, --data and --workers point at."""
+    """The dataset index that DIR, --dataset, --group-regex, --positive, --data and --workers point at, with
+    the --relabel files applied (``index.relabels`` records them)."""
     from cellscreen.data.index import scan_dataset  # keeps start-up fast
     from cellscreen.data.sources import get_profile, resolve_dataset_dir
+    from cellscreen.labels.applied import relabel_index
 
     profile = get_profile(args.dataset or "folder", group_regex=args.group_regex, positive_class=args.positive)
     root = resolve_dataset_dir(profile, args.dir, data=args.data)
-    return scan_dataset(root, profile, workers=args.workers, progress=not args.quiet)
+    index = scan_dataset(root, profile, workers=args.workers, progress=not args.quiet)
+    return relabel_index(index, getattr(args, "relabel", None) or [])[0]
 
 
 def train_config(args):
@@ -101,20 +114,24 @@ def train_config(args):
     flags = {name: getattr(args, name, None) for name in names}
     flags = {name: None if value is False else value for name, value in flags.items()}
     flags["positive_class"] = getattr(args, "positive", None)
+    flags["relabel"] = getattr(args, "relabel", None)
     flags.update(_dataset_flags(args, flags))
     return load_config(getattr(args, "preset", None), flags, args.set or [])
 
 
 def _dataset_flags(args, flags: dict) -> dict:
-    """The dataset, group pattern and positive class: as given, else as the split manifest recorded them
-    (contradictions refused), else the ``folder`` profile for a DIR given without --dataset, as ``data info``
-    and ``split`` read it."""
+    """The dataset, group pattern, positive class and relabel files: as given, else as the split manifest
+    recorded them (contradictions refused), else the ``folder`` profile for a DIR given without --dataset, as
+    ``data info`` and ``split`` read it."""
     if flags.get("split"):
         from cellscreen.data.splits import manifest_settings, settle_setting  # keeps start-up fast
+        from cellscreen.labels.applied import settle_relabels
 
         recorded = manifest_settings(flags["split"])
-        return {name: settle_setting(name, flags.get(name), recorded[name], flags["split"])
-                for name in ("dataset", "group_regex", "positive_class")}
+        settled = {name: settle_setting(name, flags.get(name), recorded[name], flags["split"])
+                   for name in ("dataset", "group_regex", "positive_class")}
+        relabel = settle_relabels(flags.get("relabel"), recorded.get("relabels"), flags["split"])
+        return {**settled, "relabel": relabel or None}
     if getattr(args, "dir", None) and not flags.get("dataset"):
         return {"dataset": "folder"}
     return {}

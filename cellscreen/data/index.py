@@ -65,6 +65,7 @@ class DatasetIndex:
     records: list[ImageRecord]
     skipped: list[Skipped]
     warnings: list[str]
+    relabels: dict | None = None  # the relabel files applied (cellscreen.labels.applied); None: the folder's labels
 
     @property
     def n_files(self) -> int:

@@ -183,6 +183,7 @@ def make_split(
         # how the folder was read, so that train and evaluate need not be told again (manifest_settings)
         "group_regex": index.profile.group_regex,
         "positive_class": index.profile.positive_class,
+        **({"relabels": index.relabels} if index.relabels else {}),  # the relabel files that gave the labels
         "seed": seed,
         "leaky": leaky,
         "leaks": leaks,
@@ -298,11 +299,12 @@ RECORDED = {"dataset": "--dataset", "group_regex": "--group-regex", "positive_cl
 
 
 def manifest_settings(path: str | Path) -> dict[str, str | None]:
-    """The dataset profile, group pattern, positive class and folder a split manifest was made with (None
-    where it does not say: manifests from before they were recorded)."""
+    """The dataset profile, group pattern, positive class, folder and relabel files a split manifest was made
+    with (None where it does not say: manifests from before they were recorded, or made without relabels)."""
     meta = read_manifest(path).meta
     return {"dataset": meta.get("dataset"), "group_regex": meta.get("group_regex"),
-            "positive_class": meta.get("positive_class"), "root": meta.get("root")}
+            "positive_class": meta.get("positive_class"), "root": meta.get("root"),
+            "relabels": meta.get("relabels")}
 
 
 def settle_setting(name: str, given, recorded, where: str, remedy: str = "make a new split"):

@@ -19,6 +19,8 @@ from cellscreen.data.index import DatasetIndex, scan_dataset
 from cellscreen.data.sources import DatasetProfile, get_profile, resolve_dataset_dir
 from cellscreen.data.splits import SplitManifest, group_folds, make_split, read_manifest, settle_setting
 from cellscreen.errors import UserError
+from cellscreen.labels.applied import relabel_index, settle_relabels
+from cellscreen.labels.relabel import EXCLUDE, Relabels
 
 __all__ = ["Subset", "PreparedData", "class_order", "prepare_data", "load_subset", "subset_rows"]
 
@@ -43,6 +45,7 @@ class PreparedData:
     classes: list[str]
     cache: ImageCache
     subsets: dict[str, Subset]  # "train", "val" and (if the split has one) "test"
+    relabels: Relabels | None = None  # the relabel files that gave the labels (None: the folder's)
 
 
 def class_order(profile: DatasetProfile, present: list[str]) -> list[str]:
@@ -107,14 +110,19 @@ def prepare_data(config, *, data: str | None, input_size: int, interpolation: st
                                                       config.split) for name in ("group_regex", "positive_class"))
     else:
         group_regex, positive_class = config.group_regex, getattr(config, "positive_class", None)
+    relabel = getattr(config, "relabel", None) or []
+    if manifest is not None:  # the manifest's relabel files, or the same ones given again
+        relabel = settle_relabels(relabel, manifest.meta.get("relabels"), config.split)
     profile = get_profile(config.dataset, group_regex=group_regex, positive_class=positive_class)
     root = resolve_dataset_dir(profile, data)
-    index = scan_dataset(root, profile, workers=workers, progress=progress)
+    index, relabels = relabel_index(scan_dataset(root, profile, workers=workers, progress=progress), relabel)
     if manifest is not None:
         if manifest.meta.get("leaky"):
             print(f"warning: {config.split} is a LEAKY split (cells of one patient on several sides)")
     else:
         manifest = make_split(index, val=config.val, test=config.test, seed=config.split_seed)
+    if relabels is not None and not manifest.meta.get("relabels"):  # a split of the folder's labels, relabelled
+        manifest = _relabelled_manifest(manifest, index, relabels)
     parts = subset_rows(manifest, config.fold, val_seed=config.split_seed)
     if not parts.get("train") or not parts.get("val"):
         raise UserError("the split needs both a training and a validation subset")
@@ -142,7 +150,18 @@ def prepare_data(config, *, data: str | None, input_size: int, interpolation: st
         if not len(subsets[name]):
             raise UserError(f"the {name} subset has no readable images ({len(parts[name])} listed in the split); "
                             "see `cellscreen data info` for the unreadable files")
-    return PreparedData(index=index, manifest=manifest, classes=classes, cache=cache, subsets=subsets)
+    return PreparedData(index=index, manifest=manifest, classes=classes, cache=cache, subsets=subsets,
+                        relabels=relabels)
+
+
+def _relabelled_manifest(manifest: SplitManifest, index: DatasetIndex, relabels: Relabels) -> SplitManifest:
+    """A split made from the folder's labels, with the labels of the relabelled ``index`` (its excluded cells
+    left out) and its relabel files recorded: the groups stay where the split put them."""
+    label_of = {r.path: r.label for r in index.records}
+    excluded = {path for path, label in relabels.labels.items() if label == EXCLUDE}
+    rows = [{**row, "label": label_of.get(row["path"], row["label"])} for row in manifest.rows
+            if row["path"] not in excluded]
+    return SplitManifest(rows=rows, meta={**manifest.meta, "relabels": index.relabels})
 
 
 def manifest_copy(manifest: SplitManifest, out: Path) -> str:

@@ -399,6 +399,7 @@ def _save_best(model, best, config: TrainConfig, prepared: PreparedData, out: Pa
         # how the folder was read, so that evaluate needs neither the pattern nor the folder again
         "group_regex": prepared.index.profile.group_regex,
         "root": str(prepared.index.root.resolve()),
+        "relabels": prepared.index.relabels,  # the relabel files that gave the training labels (None: the folder's)
         "border_crop": prepared.index.profile.border_crop,
         "split": {"sha256": split_sha, "method": prepared.manifest.meta.get("method"),
                   "by": prepared.manifest.meta.get("by"), "fold": config.fold,
