@@ -139,7 +139,9 @@ def predict_files(model, inputs: list[str | Path], out: str | Path, *, batch_siz
     ``model`` is anything ``load_predictor`` takes, or a loaded ``Predictor``.  ``engine="ray"`` computes the
     same rows on a Ray cluster (``cellscreen.serve.distributed``): the one at ``ray_address`` or
     ``$RAY_ADDRESS``, else a local instance of ``workers`` CPUs; ``workers`` is then the number of actors.
-    ``precision``: what a model run in PyTorch computes in (``load_predictor``).
+    ``precision``: what a model run in PyTorch computes in (``load_predictor``).  An input that does not
+    exist is refused before anything is written; a file that exists but cannot be used gets a row with the
+    reason.  A failed write (full disk, read-only folder) is a ``UserError`` that keeps the journal.
     """
     out = Path(out)
     if out.suffix.lower() not in FORMATS:
