@@ -41,8 +41,8 @@ def add_command(commands, name: str, *, help: str, examples: list[str], descript
 
 def common_options(group) -> None:
     """--data and --quiet, which almost every command takes."""
-    group.add_argument("--data", metavar="DIR",
-                       help="data root (default: $CELLSCREEN_DATA, else ~/.cache/cellscreen/data)")
+    group.add_argument("--data", metavar="ROOT", help="data root holding the known datasets (default: "
+                       "$CELLSCREEN_DATA, else ~/.cache/cellscreen/data); a folder of your own is DIR")
     group.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
 
 
