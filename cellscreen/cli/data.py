@@ -32,8 +32,11 @@ def cmd_info(args) -> None:
 
     index = scan_index(args)
     audit = audit_dataset(index)
+    if index.relabels:
+        audit["relabels"] = index.relabels
     out = write_audit(audit, args.out or f"{index.profile.name}-info.json", overwrite=args.overwrite)
     print(format_audit(audit))
+    print_labels(index.relabels)
     print(f"written: {out}")
 
 
@@ -44,7 +47,16 @@ def cmd_split(args) -> None:
                           folds=args.folds, seed=args.seed, allow_leakage=args.allow_leakage)
     csv_path, meta_path = manifest.write(args.out, overwrite=args.overwrite)
     print(describe_split(manifest))
+    print_labels(manifest.meta.get("relabels"))
     print(f"written: {csv_path} and {meta_path}")
+
+
+def print_labels(relabels: dict | None) -> None:
+    """Which relabel files gave the labels, if any."""
+    if relabels:
+        from cellscreen.labels.applied import describe_relabels  # keeps start-up fast
+
+        print(f"  labels: {describe_relabels(relabels)}")
 
 
 def cmd_cache(args) -> None:

@@ -152,11 +152,23 @@ def print_metrics(result: dict) -> None:
     """The headline metrics of an evaluation, with their 95% intervals where there are some."""
     m, ci = result["metrics"], result.get("intervals", {})
     default = result.get("metrics_at_default_threshold")
+    given = result.get("given_labels")  # the same predictions against the folder's own labels, beside
+    if given:
+        from cellscreen.labels.applied import describe_relabels  # keeps start-up fast
+
+        print(f"  labels: {describe_relabels(result.get('relabels'))}")
     if default:
         print(f"  at the model's decision threshold {result['decision_threshold']:.4f} (at 0.5 in brackets):")
+    if given:
+        print(f"  {'':<18}{'relabelled':<36}folder's labels ({given['cells_relabelled']:,} cell(s) differ)")
     for name in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1", "mcc", "roc_auc"):
         interval = f"  (95% CI {ci[name][0]:.4f}-{ci[name][1]:.4f})" if name in ci else ""
         at_default = f"  [{default[name]:.4f}]" if default and name != "roc_auc" else ""
-        print(f"  {name:<18}{m[name]:.4f}{interval}{at_default}")
+        line = f"{m[name]:.4f}{interval}{at_default}"
+        if given:
+            other = given.get("intervals", {})
+            beside = f"  (95% CI {other[name][0]:.4f}-{other[name][1]:.4f})" if name in other else ""
+            line = f"{line:<36}{given['metrics'][name]:.4f}{beside}"
+        print(f"  {name:<18}{line}")
     for warning in result.get("warnings", []):
         print(f"  warning: {warning}")

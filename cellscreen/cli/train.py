@@ -17,7 +17,7 @@ def report_test(run, data, n_boot: int) -> None:
 
         evaluation, report = report_on_subset(run, data.subsets["test"], profile=data.index.profile,
                                               root=data.index.root, out=Path(run) / "test", subset_name="test",
-                                              skipped=len(data.index.skipped), n_boot=n_boot)
+                                              skipped=len(data.index.skipped), n_boot=n_boot, relabels=data.relabels)
         print_metrics(evaluation)
         print(f"test report: {report}")
 

@@ -12,6 +12,7 @@ from sklearn.metrics import auc, roc_curve
 from cellscreen.evaluate.metrics import SCALAR_METRICS
 from cellscreen.figures import pyplot, save_figure
 from cellscreen.files import atomic_write
+from cellscreen.labels.applied import describe_relabels
 
 __all__ = ["write_report", "plot_roc", "plot_reliability"]
 
@@ -54,6 +55,24 @@ def _fmt(value: float) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
+def _with_interval(value, interval) -> str:
+    return _fmt(value) + (f" ({_fmt(interval[0])} - {_fmt(interval[1])})" if interval else "")
+
+
+def _two_label_sets(result: dict) -> list[str]:
+    """The same predictions measured against the relabelled labels and the folder's own, side by side."""
+    given = result["given_labels"]
+    m, ci, g, gci = result["metrics"], result.get("intervals", {}), given["metrics"], given.get("intervals", {})
+    lines = ["## Against two label sets", "",
+             f"The same {m['n']:,} predictions; {given['cells_relabelled']:,} of these cells have another label "
+             "after relabelling. 95% intervals in brackets.", "",
+             "| metric | relabelled | folder's labels | difference |", "|---|---|---|---|"]
+    for name in SCALAR_METRICS:
+        lines.append(f"| {name} | {_with_interval(m[name], ci.get(name))} | {_with_interval(g[name], gci.get(name))} "
+                     f"| {_fmt(m[name] - g[name]) if m[name] is not None and g[name] is not None else 'n/a'} |")
+    return lines
+
+
 def write_report(out: Path, result: dict) -> tuple[Path, Path]:
     """Write ``metrics.json`` and ``report.md`` for one evaluation ``result``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -74,6 +93,9 @@ def write_report(out: Path, result: dict) -> tuple[Path, Path]:
     if result.get("positive_class"):
         lines.append(f"- decision threshold: a cell is called {result['positive_class']} from a probability of "
                      f"{threshold:.4g} on" + ("" if at_default else " (the default)"))
+    if result.get("relabels"):
+        lines.append(f"- labels: {describe_relabels(result['relabels'])}; the metrics below are against these "
+                     "labels, and beside the folder's own labels under *Against two label sets*")
     lines += [f"- note: {note}" for note in result.get("notes", [])]
     if result.get("warnings"):
         lines += ["", "## Warnings", ""] + [f"- **{warning}**" for warning in result["warnings"]]
@@ -85,6 +107,8 @@ def write_report(out: Path, result: dict) -> tuple[Path, Path]:
         interval = f"{_fmt(low)} - {_fmt(high)}" if low is not None else ""
         beside = f" {_fmt(at_default[name])} |" if at_default else ""
         lines.append(f"| {name} | {_fmt(m[name])} | {interval} |{beside}")
+    if result.get("given_labels"):
+        lines += ["", *_two_label_sets(result)]
     calibration = f"- calibration: ECE {_fmt(m.get('ece'))}, Brier score {_fmt(m.get('brier'))}"
     if "temperature" in m:
         calibration += (f" with temperature scaling (T = {m['temperature']:.3f}); without it ECE "

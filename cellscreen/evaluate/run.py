@@ -20,16 +20,19 @@ from cellscreen.evaluate.reliability import brier_score, expected_calibration_er
 from cellscreen.evaluate.caveats import evaluation_warnings
 from cellscreen.evaluate.metrics import SCALAR_METRICS, bootstrap_intervals, compute_metrics, per_group_results
 from cellscreen.evaluate.report import plot_reliability, plot_roc, write_report
+from cellscreen.labels.applied import given_labels, relabel_index, settle_relabels
 from cellscreen.serve.runtime import check_precision, load_predictor
 
 __all__ = ["evaluate_checkpoint", "evaluate_arrays", "report_on_subset"]
 
 
 def evaluate_arrays(checkpoint: Checkpoint, subset, *, n_boot: int = 1000, tta: bool = False,
-                    predictor=None, precision: str = "32") -> dict:
+                    predictor=None, precision: str = "32", given: np.ndarray | None = None) -> dict:
     """Metrics, intervals and per-group rows for one loaded subset.  ``predictor`` (from
     ``load_predictor``: onnxruntime, the int8 graph) computes the probabilities instead of PyTorch;
-    ``precision`` is what PyTorch computes in (``"32"``, or ``"bf16"``: bf16 autocast)."""
+    ``precision`` is what PyTorch computes in (``"32"``, or ``"bf16"``: bf16 autocast).  ``given``: the
+    dataset folder's own labels of relabelled cells (class indices), measured against too, as
+    ``given_labels``."""
     classes, positive = checkpoint.classes, checkpoint.positive_class
     threshold = threshold_of(checkpoint.meta) if positive else DEFAULT_THRESHOLD
     images = subset.images.permute(0, 2, 3, 1).numpy()
@@ -59,20 +62,44 @@ def evaluate_arrays(checkpoint: Checkpoint, subset, *, n_boot: int = 1000, tta: 
     if n_boot:
         result["intervals"] = bootstrap_intervals(y_true, proba, subset.groups, classes=classes, positive=positive,
                                                   n_boot=n_boot, threshold=threshold)
+    if given is not None:  # the same predictions against the folder's own labels
+        at_given = compute_metrics(given, proba, classes=classes, positive=positive, threshold=threshold)
+        result["given_labels"] = {"metrics": {name: at_given[name] for name in ("n", *SCALAR_METRICS)},
+                                  "cells_relabelled": int((given != y_true).sum())}
+        if n_boot:
+            result["given_labels"]["intervals"] = bootstrap_intervals(
+                given, proba, subset.groups, classes=classes, positive=positive, n_boot=n_boot, threshold=threshold)
     return result, proba
 
 
+def given_targets(subset, relabels, classes: list[str]) -> np.ndarray | None:
+    """The class indices the dataset folder gives the cells of a relabelled ``subset`` (None without
+    relabels)."""
+    if relabels is None:
+        return None
+    labels = given_labels(subset.paths, [classes[t] for t in subset.targets.tolist()], relabels)
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        raise UserError(f"the folder's labels include class(es) {', '.join(unknown)} that the model does not know "
+                        f"({', '.join(classes)}): it cannot be measured against them")
+    return np.array([classes.index(label) for label in labels], dtype=np.int64)
+
+
 def report_on_subset(model: str | Path, subset, *, profile, root: Path, out: Path, subset_name: str,
-                     skipped: int = 0, n_boot: int = 1000, notes: list[str] = ()) -> tuple[dict, Path]:
+                     skipped: int = 0, n_boot: int = 1000, notes: list[str] = (), relabels=None) -> tuple[dict, Path]:
     """Evaluate a checkpoint on already-loaded pixels (a training run's test subset)
-    and write the report into ``out``; return the result and the report path."""
+    and write the report into ``out``; return the result and the report path.  With ``relabels`` (the
+    subset's labels came from relabel files), the folder's own labels are measured against too."""
     checkpoint = load_checkpoint(model)
-    result, proba = evaluate_arrays(checkpoint, subset, n_boot=n_boot)
+    given = given_targets(subset, relabels, checkpoint.classes)
+    result, proba = evaluate_arrays(checkpoint, subset, n_boot=n_boot, given=given)
+    if relabels is not None:
+        result["relabels"] = relabels.describe()
     result.update(model=str(model), dataset=profile.name, root=str(root), subset=subset_name,
                   classes=checkpoint.classes, positive_class=checkpoint.positive_class, group_kind=profile.group_kind,
                   groups_known=profile.group_regex is not None,
                   skipped=skipped, tta=False, notes=([profile.notes] if profile.notes else []) + list(notes))
-    report = _write_outputs(out, result, subset, proba, checkpoint)
+    report = _write_outputs(out, result, subset, proba, checkpoint, given=given)
     return result, report
 
 
@@ -81,13 +108,16 @@ def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Pa
                         fold: int | None = None, group_regex: str | None = None, positive: str | None = None,
                         n_boot: int = 1000,
                         tta: bool = False, workers: int | None = None, progress: bool = True,
-                        engine: str | None = "torch", precision: str = "32") -> dict:
+                        engine: str | None = "torch", precision: str = "32", relabel: list[str] = ()) -> dict:
     """Evaluate ``model`` on a dataset folder (optionally one subset of a split manifest), on ``engine``
     (``torch``, or ``onnx``/``int8`` to measure what ``predict --engine`` gives).
 
     ``model`` may also be an exported ``.onnx`` file on its own (fp32 or 8-bit): its description gives the
     classes and preprocessing, and no PyTorch weights are needed.  ``engine=None`` picks ``onnx`` for such
-    a file and ``torch`` otherwise.  ``precision``: ``"32"``, or ``"bf16"`` (PyTorch's bf16 autocast; torch only)."""
+    a file and ``torch`` otherwise.  ``precision``: ``"32"``, or ``"bf16"`` (PyTorch's bf16 autocast; torch only).
+
+    ``relabel``: relabel files whose labels replace the folder's (a split manifest made with some applies
+    them without being told); the report then gives the metrics against both label sets."""
     is_graph = Path(model).suffix == ".onnx"
     engine = engine or ("onnx" if is_graph else "torch")
     if is_graph and engine == "torch":
@@ -110,9 +140,11 @@ def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Pa
     manifest = read_manifest(split) if split else None
     dataset, group_regex, data_dir = _where_to_read(checkpoint.meta, manifest, split, dataset=dataset,
                                                     group_regex=group_regex, data_dir=data_dir, data=data)
+    if manifest is not None:  # the manifest's relabel files, or the same ones given again
+        relabel = settle_relabels(relabel, manifest.meta.get("relabels"), split)
     profile = get_profile(dataset, group_regex=group_regex)
     root = resolve_dataset_dir(profile, data_dir, data=data)
-    index = scan_dataset(root, profile, workers=workers, progress=progress)
+    index, relabels = relabel_index(scan_dataset(root, profile, workers=workers, progress=progress), relabel)
     rows = [{"path": r.path, "label": r.label, "group": r.group} for r in index.records]
     group_kind = profile.group_kind
     if manifest is not None:
@@ -138,8 +170,11 @@ def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Pa
     spec = CacheSpec(size=config.input_size, border_crop=checkpoint.border_crop, interpolation=config.interpolation)
     cache = build_cache(root, records, spec, workers=workers, progress=progress)
     loaded = load_subset(cache, rows, {r.path: r.sha256 for r in records}, checkpoint.classes)
+    given = given_targets(loaded, relabels, checkpoint.classes)
     result, proba = evaluate_arrays(checkpoint, loaded, n_boot=n_boot, tta=tta, predictor=predictor,
-                                    precision=precision)
+                                    precision=precision, given=given)
+    if relabels is not None:
+        result["relabels"] = index.relabels
     result.update(
         model=str(model), dataset=profile.name, root=str(root), subset=subset or (f"fold {fold}" if fold is not None else None),
         classes=checkpoint.classes, positive_class=checkpoint.positive_class, group_kind=group_kind,
@@ -153,7 +188,7 @@ def evaluate_checkpoint(model: str | Path, *, dataset: str | None, out: str | Pa
                                f"on onnxruntime (--engine {engine})")
     if checkpoint.meta.get("split", {}).get("leaky"):
         result["notes"].append("LEAKY: the model was trained on a cell-level split")
-    _write_outputs(Path(out), result, loaded, proba, checkpoint)
+    _write_outputs(Path(out), result, loaded, proba, checkpoint, given=given)
     return result
 
 
@@ -185,9 +220,11 @@ def _described(description: dict) -> Checkpoint:
     return Checkpoint(model=None, meta=meta)
 
 
-def _write_outputs(out: Path, result: dict, subset, proba: np.ndarray, checkpoint: Checkpoint) -> Path:
+def _write_outputs(out: Path, result: dict, subset, proba: np.ndarray, checkpoint: Checkpoint,
+                   given: np.ndarray | None = None) -> Path:
     """``metrics.json``, ``report.md``, the ROC and reliability plots and ``predictions.csv`` (one row per
-    cell: path, group, true class, predicted class, class probabilities); returns the report path."""
+    cell: path, group, true class, predicted class, class probabilities, and with ``given`` the folder's own
+    label last); returns the report path."""
     out.mkdir(parents=True, exist_ok=True)
     classes, y_true = checkpoint.classes, subset.targets.numpy()
     result["warnings"] = evaluation_warnings(result)
@@ -196,7 +233,9 @@ def _write_outputs(out: Path, result: dict, subset, proba: np.ndarray, checkpoin
     plot_reliability(result["reliability"], result["metrics"]["ece"], out / "reliability.png")
     with (out / "predictions.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "group", "label", "predicted", *[f"p_{c}" for c in classes]])
-        for path, group, label, call, p in zip(subset.paths, subset.groups, y_true, predicted, proba):
-            writer.writerow([path, group, classes[label], classes[call], *[f"{v:.6f}" for v in p]])
+        writer.writerow(["path", "group", "label", "predicted", *[f"p_{c}" for c in classes],
+                         *(["given_label"] if given is not None else [])])
+        for k, (path, group, label, call, p) in enumerate(zip(subset.paths, subset.groups, y_true, predicted, proba)):
+            writer.writerow([path, group, classes[label], classes[call], *[f"{v:.6f}" for v in p],
+                             *([classes[given[k]]] if given is not None else [])])
     return write_report(out, result)[1]
