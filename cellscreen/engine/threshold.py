@@ -32,11 +32,17 @@ def choose_threshold(is_positive: np.ndarray, p_positive: np.ndarray, operating_
     positives, negatives = np.sort(scores[is_positive])[::-1], np.sort(scores[~is_positive])
     if not len(positives) or not len(negatives):
         raise UserError("the validation cells hold only one class: no threshold can be chosen on them")
-    if measure == "sensitivity":  # the k-th highest positive score: k positives reach it
-        threshold = float(positives[math.ceil(target * len(positives)) - 1])
-    else:  # just above the k-th lowest negative score: k negatives stay below it
-        threshold = float(np.nextafter(negatives[math.ceil(target * len(negatives)) - 1], 1.0))
-    threshold = min(max(threshold, _LOWEST), _HIGHEST)
+    # to 4 decimals, as people read and type it: rounded down for a sensitivity, up for a specificity, so that
+    # the target is still reached
+    if measure == "sensitivity":  # at most the k-th highest positive score: k positives reach it
+        kth = float(positives[math.ceil(target * len(positives)) - 1])
+        threshold = math.floor(kth * 1e4) / 1e4
+        threshold = threshold if threshold <= kth else threshold - 1e-4
+    else:  # above the k-th lowest negative score: k negatives stay below it
+        kth = float(negatives[math.ceil(target * len(negatives)) - 1])
+        threshold = math.ceil(kth * 1e4) / 1e4
+        threshold = threshold if threshold > kth else threshold + 1e-4
+    threshold = min(max(round(threshold, 4), _LOWEST), _HIGHEST)
     return {"threshold": threshold, "operating_point": f"{measure}={target:g}",
             "sensitivity": float((positives >= threshold).mean()),
             "specificity": float((negatives < threshold).mean()),

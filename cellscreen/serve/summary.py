@@ -2,8 +2,9 @@
 with its 95% interval.
 
 A sample is a patient or slide: the id the ``group_regex`` reads from a file name (given to ``predict``, else
-the one the model was trained with), else the folder holding the file.  A cell is flagged when the positive
-class's probability, as written in the file, reaches the model's decision threshold.  The interval is
+the one the model was trained with), else the folder holding the file.  A cell is flagged when its predicted
+class is the positive one (``predict`` calls it from the model's decision threshold on, with the probability
+before it is rounded for the file).  The interval is
 Wilson's (``scipy.stats.binomtest(...).proportion_ci``), which keeps sensible bounds when no cell of a sample
 is flagged, as in most healthy samples.
 
@@ -70,15 +71,13 @@ def _wilson(flagged: int, cells: int) -> tuple[float, float]:
     return float(interval.low), float(interval.high)
 
 
-def summarise_predictions(path: Path, *, positive_class: str, threshold: float,
-                          group_regex: str | None = None) -> list[SampleSummary]:
+def summarise_predictions(path: Path, *, positive_class: str, group_regex: str | None = None) -> list[SampleSummary]:
     """One summary per sample of the predicted (``ok``) rows of the prediction file ``path``, by sample name."""
     rows = read_rows(Path(path))
     columns = next(rows)
-    column = f"p_{positive_class}"
-    if column not in columns:
-        raise UserError(f"{path} has no column {column}: it was not written by this model")
-    at, status = columns.index(column), columns.index("status")
+    if f"p_{positive_class}" not in columns:
+        raise UserError(f"{path} has no column p_{positive_class}: it was not written by this model")
+    at, status = columns.index("predicted"), columns.index("status")
     cells: dict[str, int] = defaultdict(int)
     flagged: dict[str, int] = defaultdict(int)
     for values in rows:
@@ -86,7 +85,7 @@ def summarise_predictions(path: Path, *, positive_class: str, threshold: float,
             continue
         sample = sample_of(values[0], group_regex)
         cells[sample] += 1
-        flagged[sample] += float(values[at]) >= threshold
+        flagged[sample] += values[at] == positive_class
     return [SampleSummary(sample, cells[sample], flagged[sample], flagged[sample] / cells[sample],
                           *_wilson(flagged[sample], cells[sample]))
             for sample in sorted(cells)]
@@ -107,7 +106,7 @@ def write_summary(out: Path, model: str | Path, *, group_regex: str | None = Non
                   sample_pattern=group_regex)
     summaries = []
     if positive is not None:
-        summaries = summarise_predictions(out, positive_class=positive, threshold=threshold, group_regex=group_regex)
+        summaries = summarise_predictions(out, positive_class=positive, group_regex=group_regex)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["sample", "cells", "flagged", "flagged_share", "ci95_low", "ci95_high"])

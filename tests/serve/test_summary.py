@@ -8,9 +8,10 @@ from scipy.stats import binomtest
 from cellscreen.serve.summary import sample_of, summarise_predictions, write_summary
 
 
-def write_predictions(path, rows):
+def write_predictions(path, rows, threshold):
     lines = ["path,predicted,p_normal,p_infected,status"]
-    lines += [f"{p},,{1 - q:.4f},{q:.4f},ok" if q is not None else f"{p},,,,skipped: unreadable" for p, q in rows]
+    lines += [f"{p},{'infected' if q >= threshold else 'normal'},{1 - q:.4f},{q:.4f},ok" if q is not None
+              else f"{p},,,,skipped: unreadable" for p, q in rows]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -24,8 +25,8 @@ def test_sample_from_the_pattern_else_the_folder():
 def test_counts_and_wilson_interval_per_sample(tmp_path):
     rows = [("in/P1_a.png", 0.9), ("in/P1_b.png", 0.2), ("in/P1_c.png", 0.31), ("in/P2_a.png", 0.1),
             ("in/P2_b.png", None)]
-    path = write_predictions(tmp_path / "p.csv", rows)
-    p1, p2 = summarise_predictions(path, positive_class="infected", threshold=0.3, group_regex=r"^(P\d+)_")
+    path = write_predictions(tmp_path / "p.csv", rows, 0.3)
+    p1, p2 = summarise_predictions(path, positive_class="infected", group_regex=r"^(P\d+)_")
     assert (p1.sample, p1.cells, p1.flagged) == ("P1", 3, 2) and (p2.sample, p2.cells, p2.flagged) == ("P2", 1, 0)
     expected = binomtest(2, 3).proportion_ci(method="wilson")
     assert (p1.low, p1.high) == pytest.approx((expected.low, expected.high))
@@ -39,7 +40,7 @@ def test_write_summary_records_model_name_version_and_threshold(tmp_path):
         "model": "compact_cnn6sc", "cellscreen": "9.9", "created": "2026-12-07T00:00:00Z", "weights_sha256": "ab",
         "classes": ["normal", "infected"], "positive_class": "infected", "decision_threshold": 0.25,
         "group_regex": r"^(P\d+)_"}))
-    out = write_predictions(tmp_path / "p.csv", [("x/P1_a.png", 0.26), ("x/P1_b.png", 0.24)])
+    out = write_predictions(tmp_path / "p.csv", [("x/P1_a.png", 0.26), ("x/P1_b.png", 0.24)], 0.25)
     (summary,) = write_summary(out, run)
     assert (summary.sample, summary.cells, summary.flagged) == ("P1", 2, 1)
     record = json.loads((tmp_path / "p.csv.json").read_text())
