@@ -87,7 +87,10 @@ def test_own_folder_from_split_to_per_patient_counts(real_data, tmp_path, one_th
     for r in predicted:
         patient = re.match(r"P\d+", r["path"].replace("\\", "/").split("/")[-1]).group(0)
         cells_of[patient] += 1
-        by_hand[patient] += float(r["p_infected"]) >= threshold
+        by_hand[patient] += r["predicted"] == "infected"
+        # called at the model's threshold (from the probability before it was rounded to 4 decimals)
+        p = float(r["p_infected"])
+        assert r["predicted"] == ("infected" if p >= threshold else "normal") or abs(p - threshold) <= 5e-5
     with (tmp_path / "predictions.samples.csv").open() as handle:
         samples = {r["sample"]: r for r in csv.DictReader(handle)}
     assert set(samples) == set(made)
