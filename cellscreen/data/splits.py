@@ -271,7 +271,7 @@ def describe_split(manifest: SplitManifest) -> str:
     for part, counts in meta["counts"].items():
         per_class = ", ".join(f"{k} {v:,}" for k, v in counts["per_class"].items())
         lines.append(f"  {part:<6}{counts['images']:>7,} images ({counts['fraction']:.1%}), "
-                     f"{counts['groups']:>5,} groups: {per_class}")
+                     f"{counts['groups']:>5,} {meta['group_kind']}(s): {per_class}")
     if meta["n_skipped"]:
         lines.append(f"  skipped {meta['n_skipped']:,} file(s); `cellscreen data info` lists them with reasons")
     lines += [f"  note: {note}" for note in meta["notes"]]
