@@ -169,3 +169,29 @@ def test_other_relabels_than_the_manifests_are_refused(relabelled_run, tmp_path)
                     "test", "--relabel", str(relabelled_run["fixes"]), "--bootstrap", "0", "--out",
                     str(tmp_path / "e2"), "-q")
     assert same.returncode == 0, same.stderr
+
+
+def test_compare_reports_both_label_sets(learnable_cells, relabel_file_for, tmp_path):
+    fixes = relabel_file_for(tmp_path)
+    out = tmp_path / "cmp"
+    result = run_here("compare", "lenet5", "-d", "malaria-nih", "--data", str(learnable_cells), "--protocol", "kfold",
+                      "--folds", "3", "--set", "epochs=1", "--set", "input_size=16", "--set", "batch_size=16",
+                      "--bootstrap", "20", "--relabel", str(fixes), "--out", str(out), "-q")
+    assert result.returncode == 0, result.stderr
+    results = json.loads((out / "comparison_results.json").read_text())
+    assert results["relabels"]["files"] == {str(fixes.resolve()): sha256(fixes)}
+    given = results["given_labels"]["lenet5"]
+    assert given["metrics"]["n"] == results["metrics"]["lenet5"]["n"] == 239  # every cell but the excluded one
+    assert given["cells_relabelled"] == 3 and set(given["intervals"]) >= {"accuracy", "roc_auc"}
+    assert json.loads((out / "split.json").read_text())["relabels"] == results["relabels"]
+    page = (out / "report.html").read_text()
+    assert "id='given-labels'" in page and "relabelled by fixes.csv" in page
+    assert "The same predictions against the folder&#x27;s own labels" in page
+    assert "## The same predictions against the folder's own labels" in (out / "report.md").read_text()
+
+
+@pytest.fixture
+def relabel_file_for():
+    def make(folder: Path) -> Path:
+        return write_relabels(folder / "fixes.csv", [(c, other(c)) for c in FLIPPED] + [(EXCLUDED, "exclude")])
+    return make

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cellscreen.cli.options import (add_command, common_options, data_folder, dataset_options, list_presets_text,
-                                    print_metrics, train_config)
+                                    print_metrics, relabel_option, train_config)
 
 __all__ = ["add_parsers"]
 
@@ -76,7 +76,8 @@ def cmd_compare(args) -> None:
     report = run_comparison(parse_entries(args.entries), dataset=args.dataset, out=args.out, data=args.data,
                             protocol=args.protocol, folds=args.folds, seed=args.seed, by=args.by,
                             allow_leakage=args.allow_leakage, group_regex=args.group_regex, settings=args.set or [],
-                            n_boot=args.bootstrap, workers=args.workers, progress=not args.quiet)
+                            n_boot=args.bootstrap, workers=args.workers, progress=not args.quiet,
+                            relabel=args.relabel or [])
     print(f"report: {report} (and {report.with_suffix('.md')})")
 
 
@@ -125,6 +126,7 @@ def add_parsers(commands) -> None:
     group.add_argument("--group-regex", metavar="REGEX",
                        help="read the patient/slide id from file names with this pattern")
     group.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
+    relabel_option(group)
     group = p.add_argument_group("Entries and protocol")
     group.add_argument("entries", nargs="+", metavar="ENTRY", help="a preset (seed_malaria_cnn), a model trained "
                        "with the default recipe (resnet18), or MODEL@PRESET; presets: " + list_presets_text())

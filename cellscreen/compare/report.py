@@ -20,10 +20,12 @@ import numpy as np
 from sklearn.metrics import auc, precision_recall_curve, roc_curve
 
 from cellscreen.engine.curves import read_epoch_metrics
+from cellscreen.errors import UserError
 from cellscreen.evaluate.metrics import bootstrap_intervals, compute_metrics, per_group_results
 from cellscreen.evaluate.reliability import reliability_bins
 from cellscreen.figures import pyplot, save_figure
 from cellscreen.files import atomic_path, atomic_write
+from cellscreen.labels.applied import describe_relabels
 
 __all__ = ["write_comparison_report"]
 
@@ -40,8 +42,10 @@ def _pooled(entry_dir: Path) -> dict:
             classes = classes or names
             rows += list(reader)
     index = {c: i for i, c in enumerate(classes)}
+    given = rows and all("given_label" in r for r in rows)  # made with relabel files: the folder's own labels too
     return {"paths": [r["path"] for r in rows], "groups": [r["group"] for r in rows],
             "y": np.array([index[r["label"]] for r in rows]),
+            "y_given": np.array([index[r["given_label"]] for r in rows]) if given else None,
             "proba": np.array([[float(r[f"p_{c}"]) for c in classes] for r in rows]), "classes": classes}
 
 
@@ -200,8 +204,11 @@ def write_comparison_report(out: Path, entries, *, n_boot: int = 1000) -> Path:
                         _grid(root, errors, folder / "errors.png")))
 
     group_rows = _group_table(pooled)
+    relabels = split_meta.get("relabels")
+    given = _against_given_labels(pooled, positive, n_boot) if relabels else None
     atomic_write(out / "comparison_results.json", json.dumps(
-        {"metrics": metrics, "intervals": intervals, "speed": speed, "train_seconds": timing, "leaky": leaky},
+        {"metrics": metrics, "intervals": intervals, "speed": speed, "train_seconds": timing, "leaky": leaky,
+         **({"relabels": relabels, "given_labels": given} if relabels else {})},
         indent=2, default=float) + "\n")
     tag = " (LEAKY)" if leaky else ""
     header = ["entry", "model", *TABLE, "ECE", "params", "GFLOPs", "input", "train s/fold", "cells/s"]
@@ -222,8 +229,36 @@ def write_comparison_report(out: Path, entries, *, n_boot: int = 1000) -> Path:
                else "Metrics are on the test subset's cells")
     intro = [f"Dataset {split_meta.get('dataset')}: {protocol}. {pooling}; 95% intervals from {n_boot} bootstrap "
              f"resamples of whole {group_kind}s. Training settings: {_settings(out)}."]
-    _write_markdown(out, intro, header, table, figures, group_rows, group_kind)
-    return _write_html(out, intro, header, table, figures, group_rows, group_kind)
+    tables = [(None, header, table)]
+    if relabels:
+        intro.append(f"Labels: {describe_relabels(relabels)}. Every entry trained on these labels, and the first "
+                     "table measures against them; the second measures the same predictions against the dataset "
+                     "folder's own labels.")
+        tables.append(("The same predictions against the folder's own labels", ["entry", *TABLE],
+                       [[name] + [_with_interval(given[name]["metrics"][key], given[name]["intervals"].get(key))
+                                  + tag for key in TABLE] for name in names]))
+    _write_markdown(out, intro, tables, figures, group_rows, group_kind)
+    return _write_html(out, intro, tables, figures, group_rows, group_kind)
+
+
+def _with_interval(value: float, interval) -> str:
+    return f"{value:.4f}" + (f" ({interval[0]:.3f}-{interval[1]:.3f})" if interval else "")
+
+
+def _against_given_labels(pooled: dict[str, dict], positive: str | None, n_boot: int) -> dict[str, dict]:
+    """Each entry's pooled predictions measured against the dataset folder's own labels."""
+    given = {}
+    for name, p in pooled.items():
+        if p["y_given"] is None:
+            raise UserError(f"the test predictions of {name} do not carry the folder's labels (given_label): they "
+                            "were made before the comparison's relabel files; delete its runs' test folders and "
+                            "run the comparison again")
+        m = compute_metrics(p["y_given"], p["proba"], classes=p["classes"], positive=positive)
+        given[name] = {"metrics": {key: m[key] for key in ("n", *TABLE)},
+                       "cells_relabelled": int((p["y_given"] != p["y"]).sum()),
+                       "intervals": bootstrap_intervals(p["y_given"], p["proba"], p["groups"], classes=p["classes"],
+                                                        positive=positive, n_boot=n_boot) if n_boot else {}}
+    return given
 
 
 def _settings(out: Path) -> str:
@@ -251,13 +286,16 @@ def _group_table(pooled: dict[str, dict]) -> list[list[str]]:
     return table
 
 
-def _write_markdown(out, intro, header, table, figures, group_rows, group_kind) -> Path:
-    lines = ["# Comparison", "", *intro, "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in table]
+def _write_markdown(out, intro, tables, figures, group_rows, group_kind) -> Path:
+    lines = ["# Comparison", "", *intro]
+    for caption, header, table in tables:
+        lines += ["", f"## {caption}"] if caption else []
+        lines += ["", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in table]
     for caption, path in figures:
         lines += ["", f"## {caption}", "", f"![{caption}]({path.relative_to(out)})"]
     if group_rows:
-        names = [row[0] for row in table]
+        names = [row[0] for row in tables[0][2]]
         lines += ["", f"## Errors per {group_kind}", "", f"| {group_kind} | cells | " + " | ".join(names) + " |",
                   "|---" * (2 + len(names)) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in group_rows]
@@ -266,21 +304,24 @@ def _write_markdown(out, intro, header, table, figures, group_rows, group_kind) 
     return path
 
 
-def _write_html(out, intro, header, table, figures, group_rows, group_kind) -> Path:
+def _write_html(out, intro, tables, figures, group_rows, group_kind) -> Path:
     esc = html.escape
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>cellscreen comparison</title><style>"
              "body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:13px}"
              "td,th{border:1px solid #bbb;padding:3px 6px;text-align:right}th{background:#eee}"
              "td:first-child{text-align:left}img{max-width:100%;border:1px solid #ddd}</style></head><body>",
-             "<h1>Comparison</h1>", *[f"<p>{esc(t)}</p>" for t in intro],
-             "<table id='comparison'><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"]
-    parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in table]
-    parts.append("</table>")
+             "<h1>Comparison</h1>", *[f"<p>{esc(t)}</p>" for t in intro]]
+    for k, (caption, header, table) in enumerate(tables):
+        parts += [f"<h2>{esc(caption)}</h2>"] if caption else []
+        parts.append(f"<table id='{'comparison' if k == 0 else 'given-labels'}'><tr>"
+                     + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in table]
+        parts.append("</table>")
     for caption, path in figures:
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         parts.append(f"<h2>{esc(caption)}</h2><img alt='{esc(caption)}' src='data:image/png;base64,{data}'>")
     if group_rows:
-        names = [row[0] for row in table]
+        names = [row[0] for row in tables[0][2]]
         parts.append(f"<h2>Errors per {esc(group_kind)}</h2><table id='groups'><tr><th>{esc(group_kind)}</th>"
                      "<th>cells</th>" + "".join(f"<th>{esc(n)}</th>" for n in names) + "</tr>")
         parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in group_rows]

@@ -59,14 +59,24 @@ def parse_entries(items: list[str]) -> list[Entry]:
     return entries
 
 
+def _split_settings(dataset: str, protocol: str, folds: int, seed: int, by: str, relabel: list[str]) -> dict:
+    """What a comparison's split is made with; a resumed comparison must be made with the same."""
+    from cellscreen.labels.applied import file_hashes
+
+    settings = {"dataset": dataset, "protocol": protocol, "folds": folds, "seed": seed, "by": by}
+    return {**settings, "relabels": file_hashes(relabel)} if relabel else settings
+
+
 def _split(dataset: str, data: str | None, out: Path, *, protocol: str, folds: int, seed: int, by: str,
-           allow_leakage: bool, group_regex: str | None, workers: int | None, progress: bool) -> Path:
+           allow_leakage: bool, group_regex: str | None, relabel: list[str], workers: int | None,
+           progress: bool) -> Path:
     from cellscreen.data.index import scan_dataset
     from cellscreen.data.sources import get_profile, resolve_dataset_dir
     from cellscreen.data.splits import make_split
+    from cellscreen.labels.applied import relabel_index
 
     path = out / "split.csv"
-    settings = {"dataset": dataset, "protocol": protocol, "folds": folds, "seed": seed, "by": by}
+    settings = _split_settings(dataset, protocol, folds, seed, by, relabel)
     recorded = out / "comparison.json"
     if path.exists():  # resuming: the same protocol, or a clear refusal
         before = json.loads(recorded.read_text())["split"] if recorded.exists() else None
@@ -75,6 +85,7 @@ def _split(dataset: str, data: str | None, out: Path, *, protocol: str, folds: i
         return path
     profile = get_profile(dataset, group_regex=group_regex)
     index = scan_dataset(resolve_dataset_dir(profile, data), profile, workers=workers, progress=progress)
+    index, _ = relabel_index(index, relabel)
     manifest = make_split(index, method=protocol, by=by, folds=folds, seed=seed, allow_leakage=allow_leakage)
     manifest.write(path)
     return path
@@ -98,8 +109,11 @@ def _recorded_interpolation(entry_dir: Path) -> str | None:
 def run_comparison(entries: list[Entry], *, dataset: str, out: str | Path, data: str | None = None,
                    protocol: str = "kfold", folds: int = 5, seed: int = 0, by: str = "group",
                    allow_leakage: bool = False, group_regex: str | None = None, settings: list[str] = (),
-                   n_boot: int = 1000, workers: int | None = None, progress: bool = True) -> Path:
-    """Train and evaluate every entry on every fold (skipping finished runs); return the HTML report path."""
+                   n_boot: int = 1000, workers: int | None = None, progress: bool = True,
+                   relabel: list[str] = ()) -> Path:
+    """Train and evaluate every entry on every fold (skipping finished runs); return the HTML report path.
+    With ``relabel`` files, every entry trains on their labels and the report measures the same predictions
+    against the folder's own labels too."""
     from cellscreen.compare.report import write_comparison_report
     from cellscreen.engine.train import train
     from cellscreen.evaluate.run import report_on_subset
@@ -108,11 +122,13 @@ def run_comparison(entries: list[Entry], *, dataset: str, out: str | Path, data:
         raise UserError("a cell-level split puts cells of one patient on both sides; pass --allow-leakage to "
                         "reproduce the studies' protocol anyway (every figure is then marked LEAKY)")
     out = Path(out)
+    relabel = [str(Path(f).expanduser().resolve()) for f in relabel]  # recorded so that any folder finds them
     out.mkdir(parents=True, exist_ok=True)
     split = _split(dataset, data, out, protocol=protocol, folds=folds, seed=seed, by=by,
-                   allow_leakage=allow_leakage, group_regex=group_regex, workers=workers, progress=progress)
+                   allow_leakage=allow_leakage, group_regex=group_regex, relabel=relabel, workers=workers,
+                   progress=progress)
     atomic_write(out / "comparison.json", json.dumps({
-        "split": {"dataset": dataset, "protocol": protocol, "folds": folds, "seed": seed, "by": by},
+        "split": _split_settings(dataset, protocol, folds, seed, by, relabel),
         "entries": [dataclasses.asdict(e) for e in entries], "settings": list(settings),
     }, indent=2) + "\n")
     fold_ids = list(range(folds)) if protocol == "kfold" else [None]
@@ -123,7 +139,7 @@ def run_comparison(entries: list[Entry], *, dataset: str, out: str | Path, data:
                 continue
             resume = (run_dir / "checkpoints" / "last.ckpt").exists()
             overrides = {"dataset": dataset, "split": str(split), "fold": fold, "seed": seed,
-                         "group_regex": group_regex, "model": entry.model,
+                         "group_regex": group_regex, "model": entry.model, "relabel": relabel or None,
                          "interpolation": _recorded_interpolation(run_dir.parent)}
             config = load_config(entry.preset, overrides, list(settings))
             print(f"{entry.name}, {'hold-out' if fold is None else f'fold {fold}'}: "
@@ -134,6 +150,7 @@ def run_comparison(entries: list[Entry], *, dataset: str, out: str | Path, data:
             seconds = time.perf_counter() - start
             index = result.data.index
             report_on_subset(run_dir, result.data.subsets["test"], profile=index.profile, root=index.root,
-                             out=run_dir / "test", subset_name="test", skipped=len(index.skipped), n_boot=0)
+                             out=run_dir / "test", subset_name="test", skipped=len(index.skipped), n_boot=0,
+                             relabels=result.data.relabels)
             atomic_write(run_dir / "wall_seconds.txt", f"{seconds:.1f}\n")
     return write_comparison_report(out, entries, n_boot=n_boot)

@@ -18,7 +18,7 @@ from cellscreen.data.index import DatasetIndex
 from cellscreen.errors import UserError
 from cellscreen.labels.relabel import EXCLUDE, Relabels, apply_relabels, load_relabels, read_relabel_rows
 
-__all__ = ["relabel_index", "settle_relabels", "given_labels", "describe_relabels"]
+__all__ = ["relabel_index", "settle_relabels", "file_hashes", "given_labels", "describe_relabels"]
 
 
 def relabel_index(index: DatasetIndex, files: Sequence[str | Path]) -> tuple[DatasetIndex, Relabels | None]:
@@ -34,6 +34,11 @@ def relabel_index(index: DatasetIndex, files: Sequence[str | Path]) -> tuple[Dat
 
 def _hashes(description: dict | None) -> list[str]:
     return list((description or {}).get("files", {}).values())
+
+
+def file_hashes(files: Sequence[str | Path]) -> list[str]:
+    """The SHA-256 of each relabel file, in order (a file that cannot be read or is malformed is refused)."""
+    return [read_relabel_rows(f)[1] for f in files or ()]
 
 
 def settle_relabels(given: Sequence[str | Path], recorded: dict | None, where: str) -> list[str]:
@@ -53,7 +58,7 @@ def settle_relabels(given: Sequence[str | Path], recorded: dict | None, where: s
                 raise UserError(f"relabel file {path} has changed since {where} was made with it (its SHA-256 "
                                 "differs): make a new split with it")
         return [path for path, _ in recorded_files]
-    if [read_relabel_rows(f)[1] for f in given] != _hashes(recorded):
+    if file_hashes(given) != _hashes(recorded):
         names = ", ".join(Path(p).name for p, _ in recorded_files)
         raise UserError(f"--relabel {' '.join(given)} contradicts {where}, which was made with relabel file(s) "
                         f"{names}; leave --relabel out (they are taken from there) or make a new split")
