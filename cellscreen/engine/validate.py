@@ -49,6 +49,10 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _whole(value, low: int, high: int) -> bool:
+    return _number(value) and math.isfinite(value) and value == int(value) and low <= value <= high
+
+
 def check_description(meta, path: Path) -> dict:
     """``meta`` if its fields are ones a model can have, else a ``UserError`` naming ``path`` and the field."""
 
@@ -71,7 +75,7 @@ def check_description(meta, path: Path) -> dict:
     if not isinstance(config, dict):
         refuse("'data_config' is missing")
     size = config.get("input_size")
-    if not _number(size) or size != int(size) or not 1 <= size <= MAX_INPUT_SIZE:
+    if not _whole(size, 1, MAX_INPUT_SIZE):
         refuse(f"'input_size' is {size!r} (want a whole number of pixels from 1 to {MAX_INPUT_SIZE})")
     for field in ("mean", "std"):
         values = config.get(field)
@@ -83,7 +87,7 @@ def check_description(meta, path: Path) -> dict:
     if not isinstance(config.get("interpolation", "bicubic"), str):
         refuse("'interpolation' is not a name")
     crop = meta.get("border_crop", 0)
-    if not _number(crop) or crop != int(crop) or not 0 <= crop <= MAX_BORDER_CROP:
+    if not _whole(crop, 0, MAX_BORDER_CROP):
         refuse(f"'border_crop' is {crop!r} (want a whole number of pixels from 0 to {MAX_BORDER_CROP})")
     temperature = meta.get("temperature", 1.0)
     if not _number(temperature) or not math.isfinite(temperature) or temperature <= 0:
@@ -133,6 +137,8 @@ def check_weights_file(path: Path) -> None:
             dtype, shape, (start, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
             count = math.prod(shape)
         except (TypeError, KeyError, ValueError):
+            refuse(f"tensor {name!r} is not described")
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in (start, end, *shape)):
             refuse(f"tensor {name!r} is not described")
         if dtype not in _SIZES or not 0 <= start <= end <= len(body) or end - start != count * _SIZES[dtype]:
             refuse(f"tensor {name!r} does not fit its shape {shape} and type {dtype}")
