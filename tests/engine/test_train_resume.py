@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
-
 from tests.clitools import run_here
 
 # the settings of the conftest's trained_run, as the command line gives them
@@ -59,5 +57,3 @@ def test_resume_refuses_a_damaged_settings_file(trained_run, learnable_cells, tm
     assert resumed.returncode == 2 and len(resumed.stderr.strip().splitlines()) == 1, resumed.stderr
     assert "config.yaml" in resumed.stderr
 
-
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
