@@ -2,8 +2,8 @@
 
 Each command group lives in its own module, its parser beside its handlers: ``data`` (datasets, data
 fetch/info, split, cache, models), ``train`` (train, svm, explain, compare, ensemble), ``evaluate``
-(evaluate, demo), ``predict`` (predict, merge, export, serve), ``screen`` (screen, cells score) and
-``bench``.  ``options`` holds what they share.
+(evaluate, demo), ``labels`` (labels audit, review, export), ``predict`` (predict, merge, export, serve),
+``screen`` (screen, cells score) and ``bench``.  ``options`` holds what they share.
 
 Errors the user can fix (a missing folder, a leaky split, a file that would be
 overwritten) are printed as one line and exit with status 2; a traceback means
@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from cellscreen import __version__
-from cellscreen.cli import bench, data, evaluate, predict, screen, train
+from cellscreen.cli import bench, data, evaluate, labels, predict, screen, train
 from cellscreen.cli.options import HelpFormatter
 from cellscreen.cpu import keep_freed_memory
 from cellscreen.errors import UserError
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_parsers(commands)
     train.add_parsers(commands)
     evaluate.add_parsers(commands)
+    labels.add_parsers(commands)
     predict.add_parsers(commands)
     screen.add_parsers(commands)
     bench.add_parsers(commands)
