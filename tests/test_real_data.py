@@ -147,3 +147,28 @@ def test_svm_baselines_and_an_ensemble_on_real_slides(real_run, few_slides, tmp_
                     "--subset", "test", "--out", str(tmp_path / "ens-eval"), "--tta", "--bootstrap", "0", "-q")
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads((tmp_path / "ens-eval" / "metrics.json").read_text())["metrics"]["n"] == test_cells
+
+
+def test_info_counts_the_fuhad_relabelling(real_data, tmp_path):
+    """data info with the Fuhad et al. (2020) relabel file: each class loses the cells relabelled away from it
+    and gains those relabelled to it (issue 35); the counts are computed here from the file."""
+    relabel = real_data / "malaria-nih" / "relabelled-fuhad2020.csv"
+    if not relabel.is_file():
+        pytest.skip("the Fuhad relabelling is not in the shared data")
+    with relabel.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    plain, fixed = tmp_path / "plain.json", tmp_path / "fixed.json"
+    assert run("data", "info", "-d", "malaria-nih", "--data", str(real_data), "--out", str(plain), "-q").returncode == 0
+    result = run("data", "info", "-d", "malaria-nih", "--data", str(real_data), "--relabel", str(relabel),
+                 "--out", str(fixed), "-q")
+    assert result.returncode == 0, result.stderr
+    before, after = json.loads(plain.read_text())["classes"], json.loads(fixed.read_text())
+    expected = dict(before)
+    for row in rows:
+        if row["relabelled"] != row["label"]:
+            expected[row["label"]] -= 1
+            expected[row["relabelled"]] += 1
+    assert after["classes"] == expected
+    assert after["classes"] != before and sum(after["classes"].values()) == sum(before.values())
+    assert after["relabels"]["changed"] == sum(row["relabelled"] != row["label"] for row in rows) == 555
+    assert "555 cell(s) changed" in result.stdout
