@@ -59,7 +59,7 @@ def cmd_screen(args) -> None:
     totals = screen(args.model, inputs, args.out, cell_diameter=args.cell_diameter,
                     microns_per_pixel=args.microns_per_pixel, group_regex=args.group_regex, resume=args.resume,
                     overwrite=args.overwrite, workers=args.workers, progress=not args.quiet, engine=args.engine,
-                    batch_size=args.batch_size, shard=parse_shard(args.shard))
+                    batch_size=args.batch_size, shard=parse_shard(args.shard), detector=args.detector)
     _print_run(args.out, totals)
 
 
@@ -171,7 +171,8 @@ def cmd_cells_train(args) -> None:
         profile = get_profile(args.dataset)
         root, fields = resolve_fields_dir(profile, args.fields, data=args.data), profile.fields
         images, labels = root / fields.images, Path(args.labels) if args.labels else root / fields.labels
-        label_format, kinds, complete, border = args.format or fields.format, fields.kinds, fields.complete, fields.border
+        label_format, kinds, complete = args.format or fields.format, fields.kinds, fields.complete
+        border = fields.border
     elif not args.fields or not args.labels or not args.format:
         raise UserError("give FIELDS, --labels and --format, or --dataset (see `cellscreen datasets`)")
     else:
@@ -207,8 +208,8 @@ def _add_cells_train(cells_commands, field_sets: list[str]) -> None:
     group.add_argument("--format", choices=("chula", "yolo"), help="chula: one 'x y class' line per red cell; yolo: "
                        "one 'class cx cy w h' line per cell (0 white, 1 red, 2 platelet)")
     group = p.add_argument_group("Training")
-    group.add_argument("--steps", type=int, default=1500, help="optimiser steps")
-    group.add_argument("--batch-size", type=int, default=16, help="crops per step")
+    group.add_argument("--steps", type=int, default=600, help="optimiser steps")
+    group.add_argument("--batch-size", type=int, default=12, help="crops per step")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--threads", type=int, default=2, help="CPU threads PyTorch trains with")
     group = p.add_argument_group("Output")
@@ -237,6 +238,9 @@ def _add_screen(commands, field_sets: list[str]) -> None:
     group.add_argument("--batch-size", type=int, default=256, help="cells the model runs at once")
     group.add_argument("--workers", type=int, default=None, help="processes screening fields side by side "
                        "(default: one per core; 0: everything in this process)")
+    group.add_argument("--detector", default="classical", metavar="classical|learned:RUN", help="what finds the "
+                       "cells: classical (marker-controlled watershed, no training) or a finder trained with "
+                       "`cellscreen cells train`")
     group = p.add_argument_group("Cell size and samples")
     group.add_argument("--cell-diameter", type=float, metavar="PX", help="red cells' diameter in pixels "
                        "(default: measured in each field)")

@@ -19,6 +19,7 @@ This module needs no PyTorch: only ``learned_net`` (the network) does.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,8 @@ from skimage import feature, segmentation
 from cellscreen.errors import UserError
 from cellscreen.screen.detect import Detection, FoundCell, find_cells
 
-__all__ = ["LearnedFinder", "Peaks", "learned_finder", "work_field", "standardise", "find_peaks", "DESCRIPTION",
-           "GRAPH", "WEIGHTS", "WORK_DIAMETER", "STRIDE", "MULTIPLE", "KINDS"]
+__all__ = ["LearnedFinder", "Peaks", "learned_finder", "shared_finder", "work_field", "standardise", "find_peaks",
+           "DESCRIPTION", "GRAPH", "WEIGHTS", "WORK_DIAMETER", "STRIDE", "MULTIPLE", "KINDS"]
 
 DESCRIPTION, GRAPH, WEIGHTS = "model.json", "detector.onnx", "weights.safetensors"
 WORK_DIAMETER, STRIDE, MULTIPLE = 16.0, 2, 4  # as in learned_net (kept here so running needs no PyTorch)
@@ -207,9 +208,9 @@ def _outlined(shape: tuple[int, int], foreground: np.ndarray, peaks: Peaks, kind
             boxes and (box[0] == 0 or box[1] == 0 or box[2] == width or box[3] == height))
         kind = kinds[k]
         low, high = SINGLE_AREA
+        single = kind == "red" and low <= areas[cell_id] / typical <= high
         cells.append(FoundCell(id=cell_id, kind=kind, centre=(x, y), box=tuple(int(v) for v in box),
-                               area=int(areas[cell_id]), single=kind == "red" and low <= areas[cell_id] / typical <= high,
-                               touches_border=bool(touches)))
+                               area=int(areas[cell_id]), single=single, touches_border=bool(touches)))
     return Detection(labels=labels, cells=cells, cell_diameter=diameter)
 
 
@@ -222,3 +223,9 @@ def learned_finder(detector: str) -> LearnedFinder | None:
         return LearnedFinder(detector[len("learned:"):])
     raise UserError(f"unknown detector {detector!r}; choose classical or learned:RUN (a run folder of "
                     "`cellscreen cells train`)")
+
+
+@functools.lru_cache(maxsize=4)
+def shared_finder(detector: str) -> LearnedFinder | None:
+    """``learned_finder``, loaded once per process (each screening worker keeps its own session)."""
+    return learned_finder(detector)

@@ -39,7 +39,7 @@ class CentreNet(nn.Module):
     neighbours), then back to half resolution with the finer features.
     """
 
-    def __init__(self, *, kinds: int, width: int = 16):
+    def __init__(self, *, kinds: int, width: int = 12):
         super().__init__()
         w = width
         self.fine = nn.Sequential(_conv(3, w, stride=2), _conv(w, w))

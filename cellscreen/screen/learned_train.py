@@ -49,7 +49,7 @@ __all__ = ["train_detector", "split_fields", "TrainingField"]
 
 TUNING_EVERY = 10  # every 10th field by name is a tuning field
 HELD_OUT = (7, 8, 9)  # without a list of complete fields, these of every ten are kept out for scoring
-CROP = 96  # training crops' side in work pixels
+CROP = 64  # training crops' side in work pixels
 SCALE_JITTER = (0.85, 1.18)
 TRUSTED_REACH = 0.6  # on fields labelled in part, the loss counts within this many diameters of a labelled centre
 PROBE_FIELDS = 20  # tuning fields the classical finder measures to set a point-labelled set's scale
@@ -210,7 +210,7 @@ def _tune(finder: LearnedFinder, tuning: list, label_format: str, border: str, k
 
 def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, label_format: str,
                    yolo_kinds: tuple[str, ...] | None = None, complete: tuple[str, ...] = (), border: str = "keep",
-                   steps: int = 1500, batch_size: int = 16, seed: int = 0, threads: int = 2, dataset: str | None = None,
+                   steps: int = 600, batch_size: int = 12, seed: int = 0, threads: int = 2, dataset: str | None = None,
                    overwrite: bool = False, progress: bool = True) -> dict:
     """Train a cell finder on the labelled fields of ``images`` and write its run folder ``out``; return its
     description (``model.json``)."""
@@ -296,7 +296,7 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
     _export(model, out / GRAPH)
     atomic_write(out / "training.csv", "\n".join(log) + "\n")
     description = {
-        "task": "cell-finding", "network": "CentreNet", "width": 16, "kinds": list(kinds), "boxes": boxes,
+        "task": "cell-finding", "network": "CentreNet", "width": 12, "kinds": list(kinds), "boxes": boxes,
         "work_diameter": WORK_DIAMETER, "stride": STRIDE, "input": "fields (1, 3, H, W): RGB at work scale, each "
         "channel minus its mean over the field over its standard deviation + 8; H, W multiples of 4",
         "outputs": {"heat": "(1, kinds, H/2, W/2) in 0..1", "log_size": "(1, 2, H/2, W/2): log(width, height / "

@@ -49,6 +49,7 @@ from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
 from cellscreen.screen import count, cut, overlay
 from cellscreen.screen.detect import find_cells
+from cellscreen.screen.learned import learned_finder, shared_finder
 from cellscreen.screen.report import write_report
 from cellscreen.screen.run_folder import (CELLS, COUNT_COLUMNS, IMAGE_COLUMNS, IMAGES, OVERLAYS, RECORD, REPORT,
                                           SAMPLE_COLUMNS, SAMPLES, SETTINGS, check_inputs, journal_path, open_run,
@@ -82,6 +83,7 @@ class FieldOptions:
     batch_size: int
     cell_diameter: float | None
     microns_per_pixel: float | None
+    detector: str = "classical"  # or learned:RUN (cellscreen.screen.learned)
 
 
 def overlay_name(index: int, path: Path) -> str:
@@ -121,7 +123,8 @@ def screen_field(path: Path, index: int, options: FieldOptions, predictor) -> tu
     if options.microns_per_pixel is not None:
         given = cut.RED_CELL_MICRONS / options.microns_per_pixel
     try:
-        detection = find_cells(rgb, cell_diameter=given)
+        finder = shared_finder(options.detector)
+        detection = (finder.find_cells if finder else find_cells)(rgb, cell_diameter=given)
     except MemoryError:
         return _skipped_row(shown, f"not enough memory to search a {rgb.shape[1]}x{rgb.shape[0]} image"), []
     scale = cut.field_scale(detection.cell_diameter, cell_diameter=given)
@@ -206,7 +209,7 @@ def _validation(predictor) -> dict:
 def screen(model, inputs: Sequence[str | Path], out: str | Path, *, cell_diameter: float | None = None,
            microns_per_pixel: float | None = None, group_regex: str | None = None, resume: bool = False,
            overwrite: bool = False, workers: int | None = None, progress: bool = True, engine: str = "auto",
-           batch_size: int = 256, shard: tuple[int, int] | None = None) -> dict[str, int]:
+           batch_size: int = 256, shard: tuple[int, int] | None = None, detector: str = "classical") -> dict[str, int]:
     """Screen every field image in ``inputs`` (files and folders) with ``model`` and write the results into
     the folder ``out``; return the totals.
 
@@ -215,7 +218,8 @@ def screen(model, inputs: Sequence[str | Path], out: str | Path, *, cell_diamete
     size instead of measuring it in each field.  ``group_regex`` picks the sample from each file name (its
     first group); without it a sample is a folder.  ``workers`` processes screen fields side by side
     (default: one per core; 0: all here); a model run in PyTorch (an ensemble, an SVM) screens here.
-    ``shard=(i, n)`` screens only that shard of the inputs.  An input named in ``inputs`` that is missing or
+    ``shard=(i, n)`` screens only that shard of the inputs.  ``detector`` finds the cells: ``classical`` or
+    ``learned:RUN`` (a run folder of ``cellscreen cells train``).  An input named in ``inputs`` that is missing or
     not an image file is refused (a ``UserError``); files found in folders each get a row.
     """
     from cellscreen.serve.runtime import Predictor, load_predictor  # loading a model is the slow part
@@ -223,6 +227,7 @@ def screen(model, inputs: Sequence[str | Path], out: str | Path, *, cell_diamete
     out = Path(out)
     pattern = count.check_group_regex(group_regex)
     check_inputs([str(item) for item in inputs])
+    learned_finder(detector)  # an unknown detector or a broken run folder is refused before anything is written
     cut.field_scale(None, cell_diameter=cell_diameter, microns_per_pixel=microns_per_pixel)  # checks them
     predictor = model if isinstance(model, Predictor) else load_predictor(model, engine=engine)
     if predictor.positive_class is not None and predictor.positive_class not in predictor.classes:
@@ -234,7 +239,7 @@ def screen(model, inputs: Sequence[str | Path], out: str | Path, *, cell_diamete
                 "positive_class": predictor.positive_class, "threshold": count.decision_threshold(description),
                 "engine": predictor.engine, "interpolation": predictor.interpolation, "inputs": inputs,
                 "cell_diameter": cell_diameter, "microns_per_pixel": microns_per_pixel, "group_regex": group_regex,
-                "shard": list(shard) if shard else None,
+                "shard": list(shard) if shard else None, "detector": detector,
                 "training_cell_diameter": cut.TRAINING_CELL_DIAMETER, "validation": _validation(predictor),
                 "started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     cell_header = cell_columns(predictor.classes)
@@ -242,7 +247,7 @@ def screen(model, inputs: Sequence[str | Path], out: str | Path, *, cell_diamete
     total = sum(1 for _ in walk_inputs(inputs, shard)) if progress else None
     options = FieldOptions(str(out), tuple(predictor.classes), predictor.positive_class, settings["threshold"],
                            predictor.input_size, predictor.border_crop, predictor.interpolation, batch_size,
-                           cell_diameter, microns_per_pixel)
+                           cell_diameter, microns_per_pixel, detector)
     workers = default_workers() if workers is None else workers
     todo = ((index, path, reason) for index, (path, reason) in walk)
     bar = tqdm(total=total, initial=done, desc="screening", unit="img", disable=not progress, leave=False)
