@@ -130,6 +130,6 @@ def test_run_label_audit_takes_what_a_command_line_gives(noisy, malaria_like, tm
     other = {"Parasitized": "Uninfected", "Uninfected": "Parasitized"}
     noise = write_relabel_file(tmp_path / "noise-again.csv", [(p, other[true_label_of[p]]) for p in flipped])
     audit = run_label_audit("malaria-nih", data=str(malaria_like), relabel=[str(noise)], out=tmp_path / "cli",
-                            oof=str(oof), progress=False)
+                            oof=str(oof), rounds=1, progress=False)
     assert sorted(s.path for s in audit.suspects) == sorted(flipped)
     assert audit.to_dict()["relabels"]["files"] == {str(noise): audit.to_dict()["relabels"]["files"][str(noise)]}
