@@ -158,3 +158,27 @@ def test_the_threshold_can_be_set_afterwards(own_run, tmp_path):
     assert again["weights_sha256"] == trained["weights_sha256"]
     assert run_here("threshold", str(run), "--threshold", "0.3", "-q").returncode == 0
     assert json.loads((run / "model.json").read_text())["decision_threshold"] == 0.3
+
+
+def test_predict_summarises_each_patient_at_the_models_threshold(own_run, own_split, tmp_path):
+    out = tmp_path / "predictions.csv"
+    ok = run_here("predict", str(own_run), str(own_split.parent / "cells"), "--workers", "0", "--out", str(out), "-q")
+    assert ok.returncode == 0, ok.stderr
+    threshold = json.loads((own_run / "model.json").read_text())["decision_threshold"]
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    flagged, cells = {}, {}
+    for r in rows:
+        patient = Path(r["path"]).name.split("_")[0]
+        cells[patient] = cells.get(patient, 0) + 1
+        flagged[patient] = flagged.get(patient, 0) + (r["predicted"] == "infected")
+        assert len(r["p_infected"].split(".")[1]) == 4
+        p = float(r["p_infected"])
+        assert r["predicted"] == ("infected" if p >= threshold else "normal") or abs(p - threshold) <= 5e-5
+    with (tmp_path / "predictions.samples.csv").open() as handle:
+        samples = {r["sample"]: r for r in csv.DictReader(handle)}
+    assert {k: (int(v["cells"]), int(v["flagged"])) for k, v in samples.items()} == {
+        k: (cells[k], flagged[k]) for k in cells}
+    assert len(samples) == 10 and "P3: " in ok.stdout
+    record = json.loads((tmp_path / "predictions.csv.json").read_text())
+    assert record["decision_threshold"] == threshold and record["model_version"]["weights_sha256"]

@@ -47,3 +47,17 @@ def test_write_summary_records_model_name_version_and_threshold(tmp_path):
     assert record["model_name"] == "compact_cnn6sc" and record["decision_threshold"] == 0.25
     assert record["model_version"]["cellscreen"] == "9.9" and record["model_version"]["weights_sha256"] == "ab"
     assert (tmp_path / "p.samples.csv").read_text().splitlines()[1].startswith("P1,2,1,0.5000,")
+
+
+def test_a_row_calls_the_cell_at_the_threshold_and_rounds_to_4_decimals():
+    from pathlib import Path
+
+    import numpy as np
+
+    from cellscreen.serve.outputs import row
+
+    classes = ["normal", "infected"]
+    proba = np.array([0.93333333, 0.06666667])
+    assert row(Path("a.png"), classes, proba=proba, positive_class="infected", threshold=0.05) == [
+        "a.png", "infected", "0.9333", "0.0667", "ok"]
+    assert row(Path("a.png"), classes, proba=proba)[1] == "normal"  # no threshold given: 0.5
