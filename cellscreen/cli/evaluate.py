@@ -14,7 +14,8 @@ def cmd_evaluate(args) -> None:
 
     result = evaluate_checkpoint(args.model, dataset=args.dataset, out=args.out, data_dir=args.dir, data=args.data,
                                  split=args.split, subset=args.subset, fold=args.fold, group_regex=args.group_regex,
-                                 positive=args.positive, n_boot=args.bootstrap, tta=args.tta, workers=args.workers, progress=not args.quiet,
+                                 positive=args.positive, n_boot=args.bootstrap, tta=args.tta, workers=args.workers,
+                                 progress=not args.quiet,
                                  engine=args.engine, precision=args.precision, relabel=args.relabel or [])
     print(f"{result['metrics']['n']:,} cells from {result['n_groups']:,} {result['group_kind']}(s)")
     print_metrics(result)
