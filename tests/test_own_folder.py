@@ -182,3 +182,16 @@ def test_predict_summarises_each_patient_at_the_models_threshold(own_run, own_sp
     assert len(samples) == 10 and "P3: " in ok.stdout
     record = json.loads((tmp_path / "predictions.csv.json").read_text())
     assert record["decision_threshold"] == threshold and record["model_version"]["weights_sha256"]
+
+
+def test_evaluate_on_another_folder_without_patient_ids_warns_intervals_are_over_cells(own_run, own_split, tmp_path):
+    import shutil
+
+    cells = tmp_path / "other-lab"
+    shutil.copytree(own_split.parent / "cells", cells)
+    out = tmp_path / "eval"
+    ok = run_here("evaluate", str(own_run), str(cells), "--bootstrap", "50", "--out", str(out), "-q")
+    assert ok.returncode == 0, ok.stderr
+    report = json.loads((out / "metrics.json").read_text())
+    assert not report["groups_known"] and any("No patient or slide id" in w for w in report["warnings"])
+    assert "bootstrap over cells (no patient id known)" in (out / "report.md").read_text()
