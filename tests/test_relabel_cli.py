@@ -195,3 +195,26 @@ def relabel_file_for():
     def make(folder: Path) -> Path:
         return write_relabels(folder / "fixes.csv", [(c, other(c)) for c in FLIPPED] + [(EXCLUDED, "exclude")])
     return make
+
+
+def test_svm_and_cache_take_relabels_on_a_fresh_split_and_on_one_made_without(relabelled_run, tmp_path):
+    cells, fixes = relabelled_run["cells"], relabelled_run["fixes"]
+    recorded = {str(fixes.resolve()): sha256(fixes)}
+    fresh = run_here("svm", str(cells), "-d", "malaria-nih", "--relabel", str(fixes), "--bootstrap", "0",
+                     "--out", str(tmp_path / "svm"), "-q")
+    assert fresh.returncode == 0, fresh.stderr
+    assert json.loads((tmp_path / "svm" / "model.json").read_text())["relabels"]["files"] == recorded
+    assert json.loads((tmp_path / "svm" / "split.json").read_text())["relabels"]["files"] == recorded
+    # a split of the folder's own labels, relabelled when the run is given the file: the groups stay put
+    plain = tmp_path / "plain.csv"
+    assert run_here("split", str(cells), "-d", "malaria-nih", "--out", str(plain), "-q").returncode == 0
+    later = run_here("svm", "--split", str(plain), "--relabel", str(fixes), "--bootstrap", "0",
+                     "--out", str(tmp_path / "svm2"), "-q")
+    assert later.returncode == 0, later.stderr
+    rows = (tmp_path / "svm2" / "split.csv").read_text().splitlines()
+    assert len(rows) == len(plain.read_text().splitlines()) - 1 and not any(EXCLUDED in row for row in rows)
+    assert f"{FLIPPED[0]},{other(FLIPPED[0])}," in "\n".join(rows)
+    assert json.loads((tmp_path / "svm2" / "split.json").read_text())["relabels"]["files"] == recorded
+    cached = run_here("cache", str(cells), "-d", "malaria-nih", "--size", "16", "--relabel", str(fixes), "-q")
+    assert cached.returncode == 0, cached.stderr
+    assert "159" in cached.stdout  # every cell but the excluded one
