@@ -64,8 +64,8 @@ def _two_label_sets(result: dict) -> list[str]:
     given = result["given_labels"]
     m, ci, g, gci = result["metrics"], result.get("intervals", {}), given["metrics"], given.get("intervals", {})
     lines = ["## Against two label sets", "",
-             f"The same {m['n']:,} predictions; {given['cells_relabelled']:,} of these cells have another label "
-             "after relabelling. 95% intervals in brackets.", "",
+             f"The same {m['n']:,} predictions; the relabel files give {given['cells_relabelled']:,} of these cells "
+             "another label than the folder. 95% intervals in brackets.", "",
              "| metric | relabelled | folder's labels | difference |", "|---|---|---|---|"]
     for name in SCALAR_METRICS:
         lines.append(f"| {name} | {_with_interval(m[name], ci.get(name))} | {_with_interval(g[name], gci.get(name))} "
