@@ -15,12 +15,16 @@ __all__ = ["add_parsers"]
 def cmd_audit(args) -> None:
     from cellscreen.labels.audit import run_label_audit  # keeps start-up fast: cleanlab, and PyTorch to train
 
+    # rounds and what a further round leaves out: the library's defaults unless given; one round when ranking
+    # a given out-of-fold file (a further round would train)
+    rounds = 1 if args.oof and args.rounds is None else args.rounds
+    chosen = {name: value for name, value in (("rounds", rounds), ("leave_out_by", args.leave_out_by))
+              if value is not None}
     audit = run_label_audit(args.dataset or "folder", out=args.out, data=args.dir or args.data,
                             relabel=args.relabel or [], group_regex=args.group_regex, folds=args.folds,
                             preset=args.preset, settings=args.set or [], seeds=args.seeds, oof=args.oof,
-                            rounds=args.rounds, leave_out_by=args.leave_out_by, filter_by=args.filter_by,
-                            max_suspects=args.max_suspects, show=args.show, workers=args.workers,
-                            progress=not args.quiet)
+                            filter_by=args.filter_by, max_suspects=args.max_suspects, show=args.show,
+                            workers=args.workers, progress=not args.quiet, **chosen)
     print(f"{len(audit.suspects):,} suspect label(s) among {audit.cells:,} cells "
           f"({len(audit.suspects) / max(audit.cells, 1):.1%})")
     for row in audit.per_class:
@@ -121,10 +125,11 @@ def _add_audit(sub) -> None:
     group.add_argument("--set", action="append", metavar="FIELD=VALUE", help="a training setting (repeatable)")
     group.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
                        help="train each fold once per seed and average (an ensemble; default: 0)")
-    group.add_argument("--rounds", type=int, default=1, help="each further round trains again without the "
-                       "previous round's suspects")
+    group.add_argument("--rounds", type=int, help="audit rounds: each further round trains again without the "
+                       "cells the previous round picked (default: 2, or 1 with --oof)")
     group.add_argument("--leave-out-by", metavar="FILTER", help="the cleanlab filter that picks the cells a "
-                       "further round leaves out (default: --filter-by)")
+                       "further round leaves out (default: predicted_neq_given, every cell the models disagree "
+                       "with)")
     group.add_argument("--oof", metavar="CSV", help="rank from this out-of-fold file (an audit's oof.csv) "
                        "instead of training")
     group = p.add_argument_group("Ranking")
