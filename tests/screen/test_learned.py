@@ -139,3 +139,23 @@ def test_refusals_are_user_errors(tmp_path):
     (tmp_path / "notrun" / "model.json").write_text(json.dumps({"model": "resnet18"}))
     with pytest.raises(UserError, match="does not describe a cell finder"):
         learned_finder(f"learned:{tmp_path / 'notrun'}")
+
+
+def test_cells_train_and_score_refuse_in_one_line(trained, tmp_path):
+    from tests.clitools import run_here
+
+    root, _ = trained
+    for done, words in [
+            (run_here("cells", "train", str(root / "Dataset"), "--out", str(tmp_path / "r"), "-q"), ("--labels",)),
+            (run_here("cells", "train", str(root / "Dataset"), "--labels", str(root / "Label"), "--format", "yolo",
+                      "--out", str(tmp_path / "r"), "-q"), ("cannot be read as yolo",)),
+            (run_here("cells", "train", str(root / "Dataset"), "--labels", str(root / "Label"), "--format", "chula",
+                      "--out", str(root / "run"), "-q"), ("already holds a cell finder", "--overwrite")),
+            (run_here("cells", "score", str(root / "Dataset"), "--labels", str(root / "Label"), "--format", "chula",
+                      "--detector", f"learned:{tmp_path}", "--out", str(tmp_path / "s.csv"), "-q"),
+             ("no learned cell finder",))]:
+        assert done.returncode == 2, (done.stdout, done.stderr)
+        assert done.stderr.count("\n") == 1 and all(word in done.stderr for word in words), done.stderr
+    done = run_here("cells", "score", str(root / "Dataset"), "--labels", str(root / "Label"), "--format", "chula",
+                    "--detector", f"learned:{root / 'run'}", "--out", str(tmp_path / "s.csv"), "-q")
+    assert done.returncode == 0 and "7 the detector learned from left out" in done.stdout, done.stdout
