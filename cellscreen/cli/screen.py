@@ -210,7 +210,7 @@ def _add_cells_train(cells_commands, field_sets: list[str]) -> None:
     group = p.add_argument_group("Training")
     group.add_argument("--steps", type=int, default=600, help="optimiser steps")
     group.add_argument("--batch-size", type=int, default=12, help="crops per step")
-    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--seed", type=int, default=0, help="seed of the weights, crops and augmentation")
     group.add_argument("--threads", type=int, default=2, help="CPU threads PyTorch trains with")
     group = p.add_argument_group("Output")
     group.add_argument("--out", required=True, metavar="DIR", help="run folder (weights, model.json, ONNX graph)")

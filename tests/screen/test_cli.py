@@ -82,10 +82,7 @@ def test_shards_split_the_inputs_without_overlap_or_loss_and_merge_to_the_whole_
         part = tmp_path / f"part{i}"
         done = run_here("screen", "malaria", str(fields), "--out", str(part), "--shard", f"{i}/3", "--workers", "0",
                         "-q")
-        if done.returncode == 2:  # a shard the hash gives no file: refused in one line, as predict does
-            one_line_refusal(done, f"no input files found in shard {i}/3")
-            continue
-        assert done.returncode == 0, done.stderr
+        assert done.returncode == 0, done.stderr  # a shard the hash gives no file is an empty part
         parts.append(part)
     shard_images = [r["image"] for part in parts for r in read_csv(part / "images.csv")]
     assert len(shard_images) == len(set(shard_images))  # no input in two shards
@@ -250,3 +247,19 @@ def test_screen_finds_a_known_set_of_fields_under_the_data_root(fake_finder, tmp
         str(tmp_path / "data" / "smears" / "chula-rbc12" / "Dataset" / "1.png")]
     one_line_refusal(run_here("screen", "malaria", "--dataset", "txl-pbc", "--data", str(tmp_path / "data"),
                               "--out", str(tmp_path / "other"), "-q"), "cellscreen data fetch txl-pbc")
+
+
+def test_a_shard_given_no_file_is_an_empty_part_that_merges(fake_finder, tmp_path):
+    field = tmp_path / "fields" / "slide1" / "f0.png"
+    write_field(field, seed=3)
+    whole = tmp_path / "whole"
+    assert run_here("screen", "malaria", str(field.parent), "--out", str(whole), "--workers", "0", "-q").returncode == 0
+    parts = [tmp_path / f"part{i}" for i in range(2)]  # one file, two shards: one of them is given nothing
+    for i, part in enumerate(parts):
+        done = run_here("screen", "malaria", str(field.parent), "--out", str(part), "--shard", f"{i}/2",
+                        "--workers", "0", "-q")
+        assert done.returncode == 0, done.stderr
+    assert sorted(len(read_csv(part / "images.csv")) for part in parts) == [0, 1]
+    done = run_here("screen", "--merge", *map(str, parts), "--out", str(tmp_path / "merged"), "-q")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "merged" / "samples.csv").read_bytes() == (whole / "samples.csv").read_bytes()
