@@ -25,6 +25,21 @@ def cmd_predict(args) -> None:
     resumed = f" (continued after {counts['resumed']:,} rows of the interrupted run)" if counts["resumed"] else ""
     print(f"predicted {counts['predicted']:,} image(s), skipped {counts['skipped']:,} (reasons in the file)"
           f"{resumed}: {args.out}")
+    if not args.shard:  # a shard holds part of each sample: summarise the merged file
+        print_samples(args)
+
+
+def print_samples(args) -> None:
+    """Per sample (patient/slide, or folder): cells, flagged and the flagged share with its 95% interval."""
+    from pathlib import Path  # only here
+
+    from cellscreen.serve.summary import format_summary, write_summary  # keeps start-up fast
+
+    summaries = write_summary(args.out, args.model, group_regex=args.group_regex)
+    if summaries:
+        print(f"per sample, flagged at the model's decision threshold:\n{format_summary(summaries)}")
+        out = Path(args.out)
+        print(f"written: {out.with_name(out.stem + '.samples.csv')} and {out.with_name(out.name + '.json')}")
 
 
 def cmd_merge(args) -> None:
@@ -175,6 +190,8 @@ def _add_predict(commands) -> None:
     group.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     group.add_argument("--out", required=True, metavar="FILE", help="results, .csv or .parquet")
     group.add_argument("--shard", metavar="i/N", help="only this shard of the inputs (merge with `cellscreen merge`)")
+    group.add_argument("--group-regex", metavar="REGEX", help="read the sample (patient/slide) id from file names "
+                       "with this pattern, for the per-sample summary (default: the model's, else each file's folder)")
     group.add_argument("--resume", action="store_true", help="continue an interrupted run into the same --out")
     group.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_predict)

@@ -39,6 +39,7 @@ from starlette.requests import ClientDisconnect
 
 from cellscreen import __version__
 from cellscreen.data.images import ImageReadError, prepare_bytes
+from cellscreen.engine.threshold import predicted_classes
 from cellscreen.serve.batching import MicroBatcher
 from cellscreen.serve.limits import MB, Limits, MemoryBudget, image_cost, return_freed_memory
 from cellscreen.serve.runtime import Predictor, load_predictor
@@ -346,9 +347,10 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
         proba = await batcher.submit(np.stack(images))
         classes, positive = predictor.classes, predictor.positive_class
         results = []
-        for name, p in zip(names, proba):
-            label = classes[int(p.argmax())]
-            results.append({"filename": name, "class": label, "probability": float(p.max()),
+        called = predicted_classes(proba, classes, positive, predictor.decision_threshold)  # at its threshold
+        for name, p, k in zip(names, proba, called):
+            label = classes[int(k)]
+            results.append({"filename": name, "class": label, "probability": float(p[k]),
                             "probabilities": {c: float(v) for c, v in zip(classes, p)},
                             "flagged": positive is not None and label == positive})
         if gradcam:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from cellscreen.data.parallel import default_workers
+from cellscreen.engine.threshold import threshold_of
 from cellscreen.errors import UserError
 from cellscreen.serve.graph import interpolation_of, onnx_description
 from cellscreen.serve.inputs import prepare_files
@@ -187,7 +188,8 @@ class RayEngine:
                     if done not in results:
                         return
                     proba, reason = results.pop(done)
-                    rows.append(row(path, self.classes, proba=proba, reason=reason))
+                    rows.append(row(path, self.classes, proba=proba, reason=reason,
+                                    positive_class=self.positive_class, threshold=threshold_of(self.description)))
                 else:
                     rows.append(row(path, self.classes, reason=reason))
                 done += 1

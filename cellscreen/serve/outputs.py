@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cellscreen.data.index import printable_path
+from cellscreen.engine.threshold import DEFAULT_THRESHOLD, predicted_classes
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_path
 
@@ -44,11 +45,14 @@ def header(classes: list[str]) -> list[str]:
     return ["path", "predicted", *[f"p_{c}" for c in classes], "status"]
 
 
-def row(path: Path, classes: list[str], *, proba: np.ndarray | None = None, reason: str | None = None) -> list[str]:
-    """One output row: the predicted class and probabilities, or the reason the file was skipped."""
+def row(path: Path, classes: list[str], *, proba: np.ndarray | None = None, reason: str | None = None,
+        positive_class: str | None = None, threshold: float = DEFAULT_THRESHOLD) -> list[str]:
+    """One output row: the predicted class (the positive one from ``threshold`` on, with two classes) and the
+    probabilities to 4 decimals, or the reason the file was skipped."""
     if reason is not None:
         return [shown(path), "", *[""] * len(classes), f"skipped: {reason}"]
-    return [shown(path), classes[int(proba.argmax())], *[f"{v:.6f}" for v in proba], "ok"]
+    predicted = int(predicted_classes(np.asarray(proba)[None], classes, positive_class, threshold)[0])
+    return [shown(path), classes[predicted], *[f"{v:.4f}" for v in proba], "ok"]
 
 
 def journal_rows(journal: Path, columns: list[str]) -> int:

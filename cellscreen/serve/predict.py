@@ -298,7 +298,8 @@ def _rows(predictor, chunk, batch_size: int, tta: bool, predicted: bool = False)
             if reason is not None:
                 rows.append(row(path, predictor.classes, reason=reason))
             else:
-                rows.append(row(path, predictor.classes, proba=proba[k]))
+                rows.append(row(path, predictor.classes, proba=proba[k], positive_class=predictor.positive_class,
+                                threshold=predictor.decision_threshold))
                 k += 1
     return rows
 
