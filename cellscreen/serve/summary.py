@@ -88,7 +88,12 @@ def summarise_predictions(path: Path, *, positive_class: str, group_regex: str |
         flagged[sample] += values[at] == positive_class
     return [SampleSummary(sample, cells[sample], flagged[sample], flagged[sample] / cells[sample],
                           *_wilson(flagged[sample], cells[sample]))
-            for sample in sorted(cells)]
+            for sample in sorted(cells, key=_natural)]
+
+
+def _natural(name: str) -> list:
+    """Sort key that puts P9 before P10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def write_summary(out: Path, model: str | Path, *, group_regex: str | None = None) -> list[SampleSummary]:
