@@ -25,6 +25,7 @@ import copy
 import hmac
 import io
 import logging
+import re
 import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -375,6 +376,17 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
     return app
 
 
+class HideToken(logging.Filter):
+    """Keeps a token given to the page as ``?token=`` out of uvicorn's access log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 3 and "token=" in str(record.args[2]):
+            args = list(record.args)
+            args[2] = re.sub(r"token=[^&]*", "token=***", str(args[2]))
+            record.args = tuple(args)
+        return True
+
+
 def serve(model, *, host: str = "127.0.0.1", port: int = 8000, engine: str = "auto", limits: Limits | None = None,
           max_batch: int = 128, log_level: str = "info", precision: str = "32", token: str | None = None) -> None:
     """Run the service with uvicorn until interrupted (``token``: see ``create_app``)."""
@@ -385,4 +397,5 @@ def serve(model, *, host: str = "127.0.0.1", port: int = 8000, engine: str = "au
     access = "; every request but the page and /healthz needs the token" if token else ""
     print(f"cellscreen: serving {info['model']} ({info['engine']}) on http://{host}:{port}/  "
           f"(API docs: http://{host}:{port}/docs{access})", flush=True)
+    logging.getLogger("uvicorn.access").addFilter(HideToken())
     uvicorn.run(app, host=host, port=port, log_level=log_level)

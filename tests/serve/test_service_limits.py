@@ -381,3 +381,14 @@ def test_a_client_gone_before_its_images_are_decoded_is_not_worked_for(predictor
     assert decoded == []
     records = [r for r in caplog.records if "hung up" in r.getMessage()]
     assert len(records) == 1 and "decoded" in records[0].getMessage() and records[0].exc_info is None
+
+
+def test_the_access_log_never_shows_the_token():
+    import logging
+
+    from cellscreen.serve.app import HideToken
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5000", "GET", "/?token=s3cret&x=1", "1.1", 200), None)
+    assert HideToken().filter(record)
+    assert "s3cret" not in record.getMessage() and "token=***&x=1" in record.getMessage()
