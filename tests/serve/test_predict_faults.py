@@ -19,6 +19,7 @@ import pytest
 
 from tests.clitools import run
 from tests.conftest import write_cell
+from tests.processes import descendants, survivors
 
 CELLS = 400  # tiny images: the run takes a second or two, long enough to be killed at chosen moments
 BATCH = "16"
@@ -42,41 +43,6 @@ def _predict(folder: Path, out: Path, *extra: str) -> list[str]:
                       "--batch-size", BATCH, "--quiet", *extra]
 
 
-def _stat(pid: int) -> tuple[str, int, int] | None:
-    """``(state, parent pid, start time)`` of a live process, from /proc; None once it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2:].split()
-    return fields[0], int(fields[1]), int(fields[19])
-
-
-def _descendants(pid: int) -> dict[int, int]:
-    """Every process below ``pid``, with its start time (a pid reused later is not mistaken for it)."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
-            parents[int(entry.name)] = stat
-    found, frontier = {}, [pid]
-    while frontier:
-        parent = frontier.pop()
-        for child, (_, ppid, start) in parents.items():
-            if ppid == parent and child not in found:
-                found[child] = start
-                frontier.append(child)
-    return found
-
-
-def _survivors(processes: dict[int, int]) -> list[int]:
-    alive = []
-    for pid, start in processes.items():
-        stat = _stat(pid)
-        if stat is not None and stat[2] == start and stat[0] not in "ZX":  # a zombie is dead, awaiting reaping
-            alive.append(pid)
-    return alive
-
-
 def _journal_rows(journal: Path) -> int:
     try:
         return max(0, journal.read_bytes().count(b"\n") - 1)
@@ -95,7 +61,7 @@ def _kill_at(folder: Path, out: Path, rows: int) -> tuple[int, dict[int, int]]:
             assert process.poll() is None, f"predict ended before {rows} rows: {process.stderr.read()!r}"
             assert time.monotonic() < deadline, "predict made no progress"
             time.sleep(0.002)
-        children = _descendants(process.pid)
+        children = descendants(process.pid)
         process.send_signal(signal.SIGKILL)
         process.wait()
     finally:
@@ -120,12 +86,12 @@ def test_predict_killed_at_five_moments_resumes_to_the_same_file_and_leaves_no_w
         if fraction:
             assert children, "the decoding workers should have been running"
         deadline = time.monotonic() + 3
-        while _survivors(children) and time.monotonic() < deadline:
+        while survivors(children) and time.monotonic() < deadline:
             time.sleep(0.05)
-        survivors = _survivors(children)
-        for pid in survivors:  # not left running when the test fails
+        alive = survivors(children)
+        for pid in alive:  # not left running when the test fails
             os.kill(pid, signal.SIGKILL)
-        assert not survivors, f"killed at {written} rows, these outlived it: {survivors}"
+        assert not alive, f"killed at {written} rows, these outlived it: {alive}"
         resumed = run(*_predict(cell_folder, out, "--resume"))
         assert resumed.returncode == 0, (fraction, resumed.stderr)
         assert out.read_bytes() == expected, f"killed at {written} rows, resumed to another file"
