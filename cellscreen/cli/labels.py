@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from pathlib import Path
 
-from cellscreen.cli.options import add_command, common_options, list_presets_text, relabel_option
+from cellscreen.cli.options import add_command, common_options, is_loopback, list_presets_text, relabel_option
 from cellscreen.errors import UserError
 
 __all__ = ["add_parsers"]
@@ -39,19 +38,10 @@ def cmd_audit(args) -> None:
     print(f"review them: cellscreen labels review {out} --reviewer NAME")
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve to any interface
-        return False
-
-
 def cmd_review(args) -> None:
     from cellscreen.labels.review import serve_review  # keeps start-up fast: FastAPI and uvicorn
 
-    if not _loopback(args.host):
+    if not is_loopback(args.host):
         raise UserError(f"--host {args.host} would let other machines see the cells and record decisions: the "
                         "review page has no login, so it serves this machine only (127.0.0.1 or localhost)")
     serve_review(args.audit, reviewer=args.reviewer or "", host=args.host, port=args.port,

@@ -8,6 +8,7 @@ with a few commands to copy.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import textwrap
 from pathlib import Path
 
@@ -172,3 +173,13 @@ def print_metrics(result: dict) -> None:
         print(f"  {name:<18}{line}")
     for warning in result.get("warnings", []):
         print(f"  warning: {warning}")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a server bound to ``host`` is reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 
-from cellscreen.cli.options import add_command, common_options, precision_option
+from cellscreen.cli.options import add_command, common_options, is_loopback, precision_option
 from cellscreen.errors import UserError
 
 __all__ = ["add_parsers"]
@@ -61,19 +60,10 @@ def cmd_export(args) -> None:
     print(f"written: {report.path} and {report.description}")
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve to any interface
-        return False
-
-
 def _serving_token(args) -> str | None:
     """The token the service will ask for, or None; refuses to open a port beyond this machine without one."""
     token = args.token or os.environ.get(TOKEN_VARIABLE) or None
-    if token is None and not _is_loopback(args.host):
+    if token is None and not is_loopback(args.host):
         if not args.insecure_no_token:
             raise UserError(f"--host {args.host} lets other machines use the service: give it a token (--token "
                             f"TOKEN or ${TOKEN_VARIABLE}), or serve it open with --insecure-no-token")
