@@ -14,7 +14,8 @@ every answer but the page and ``/healthz`` needs ``Authorization: Bearer
 TOKEN``.
 
 Images from requests that arrive together are predicted together: a
-``MicroBatcher`` gathers them for a few milliseconds into one batch.
+``MicroBatcher`` gathers them for a few milliseconds into one batch.  Whole smear fields are screened
+cell by cell (``cellscreen.serve.fields``), and each answer is summed per sample (``summary``).
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ import copy
 import hmac
 import io
 import logging
+import json
 import re
 import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -41,9 +44,12 @@ from starlette.requests import ClientDisconnect
 from cellscreen import __version__
 from cellscreen.data.images import ImageReadError, prepare_bytes
 from cellscreen.engine.threshold import predicted_classes
+from cellscreen.errors import UserError
+from cellscreen.serve import fields
 from cellscreen.serve.batching import MicroBatcher
 from cellscreen.serve.limits import MB, Limits, MemoryBudget, image_cost, return_freed_memory
 from cellscreen.serve.runtime import Predictor, load_predictor
+from cellscreen.serve.summary import model_description, summarise_uploads, validation_card
 
 __all__ = ["Limits", "MicroBatcher", "create_app", "serve"]
 
@@ -79,17 +85,21 @@ _DETAIL = {"type": "object", "required": ["error", "files"], "properties": {
 _ERROR = {"type": "object", "required": ["detail"], "properties": {"detail": _DETAIL}}
 _ERROR_OR_INVALID = {"type": "object", "required": ["detail"], "properties": {"detail": {"anyOf": [
     _DETAIL, {"type": "array", "items": {"type": "object"}, "description": "FastAPI's parameter validation"}]}}}
+_CELL = {"type": "object", "required": ["filename", "class", "probability", "probabilities", "flagged"], "properties": {
+    "filename": {"type": "string"}, "kind": {"const": "cell"}, "class": {"type": "string"},
+    "probability": {"type": "number"}, "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
+    "flagged": {"type": "boolean"}, "gradcam": {"type": "string", "description": "PNG data URL"}}}
 _RESULTS = {"type": "object", "required": ["model", "results", "summary"], "properties": {
     "model": {"type": ["string", "null"]},
-    "results": {"type": "array", "items": {"type": "object", "required": [
-        "filename", "class", "probability", "probabilities", "flagged"], "properties": {
-        "filename": {"type": "string"}, "class": {"type": "string"}, "probability": {"type": "number"},
-        "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
-        "flagged": {"type": "boolean"}, "gradcam": {"type": "string", "description": "PNG data URL"}}}},
+    "results": {"type": "array", "items": {"anyOf": [_CELL, fields.FIELD_RESULT]}},
     "summary": {"type": "object", "required": ["cells", "flagged", "positive_class", "flagged_fraction"],
+                "description": "the single cells of the request (fields are counted in their own results)",
                 "properties": {"cells": {"type": "integer"}, "flagged": {"type": "integer"},
                                "positive_class": {"type": ["string", "null"]},
-                               "flagged_fraction": {"type": "number"}}}}}
+                               "flagged_fraction": {"type": ["number", "null"]}}},
+    "samples": {"type": "array", "items": {"type": "object"}, "description": "per sample (the folder in each "
+                "file name, or group_regex): cells, flagged, share flagged with its 95% interval; fields' counts "
+                "and parasitemia with its interval and warnings"}}}
 
 
 def _json(description: str, schema: dict) -> dict:
@@ -217,6 +227,12 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
     if predictor.info()["gradcam"]:
         cam_model = copy.deepcopy(predictor.torch_model)  # never shares hooks with the predicting model
     cam_lock = threading.Lock()
+    field_side = fields.field_min_side(predictor.description)
+    try:  # an exported graph's description lacks the training figures its checkpoint's holds
+        described = model_description(predictor.source) if predictor.source else {}
+    except (UserError, OSError, ValueError):
+        described = {}
+    validation = validation_card({**described, **predictor.description}, predictor.source)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -225,7 +241,7 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
         await batcher.stop()
 
     app = FastAPI(title="cellscreen", version=__version__, lifespan=lifespan,
-                  description="Screen single blood-cell images with a trained cellscreen model.")
+                  description="Screen blood-cell images and whole smear fields with a trained cellscreen model.")
     app.state.predictor, app.state.batcher, app.state.limits = predictor, batcher, limits
     app.state.budget, app.state.upload_budget = budget, upload_budget
     if token:
@@ -241,13 +257,13 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
                 prepared.append({"index": index, "filename": name, "reason": str(exc), "status": _status_of(str(exc))})
         return prepared
 
-    async def decode_all(request: Request, names: list[str],
-                         blobs: list[bytes]) -> tuple[list[np.ndarray], list[dict]]:
-        """The prepared images and the bad files, decoded a group at a time under the shared budget; a client
-        that has hung up meanwhile is not worked for any longer."""
+    async def decode_all(request: Request, names: list[str], blobs: list[bytes],
+                         indexes: list[int]) -> tuple[list[np.ndarray], list[dict]]:
+        """The prepared images and the bad files (by their ``indexes`` in the request), decoded a group at a time
+        under the shared budget; a client that has hung up meanwhile is not worked for any longer."""
         costs = await run_in_threadpool(lambda: [image_cost(blob, max_pixels=limits.max_pixels) for blob in blobs])
         images, bad, group, group_cost = [], [], [], 0
-        pending = list(enumerate(zip(names, blobs, costs)))
+        pending = list(zip(indexes, zip(names, blobs, costs)))
         for position, (index, (name, blob, cost)) in enumerate(pending):
             if cost > budget.total:
                 bad.append({"index": index, "filename": name, "reason": _over_budget(cost, budget), "status": 413})
@@ -258,10 +274,7 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
             if group and (following is None or group_cost + following > budget.total // 4):
                 await budget.acquire(group_cost)
                 try:
-                    if await request.is_disconnected():
-                        log.warning("cellscreen: %s hung up before its %d image(s) were decoded; nothing predicted",
-                                    _client(request), len(names))
-                        raise _error(400, "the client closed the connection before its images were decoded")
+                    await still_wanted(request)
                     for result in await run_in_threadpool(decode_group, group):
                         (bad if isinstance(result, dict) else images).append(result)
                 finally:
@@ -270,6 +283,11 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
                 group, group_cost = [], 0
         bad.sort(key=lambda b: b["index"])
         return images, bad
+
+    async def still_wanted(request: Request) -> None:
+        if await request.is_disconnected():
+            log.warning("cellscreen: %s hung up before its images were decoded; nothing predicted", _client(request))
+            raise _error(400, "the client closed the connection before its images were decoded")
 
     def after_request() -> None:
         traffic["requests"] -= 1
@@ -283,19 +301,22 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
 
     @app.get("/v1/model", summary="The loaded model: classes, preprocessing, provenance and request limits")
     async def model_info() -> dict:
-        return {**predictor.info(), "limits": limits.to_dict(), "batching": {
-            "max_batch": batcher.max_batch, "batches": batcher.batches, "images": batcher.images}}
+        return {**predictor.info(), "validation": validation, "field_min_side": field_side,
+                "limits": limits.to_dict(), "batching": {
+                    "max_batch": batcher.max_batch, "batches": batcher.batches, "images": batcher.images}}
 
     @app.post(
         "/v1/predict",
-        summary="Classify one or many cell images",
+        summary="Classify cell images, and screen whole smear fields",
         openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
             "type": "object", "required": ["files"],
             "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
                                      "minItems": 1, "maxItems": limits.max_files,
-                                     "description": "cell images (PNG, JPEG, TIFF, BMP, ...)"}}}}}}},
+                                     "description": "cell images or whole fields (PNG, JPEG, TIFF, BMP, ...); "
+                                                    "a folder in front of a file name names its sample"}}}}}}},
         responses={200: _json("one result per image, in the order sent", _RESULTS),
-                   400: _json("no files, or a malformed body", _ERROR),
+                   400: _json("no files, a malformed body, or a group pattern that is not a regular expression",
+                              _ERROR),
                    413: _json("too many files, too many bytes, or an image with too many pixels", _ERROR),
                    408: _json("the upload stalled for longer than the read timeout", _ERROR),
                    415: _json("not multipart, or a file that is not a readable image", _ERROR),
@@ -303,8 +324,20 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
                               "parameter", _ERROR_OR_INVALID),
                    503: _json("busy: no room for the upload within the queue timeout (see Retry-After)", _ERROR)},
     )
-    async def predict(request: Request, gradcam: bool = Query(False, description="add a Grad-CAM overlay "
-                                                                                "per image (PNG data URL)")):
+    async def predict(
+            request: Request,
+            gradcam: bool = Query(False, description="add a Grad-CAM overlay per cell image (PNG data URL)"),
+            kind: Literal["auto", "cell", "field"] = Query("auto", description=(
+                "what each image is: one cell, or a whole smear field whose cells are found, cut and counted; "
+                "auto: a field when its shorter side is at least GET /v1/model's field_min_side")),
+            group_regex: str | None = Query(None, max_length=200, description=(
+                "the sample in each file name: the pattern's first group (default: the file's folder)")),
+            cell_diameter: float | None = Query(None, gt=0, le=10_000, description=(
+                "red-cell diameter on the fields, in pixels (default: measured in each field)"))):
+        try:
+            summarise_uploads([], group_regex=group_regex)  # a bad pattern is refused before the upload
+        except ValueError as exc:
+            raise _error(400, str(exc)) from None
         if gradcam and cam_model is None:
             raise _error(400, "Grad-CAM needs the PyTorch network: serve a checkpoint or run folder, not an ONNX "
                               "file or an SVM/ensemble")
@@ -319,13 +352,14 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
                 raise _error(503, f"the server is busy with other uploads (waited {limits.queue_timeout:g} s); try "
                                   "again later", headers={"Retry-After": "30"}) from None
             try:
-                return await answer(request, gradcam)
+                return await answer(request, gradcam, kind, group_regex, cell_diameter)
             finally:
                 upload_budget.release(body)
         finally:
             after_request()
 
-    async def answer(request: Request, gradcam: bool) -> dict:
+    async def answer(request: Request, gradcam: bool, kind: str, group_regex: str | None,
+                     cell_diameter: float | None) -> dict:
         form = await _read_form(request, limits)
         try:
             uploads = [item for item in form.getlist("files") if not isinstance(item, str)]
@@ -339,19 +373,31 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
         finally:
             await form.close()
 
-        images, bad = await decode_all(request, names, blobs)
+        sizes = await run_in_threadpool(lambda: [fields.image_size(blob) for blob in blobs])
+        kinds = [fields.kind_of(size, kind, field_side) for size in sizes]
+        at = [k for k, sort in enumerate(kinds) if sort == "cell"]
+        todo = [(k, names[k], blobs[k], sizes[k]) for k, sort in enumerate(kinds) if sort == "field"]
+        images, bad = await decode_all(request, [names[k] for k in at], [blobs[k] for k in at], at)
         del blobs
+        bad += fields.field_problems(todo, max_pixels=limits.max_pixels, budget_bytes=budget.total)
+        if not bad and todo:
+            screened, bad = await fields.screen_fields(todo, predictor, budget, max_pixels=limits.max_pixels,
+                                                       cell_diameter=cell_diameter,
+                                                       still_wanted=lambda: still_wanted(request))
+            traffic["decoded"] += sum(fields.field_cost(size, blob) for _, _, blob, size in todo)
+        del todo
         if bad:
+            bad.sort(key=lambda b: b["index"])
             status = max(b["status"] for b in bad) if len({b["status"] for b in bad}) == 1 else 422
             raise _error(status, f"{len(bad)} of {len(names)} file(s) cannot be used; nothing was predicted",
                          [{key: b[key] for key in ("index", "filename", "reason")} for b in bad])
-        proba = await batcher.submit(np.stack(images))
+        proba = await batcher.submit(np.stack(images)) if images else np.zeros((0, len(predictor.classes)))
         classes, positive = predictor.classes, predictor.positive_class
         results = []
         called = predicted_classes(proba, classes, positive, predictor.decision_threshold)  # at its threshold
-        for name, p, k in zip(names, proba, called):
+        for name, p, k in zip([names[k] for k in at], proba, called):
             label = classes[int(k)]
-            results.append({"filename": name, "class": label, "probability": float(p[k]),
+            results.append({"filename": name, "kind": "cell", "class": label, "probability": float(p[k]),
                             "probabilities": {c: float(v) for c, v in zip(classes, p)},
                             "flagged": positive is not None and label == positive})
         if gradcam:
@@ -360,9 +406,31 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
             for result, cam in zip(results, cams):
                 result["gradcam"] = cam
         flagged = sum(r["flagged"] for r in results)
-        return {"model": predictor.description.get("model"), "results": results,
-                "summary": {"cells": len(results), "flagged": flagged, "positive_class": positive,
-                            "flagged_fraction": flagged / len(results)}}
+        summary = {"cells": len(results), "flagged": flagged, "positive_class": positive,
+                   "flagged_fraction": flagged / len(results) if results else None}
+        cells = iter(results)
+        results = [next(cells) if sort == "cell" else screened[k] for k, sort in enumerate(kinds)]
+        samples = await run_in_threadpool(summarise_uploads, [{"path": r["filename"], **(
+            {"kind": "cell", "flagged": r["flagged"]} if r["kind"] == "cell" else {"kind": "field", **r["counts"]})}
+            for r in results], group_regex=group_regex)
+        return {"model": predictor.description.get("model"), "results": results, "summary": summary,
+                "samples": samples}
+
+    @app.post("/v1/samples", include_in_schema=False)  # the page's per-sample table, over all its requests
+    async def samples(request: Request) -> dict:
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limits.max_upload_bytes:
+                raise _error(413, f"request is over the {limits.max_upload_bytes:,}-byte limit")
+        try:
+            asked = json.loads(body)
+            if not isinstance(asked, dict):
+                raise ValueError("send a JSON object: {\"uploads\": [...], \"group_regex\": null}")
+            return {"samples": await run_in_threadpool(summarise_uploads, asked.get("uploads"),
+                                                       group_regex=asked.get("group_regex"))}
+        except ValueError as exc:  # json's errors are ValueErrors too
+            raise _error(400, str(exc)) from None
 
     @app.get("/", include_in_schema=False)
     async def page():

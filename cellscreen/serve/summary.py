@@ -10,6 +10,9 @@ is flagged, as in most healthy samples.
 
 ``summarise_predictions`` computes the rows; ``write_summary`` writes them as ``OUT.samples.csv`` beside the
 prediction file and adds the model's name, version and threshold to its record, ``OUT.json``.
+``summarise_uploads`` does the same for what the service answered (its page sends its files in many
+requests): single cells as above, and whole fields by their red cells counted, called positive, and the
+parasitemia with its interval and the thin-film count's warnings (``cellscreen.screen.count``).
 """
 
 from __future__ import annotations
@@ -26,13 +29,16 @@ from cellscreen.engine.paths import resolve_checkpoint
 from cellscreen.engine.threshold import threshold_of
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
+from cellscreen.screen import count
 from cellscreen.serve.graph import onnx_description
 from cellscreen.serve.outputs import read_rows
 
-__all__ = ["SampleSummary", "model_description", "sample_of", "summarise_predictions", "write_summary",
-           "format_summary", "CONFIDENCE"]
+__all__ = ["SampleSummary", "model_description", "validation_card", "sample_of", "summarise_predictions", "summarise_uploads",
+           "write_summary", "format_summary", "CONFIDENCE", "MAX_UPLOADS"]
 
 CONFIDENCE = 0.95
+MAX_UPLOADS = 100_000  # files one summary request may describe
+_FIELD_COUNTS = ("red_counted", "positive", "not_single", "white", "border")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,12 +61,44 @@ def model_description(model: str | Path) -> dict:
     return json.loads(resolve_checkpoint(model).read_text())
 
 
+def validation_card(description: dict, source: str | Path | None = None) -> dict:
+    """What a model says it was trained and checked on, for the service's page: its dataset, how the split held
+    cells out (by patient or slide, or by cell), how many cells it trained and was validated on, the metric it
+    was kept for, its decision threshold and how it was set, and, when an evaluation of its test part lies
+    beside it (``RUN/test/metrics.json``, ``cellscreen evaluate RUN --subset test --out RUN/test``), its
+    figures with their 95% intervals."""
+    origin = description.get("source") or description  # an exported graph's description nests it
+    train, split = description.get("train") or {}, origin.get("split") or {}
+    config = train.get("config") or {}
+    card = {"dataset": description.get("dataset"), "split_method": split.get("method"), "split_by": split.get("by"),
+            "leaky": split.get("leaky"), "held_out": {part: config[part] for part in ("val", "test") if part in config},
+            "training_cells": train.get("images"), "validation_cells": train.get("val_images"),
+            "kept_for": origin.get("metric"), "decision_threshold": threshold_of(description),
+            "decision": description.get("decision"), "test": None}
+    place = Path(source) if source else None  # a run folder, or a file in one; a bundled name is neither
+    folder = place if place is not None and place.is_dir() else (
+        place.parent if place is not None and place.is_file() else None)
+    metrics_path = folder / "test" / "metrics.json" if folder is not None else None
+    if metrics_path is not None and metrics_path.is_file():
+        try:
+            result = json.loads(metrics_path.read_text())
+            figures, intervals = result["metrics"], result.get("intervals") or {}
+            card["test"] = {"cells": figures.get("n"), "groups": result.get("n_groups"),
+                            "group_kind": result.get("group_kind"), "subset": result.get("subset"), **{
+                                name: {"value": figures[name], "ci95": intervals.get(name)}
+                                for name in ("accuracy", "sensitivity", "specificity", "roc_auc")
+                                if isinstance(figures.get(name), (int, float))}}
+        except (ValueError, KeyError, TypeError, OSError):  # a damaged evaluation is left out, not shown wrong
+            card["test"] = None
+    return card
+
+
 def sample_of(path: str, group_regex: str | None) -> str:
     """The sample a file belongs to: the pattern's first group in its name, else the folder holding it."""
     if group_regex:
         match = re.search(group_regex, PurePath(path).name)
-        if match:
-            return match.group(1) if match.groups() else match.group(0)
+        if match:  # its first group, unless the pattern matched without it
+            return match.group(1) if match.groups() and match.group(1) is not None else match.group(0)
     return PurePath(path).parent.name or "."
 
 
@@ -86,9 +124,79 @@ def summarise_predictions(path: Path, *, positive_class: str, group_regex: str |
         sample = sample_of(values[0], group_regex)
         cells[sample] += 1
         flagged[sample] += values[at] == positive_class
+    return _summaries(cells, flagged)
+
+
+def _summaries(cells: dict[str, int], flagged: dict[str, int]) -> list[SampleSummary]:
     return [SampleSummary(sample, cells[sample], flagged[sample], flagged[sample] / cells[sample],
                           *_wilson(flagged[sample], cells[sample]))
             for sample in sorted(cells, key=_natural)]
+
+
+def summarise_uploads(uploads: list[dict], *, group_regex: str | None = None) -> list[dict]:
+    """One row per sample of the files the service screened, by sample name (JSON-ready).
+
+    Each upload is ``{"path", "kind": "cell", "flagged"}`` or ``{"path", "kind": "field", "red_counted",
+    "positive", "not_single", "white", "border"}`` (what ``POST /v1/predict`` answered for it); ``path`` is the
+    file's name as sent, a folder in front of it when a folder was picked.  A row holds the sample's single cells
+    (``cells``, ``flagged``, ``share`` and its Wilson interval ``low``-``high``) and its fields (their counts
+    summed, ``parasitemia`` in percent with its interval, and the thin-film count's ``warnings``).  Raises
+    ``ValueError`` naming the first upload that is not one of these, or a pattern that is not a regular
+    expression."""
+    if not isinstance(uploads, list) or len(uploads) > MAX_UPLOADS:
+        raise ValueError(f"'uploads' must be a list of at most {MAX_UPLOADS:,} files")
+    if group_regex is not None and not isinstance(group_regex, str):
+        raise ValueError("'group_regex' must be a regular expression (a string) or null")
+    try:
+        count.check_group_regex(group_regex)
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
+    cells: dict[str, int] = defaultdict(int)
+    flagged: dict[str, int] = defaultdict(int)
+    fields: dict[str, count.Counts] = {}
+    for k, upload in enumerate(uploads):
+        path, kind = _checked(k, upload)
+        sample = sample_of(path, group_regex)
+        if kind == "cell":
+            cells[sample] += 1
+            flagged[sample] += bool(upload["flagged"])
+        else:
+            red, positive, not_single, white, border = (upload[key] for key in _FIELD_COUNTS)
+            field = count.Counts(red_counted=red, positive=positive, flagged=not_single, white=white, border=border)
+            fields[sample] = fields[sample] + field if sample in fields else field
+    by_sample = {s.sample: s for s in _summaries(cells, flagged)}
+    rows = []
+    for sample in sorted({*cells, *fields}, key=_natural):
+        cell = by_sample.get(sample)
+        row = {"sample": sample, "cells": cell.cells if cell else 0, "flagged": cell.flagged if cell else 0,
+               "share": cell.share if cell else None, "low": cell.low if cell else None,
+               "high": cell.high if cell else None, "fields": 0, **dict.fromkeys(_FIELD_COUNTS, 0),
+               "parasitemia": None, "warnings": []}
+        if sample in fields:
+            counts = fields[sample]
+            found = count.parasitemia(counts.positive, counts.red_counted)
+            row.update(fields=counts.images, **dict(zip(_FIELD_COUNTS, (
+                counts.red_counted, counts.positive, counts.flagged, counts.white, counts.border))),
+                parasitemia=dataclasses.asdict(found) if found else None, warnings=count.sample_warnings(counts))
+        rows.append(row)
+    return rows
+
+
+def _checked(k: int, upload) -> tuple[str, str]:
+    """The path and kind of the ``k``-th upload, or a ``ValueError`` that says what is wrong with it."""
+    kind = upload.get("kind") if isinstance(upload, dict) else None
+    path = upload.get("path") if isinstance(upload, dict) else None
+    if not isinstance(path, str) or not 0 < len(path) <= 4096 or kind not in ("cell", "field"):
+        raise ValueError(f"upload {k}: give 'path' (the file's name) and 'kind' ('cell' or 'field')")
+    if kind == "cell" and not isinstance(upload.get("flagged"), bool):
+        raise ValueError(f"upload {k} ({path}): a cell needs 'flagged' (true or false)")
+    if kind == "field":
+        values = [upload.get(key) for key in _FIELD_COUNTS]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10**9 for v in values):
+            raise ValueError(f"upload {k} ({path}): a field needs whole counts {', '.join(_FIELD_COUNTS)}")
+        if values[1] > values[0]:
+            raise ValueError(f"upload {k} ({path}): more positive cells than red cells counted")
+    return path, kind
 
 
 def _natural(name: str) -> list:
