@@ -72,10 +72,13 @@ def add_parsers(commands) -> None:
     p = add_command(commands, "threshold", help="set a trained model's decision threshold, or choose it on its "
                     "validation cells for a target sensitivity or specificity", examples=[
                         "cellscreen threshold runs/own --operating-point sensitivity=0.98",
-                        "cellscreen threshold runs/own --threshold 0.3"])
+                        "cellscreen threshold runs/own --threshold 0.3",
+                        "cellscreen threshold runs/ensemble --operating-point specificity=0.95"
+                        "     # an ensemble: on the validation cells its members share"])
     common_options(p.add_argument_group("Common options"))
     group = p.add_argument_group("Model and decision")
-    group.add_argument("model", metavar="RUN", help="run folder (or its model.json) of a two-class model")
+    group.add_argument("model", metavar="RUN", help="run folder (or its model.json) of a two-class model, or an "
+                       "ensemble's folder")
     choice = group.add_mutually_exclusive_group(required=True)
     choice.add_argument("--operating-point", metavar="sensitivity=T|specificity=T",
                         help="choose the highest threshold that reaches this sensitivity (or the lowest for this "

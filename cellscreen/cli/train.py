@@ -64,10 +64,34 @@ def cmd_svm(args) -> None:
 
 
 def cmd_ensemble(args) -> None:
-    from cellscreen.engine.ensemble import make_ensemble  # keeps start-up fast
+    import json  # only here
+    import shutil
 
-    path = make_ensemble(args.runs, args.out, overwrite=args.overwrite)
+    from cellscreen.engine.ensemble import make_ensemble, member_thresholds  # keeps start-up fast
+    from cellscreen.errors import UserError
+
+    path = make_ensemble(args.runs, args.out, overwrite=args.overwrite, decision_threshold=args.decision_threshold,
+                         need_validation=args.operating_point is not None)
+    if args.operating_point is not None:
+        from cellscreen.evaluate.decision import set_decision  # keeps start-up fast
+
+        try:
+            set_decision(path, operating_point=args.operating_point, data=args.data, workers=args.workers,
+                         progress=not args.quiet)
+        except (UserError, KeyboardInterrupt):
+            shutil.rmtree(path.parent)  # an ensemble without the decision asked for is not left behind
+            raise
     print(f"ensemble of {len(args.runs)} models: {path}")
+    threshold = json.loads(path.read_text()).get("decision_threshold")
+    if threshold is None:
+        own = sorted({t for t in member_thresholds(path) if t is not None})
+        if own:
+            print(f"note: members had their own decision thresholds ({', '.join(f'{t:.4f}' for t in own)}); the "
+                  "ensemble calls its averaged probability at 0.5 until you set one (--operating-point or "
+                  "`cellscreen threshold`)")
+    elif args.operating_point is None:
+        print(f"decision threshold {threshold:.4f} (given)")
+    print_decision(path)
 
 
 def cmd_compare(args) -> None:
@@ -146,9 +170,24 @@ def add_parsers(commands) -> None:
 
     p = add_command(commands, "ensemble", help="average the probabilities of several trained models", examples=[
         "cellscreen ensemble runs/m1 runs/m2 runs/m3 --out runs/ensemble",
-        "cellscreen ensemble malaria runs/m1 --out runs/ensemble-bundled"])
+        "cellscreen ensemble malaria runs/m1 --out runs/ensemble-bundled",
+        "cellscreen ensemble runs/m1 runs/m2 --operating-point sensitivity=0.98 --out runs/ensemble-screen"
+        "     # members trained on one split"])
     group = p.add_argument_group("Members")
     group.add_argument("runs", nargs="+", metavar="RUN", help="run folders, checkpoints or bundled names")
+    group = p.add_argument_group("Decision (two classes with a positive class)")
+    choice = group.add_mutually_exclusive_group()
+    choice.add_argument("--operating-point", metavar="sensitivity=T|specificity=T",
+                        help="choose the ensemble's decision threshold on the validation cells its members share "
+                        "(members trained on one split) so that this sensitivity (or specificity) is reached "
+                        "(default: threshold 0.5)")
+    choice.add_argument("--threshold", dest="decision_threshold", type=float, metavar="P",
+                        help="call a cell positive from this averaged probability of the positive class on "
+                        "(default: 0.5)")
+    group.add_argument("--data", metavar="DIR", help="with --operating-point: the dataset folder or data root, if "
+                       "it moved since the members were trained")
+    group.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
+    group.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     group = p.add_argument_group("Output")
     group.add_argument("--out", required=True, metavar="DIR", help="folder for the ensemble")
     group.add_argument("--overwrite", action="store_true", help="replace an existing ensemble folder")

@@ -6,6 +6,14 @@ ensemble is one self-contained folder that evaluate, predict and the other
 commands accept wherever they accept a checkpoint.  Members must agree on the
 classes and on the preprocessing before resizing (border crop); each sees the
 image at its own input size and normalisation.
+
+An ensemble calls a cell positive from its own ``decision_threshold`` on the averaged probability (the
+members' thresholds, set for their own probabilities, do not carry over): given (``decision_threshold=``),
+or chosen afterwards on the validation cells the members share (``cellscreen threshold ENSEMBLE
+--operating-point sensitivity=0.98``, which ``cellscreen ensemble --operating-point`` runs).  Members share
+validation cells when they were trained on one split manifest with the same fold and split seed; the
+ensemble then keeps that manifest as its ``split.csv`` and the two settings under ``train``, where a run
+keeps them, so it is chosen exactly as for a single run.
 """
 
 from __future__ import annotations
@@ -15,10 +23,12 @@ import shutil
 import time
 from pathlib import Path
 
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from cellscreen.config import TrainConfig
 from cellscreen.engine import svm  # noqa: F401  (members may be SVM baselines: importing registers that kind)
 from cellscreen.engine.checkpoint import (
     FORMAT,
@@ -29,11 +39,14 @@ from cellscreen.engine.checkpoint import (
     resolve_checkpoint,
 )
 from cellscreen.engine.inference import logits_to_proba, normalise
+from cellscreen.engine.paths import file_sha256
+from cellscreen.engine.threshold import run_decision
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
 from cellscreen.models import DataConfig
 
-__all__ = ["EnsembleModel", "make_ensemble", "load_ensemble", "ensemble_files", "member_folders"]
+__all__ = ["EnsembleModel", "make_ensemble", "load_ensemble", "ensemble_files", "member_folders",
+           "shared_validation", "member_thresholds"]
 
 
 class EnsembleModel(nn.Module):
@@ -93,15 +106,51 @@ def load_ensemble(path: Path, meta: dict) -> EnsembleModel:
     return model
 
 
-def make_ensemble(runs: list[str | Path], out: str | Path, *, overwrite: bool = False) -> Path:
-    """Write an ensemble of ``runs`` (run folders, checkpoints or bundled names) into ``out``."""
+def _split_settings(meta: dict) -> tuple[str | None, int | None, int]:
+    """What decides a member's validation cells: its split's SHA-256, the test fold and the split seed."""
+    settings = (meta.get("train") or {}).get("config") or {}
+    return (meta.get("split") or {}).get("sha256"), settings.get("fold"), int(settings.get("split_seed") or 0)
+
+
+def shared_validation(loaded: list[tuple[Path, Checkpoint]]) -> tuple[Path | None, str]:
+    """The split manifest whose validation cells every member set aside (a member's ``split.csv``), or None
+    and the reason the members share none, in words for the user."""
+    settings = {_split_settings(checkpoint.meta) for _, checkpoint in loaded}
+    if len(settings) != 1:
+        return None, "its members were not trained on one split (the same manifest, fold and split seed)"
+    sha256 = next(iter(settings))[0]
+    for folder, _ in loaded:
+        manifest = folder / "split.csv"
+        if sha256 and manifest.is_file() and file_sha256(manifest) == sha256:
+            return manifest, ""
+    return None, "no member's folder holds the split manifest its members were trained on (split.csv)"
+
+
+def member_thresholds(path: Path) -> list[float | None]:
+    """Each member's own decision threshold (None: 0.5), read from the ensemble ``model.json`` at ``path``."""
+    meta = json.loads(Path(path).read_text())
+    return [json.loads((folder / "model.json").read_text()).get("decision_threshold")
+            for folder in member_folders(Path(path), meta)]
+
+
+def _agreed(loaded: list[tuple[Path, Checkpoint]], field: str):
+    """A setting every member records alike (how the folder was read), else None."""
+    values = [checkpoint.meta.get(field) for _, checkpoint in loaded]
+    return values[0] if all(v == values[0] for v in values) else None
+
+
+def make_ensemble(runs: list[str | Path], out: str | Path, *, overwrite: bool = False,
+                  decision_threshold: float | None = None, need_validation: bool = False) -> Path:
+    """Write an ensemble of ``runs`` (run folders, checkpoints or bundled names) into ``out``.
+
+    ``decision_threshold`` is stored as the ensemble's own; ``need_validation`` refuses members that share no
+    validation cells (before anything is written), for an operating point to be chosen on them next."""
     if len(runs) < 2:
         raise UserError("an ensemble needs at least two members")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise UserError(f"{out} is not empty; pass --overwrite to replace it")
-        shutil.rmtree(out)
     loaded: list[tuple[Path, Checkpoint]] = [(resolve_checkpoint(r).parent, load_checkpoint(r)) for r in runs]
     first = loaded[0][1]
     for folder, checkpoint in loaded[1:]:
@@ -113,6 +162,15 @@ def make_ensemble(runs: list[str | Path], out: str | Path, *, overwrite: bool = 
             if value != expected:
                 raise UserError(f"{folder} has {what} {value}, but {loaded[0][0]} has {expected}: "
                                 "ensemble members must classify the same way")
+    # the ensemble's own decision, checked before anything is written
+    decision = run_decision(TrainConfig(decision_threshold=decision_threshold), first.classes,
+                            first.positive_class, [], lambda: None)
+    manifest, why_not = shared_validation(loaded)
+    if need_validation and manifest is None:
+        raise UserError(f"no operating point can be chosen for this ensemble: {why_not}, so they share no "
+                        "validation cells; give --threshold P instead")
+    if out.exists():
+        shutil.rmtree(out)
     members, splits = [], set()
     for number, (folder, checkpoint) in enumerate(loaded):
         name = f"members/{number:02d}-{checkpoint.meta['model']}"
@@ -129,9 +187,20 @@ def make_ensemble(runs: list[str | Path], out: str | Path, *, overwrite: bool = 
         "data_config": DataConfig(input_size=size, mean=(0.0,) * channels, std=(1.0,) * channels,
                                   interpolation=first.data_config.interpolation).to_dict(),
         "single_logit": False, "classes": first.classes, "positive_class": first.positive_class,
+        **decision,
         "dataset": first.meta.get("dataset"), "border_crop": first.border_crop,
+        # how the members read the folder, so that evaluate and threshold need neither pattern nor folder again
+        "group_regex": _agreed(loaded, "group_regex"), "root": _agreed(loaded, "root"),
         "split": first.meta.get("split") if len(splits) == 1 else {"sha256": None, "note": "members differ"},
         "members": members, "sources": [str(folder) for folder, _ in loaded],
     }
+    if manifest is not None:  # the validation cells the members share, found as a run's are
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(manifest, out / "split.csv")
+        _, fold, split_seed = _split_settings(first.meta)
+        meta["train"] = {"config": {"fold": fold, "split_seed": split_seed},
+                         "note": "the split settings every member was trained with"}
+    else:
+        meta["no_shared_validation"] = why_not  # what `cellscreen threshold --operating-point` tells the user
     atomic_write(out / "model.json", json.dumps(meta, indent=2) + "\n")
     return out / "model.json"

@@ -47,6 +47,9 @@ def set_decision(model: str | Path, *, operating_point: str | None = None, thres
 def _validation_cells(path: Path, meta: dict, data: str | None, workers: int | None, progress: bool):
     """The run's validation targets and a function giving the model's (calibrated) probabilities for them."""
     split = path.parent / "split.csv"
+    if not split.is_file() and meta.get("no_shared_validation"):  # an ensemble (engine/ensemble.py)
+        raise UserError(f"no operating point can be chosen for the ensemble {path.parent}: "
+                        f"{meta['no_shared_validation']}, so they share no validation cells; give --threshold instead")
     if not split.is_file():
         raise UserError(f"{path.parent} has no split.csv: an operating point is chosen on the validation cells of "
                         "the run's own split; give --threshold instead")
