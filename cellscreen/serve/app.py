@@ -23,11 +23,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
-import hmac
 import io
-import logging
 import json
-import re
+import logging
 import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -46,16 +44,16 @@ from cellscreen.data.images import ImageReadError, prepare_bytes
 from cellscreen.engine.threshold import predicted_classes
 from cellscreen.errors import UserError
 from cellscreen.serve import fields
+from cellscreen.serve.access import OPEN_PATHS, HideToken, TokenRequired
 from cellscreen.serve.batching import MicroBatcher
 from cellscreen.serve.limits import MB, Limits, MemoryBudget, image_cost, return_freed_memory
 from cellscreen.serve.runtime import Predictor, load_predictor
+from cellscreen.serve.schema import ERROR, ERROR_OR_INVALID, RESULTS, json_answer
 from cellscreen.serve.summary import model_description, summarise_uploads, validation_card
 
-__all__ = ["Limits", "MicroBatcher", "create_app", "serve"]
+__all__ = ["Limits", "MicroBatcher", "HideToken", "OPEN_PATHS", "create_app", "serve"]
 
 STATIC = Path(__file__).with_name("static")
-# Answered without the token: the page (which then asks for it) and the liveness probe
-OPEN_PATHS = frozenset({"/", "/healthz"})
 # Decoded bytes since the last time freed memory was handed back, past which an idle server hands it back
 _TRIM_AFTER_BYTES = 64 * MB
 
@@ -74,36 +72,6 @@ class _InMemoryParser(MultiPartParser):
     """Starlette's parser, with every uploaded file kept in memory (the body size is already bounded)."""
 
     spool_max_size = 2**62
-
-
-# The answers' shapes, for the OpenAPI schema (clients and the schema-driven fuzz test read them).
-_DETAIL = {"type": "object", "required": ["error", "files"], "properties": {
-    "error": {"type": "string"},
-    "files": {"type": "array", "description": "each file that cannot be used, by its position in the request",
-              "items": {"type": "object", "required": ["index", "filename", "reason"], "properties": {
-                  "index": {"type": "integer"}, "filename": {"type": "string"}, "reason": {"type": "string"}}}}}}
-_ERROR = {"type": "object", "required": ["detail"], "properties": {"detail": _DETAIL}}
-_ERROR_OR_INVALID = {"type": "object", "required": ["detail"], "properties": {"detail": {"anyOf": [
-    _DETAIL, {"type": "array", "items": {"type": "object"}, "description": "FastAPI's parameter validation"}]}}}
-_CELL = {"type": "object", "required": ["filename", "class", "probability", "probabilities", "flagged"], "properties": {
-    "filename": {"type": "string"}, "kind": {"const": "cell"}, "class": {"type": "string"},
-    "probability": {"type": "number"}, "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
-    "flagged": {"type": "boolean"}, "gradcam": {"type": "string", "description": "PNG data URL"}}}
-_RESULTS = {"type": "object", "required": ["model", "results", "summary"], "properties": {
-    "model": {"type": ["string", "null"]},
-    "results": {"type": "array", "items": {"anyOf": [_CELL, fields.FIELD_RESULT]}},
-    "summary": {"type": "object", "required": ["cells", "flagged", "positive_class", "flagged_fraction"],
-                "description": "the single cells of the request (fields are counted in their own results)",
-                "properties": {"cells": {"type": "integer"}, "flagged": {"type": "integer"},
-                               "positive_class": {"type": ["string", "null"]},
-                               "flagged_fraction": {"type": ["number", "null"]}}},
-    "samples": {"type": "array", "items": {"type": "object"}, "description": "per sample (the folder in each "
-                "file name, or group_regex): cells, flagged, share flagged with its 95% interval; fields' counts "
-                "and parasitemia with its interval and warnings"}}}
-
-
-def _json(description: str, schema: dict) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def _error(status: int, message: str, files: list[dict] | None = None, headers: dict | None = None) -> HTTPException:
@@ -185,26 +153,6 @@ def _cam_png(model, lock: threading.Lock, picture: np.ndarray, target: int) -> s
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-class _TokenRequired:
-    """ASGI middleware: every request but those for ``OPEN_PATHS`` must carry ``Authorization: Bearer TOKEN``
-    (compared in constant time), else ``401``."""
-
-    def __init__(self, app, *, token: str):
-        self.app, self.expected = app, token.encode()
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
-            given = next((value for name, value in scope["headers"] if name == b"authorization"), b"")
-            scheme, _, credentials = given.partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(credentials.strip(), self.expected):
-                answer = JSONResponse(status_code=401, headers={"WWW-Authenticate": "Bearer"}, content={"detail": {
-                    "error": "this server needs its token: send the header 'Authorization: Bearer TOKEN' "
-                             "(the page: open it as /?token=TOKEN)", "files": []}})
-                await answer(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
 def _over_budget(cost: int, budget: MemoryBudget) -> str:
     return (f"image too large to decode here: it needs about {cost / MB:,.0f} MB, over the {budget.total / MB:,.0f} "
             "MB this server decodes at once")
@@ -245,7 +193,7 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
     app.state.predictor, app.state.batcher, app.state.limits = predictor, batcher, limits
     app.state.budget, app.state.upload_budget = budget, upload_budget
     if token:
-        app.add_middleware(_TokenRequired, token=token)
+        app.add_middleware(TokenRequired, token=token)
 
     def decode_group(group: list[tuple[int, str, bytes]]) -> list:
         """Each image of ``group`` prepared, or the reason it cannot be used."""
@@ -314,15 +262,15 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
                                      "minItems": 1, "maxItems": limits.max_files,
                                      "description": "cell images or whole fields (PNG, JPEG, TIFF, BMP, ...); "
                                                     "a folder in front of a file name names its sample"}}}}}}},
-        responses={200: _json("one result per image, in the order sent", _RESULTS),
-                   400: _json("no files, a malformed body, or a group pattern that is not a regular expression",
-                              _ERROR),
-                   413: _json("too many files, too many bytes, or an image with too many pixels", _ERROR),
-                   408: _json("the upload stalled for longer than the read timeout", _ERROR),
-                   415: _json("not multipart, or a file that is not a readable image", _ERROR),
-                   422: _json("files bad in different ways (each named in 'files'), or an invalid query "
-                              "parameter", _ERROR_OR_INVALID),
-                   503: _json("busy: no room for the upload within the queue timeout (see Retry-After)", _ERROR)},
+        responses={200: json_answer("one result per image, in the order sent", RESULTS),
+                   400: json_answer("no files, a malformed body, or a group pattern that is not a regular expression",
+                              ERROR),
+                   413: json_answer("too many files, too many bytes, or an image with too many pixels", ERROR),
+                   408: json_answer("the upload stalled for longer than the read timeout", ERROR),
+                   415: json_answer("not multipart, or a file that is not a readable image", ERROR),
+                   422: json_answer("files bad in different ways (each named in 'files'), or an invalid query "
+                              "parameter", ERROR_OR_INVALID),
+                   503: json_answer("busy: no room for the upload within the queue timeout (see Retry-After)", ERROR)},
     )
     async def predict(
             request: Request,
@@ -442,17 +390,6 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
                                                                  "files": []}})
 
     return app
-
-
-class HideToken(logging.Filter):
-    """Keeps a token given to the page as ``?token=`` out of uvicorn's access log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and len(record.args) >= 3 and "token=" in str(record.args[2]):
-            args = list(record.args)
-            args[2] = re.sub(r"token=[^&]*", "token=***", str(args[2]))
-            record.args = tuple(args)
-        return True
 
 
 def serve(model, *, host: str = "127.0.0.1", port: int = 8000, engine: str = "auto", limits: Limits | None = None,

@@ -33,7 +33,7 @@ from cellscreen.screen import count, cut, overlay
 from cellscreen.screen.detect import find_cells
 from cellscreen.screen.pipeline import FieldOptions, classify_red_cells
 
-__all__ = ["KINDS", "FIELD_CELLS_ACROSS", "FIELD_BYTES_PER_PIXEL", "FIELD_RESULT", "field_min_side", "image_size",
+__all__ = ["KINDS", "FIELD_CELLS_ACROSS", "FIELD_BYTES_PER_PIXEL", "field_min_side", "image_size",
            "kind_of", "field_cost", "field_problems", "screen_field_bytes", "screen_fields"]
 
 KINDS = ("auto", "cell", "field")
@@ -165,25 +165,3 @@ async def screen_fields(fields: list[tuple[int, str, bytes, tuple[int, int] | No
         finally:
             budget.release(cost)
     return results, bad
-
-
-# The answer for one field, for the OpenAPI schema
-_COUNTS = {"type": "object", "description": "red_counted: single red cells not cut by the border (the "
-           "denominator); positive: of those, called the positive class; not_single: red objects that are not "
-           "one single red cell (not counted); white: white cells; border: red objects cut by the border",
-           "properties": {key: {"type": "integer"} for key in ("red_counted", "positive", "not_single", "white",
-                                                               "border")}}
-FIELD_RESULT = {"type": "object", "required": ["filename", "kind", "counts", "parasitemia", "warnings", "overlay"],
-                "properties": {
-                    "filename": {"type": "string"}, "kind": {"const": "field"}, "width": {"type": "integer"},
-                    "height": {"type": "integer"}, "cell_diameter": {"type": "number"}, "scale": {"type": "number"},
-                    "positive_class": {"type": ["string", "null"]}, "decision_threshold": {"type": "number"},
-                    "counts": _COUNTS,
-                    "parasitemia": {"type": ["object", "null"], "description": "positive over red_counted in "
-                                    "percent, with its Wilson 95% interval; null when no red cell was counted",
-                                    "properties": {k: {"type": "number"} for k in ("percent", "low", "high")}},
-                    "warnings": {"type": "array", "items": {"type": "string"}},
-                    "cells": {"type": "array", "items": {"type": "object"}},
-                    "overlay": {"type": "string", "description": "PNG data URL: each cell outlined, green to red "
-                                "by the positive class's probability, yellow not single, grey cut by the border, "
-                                "blue white cells"}}}

@@ -209,3 +209,62 @@ def test_small_batches_keep_the_good_files(app, page, real_data, tmp_path):
     assert statuses[4] == "skipped: empty file (0 bytes)", statuses
     assert [s for k, s in enumerate(statuses) if k not in (1, 4)] == ["ok"] * 6, statuses
     assert strict.state.batcher.images == 6  # every good cell predicted once
+
+
+def test_page_screens_a_field_and_sums_cells_per_sample(app, url, page, real_data, tmp_path):
+    """A folder picked whole: a synthetic field of real NIH cells (16 red cells, 4 parasitized) in slideA, and
+    single cells in slideB and slideC; the overlay, the counts, the interval and the per-sample table are shown."""
+    from PIL import Image
+    from scipy.stats import binomtest
+
+    from tests.serve.test_fields import synthetic_nih_field
+
+    data, _ = synthetic_nih_field(real_data, app.state.predictor)
+    root = tmp_path / "smears"
+    (root / "slideA").mkdir(parents=True)
+    (root / "slideA" / "field.png").write_bytes(data)
+    for sample, label, start in (("slideB", "Parasitized", 30), ("slideC", "Uninfected", 30)):
+        (root / sample).mkdir()
+        for path in _cells(real_data, label, start, 2):
+            (root / sample / path.name).write_bytes(path.read_bytes())
+
+    _open(page, url)
+    validated = page.inner_text("#model-info")
+    assert "Validated on" in validated and "malaria-nih" in validated and "8,416 trained on" in validated
+    assert "Parasitized from a probability of 0.5 on (the default)" in validated
+    page.set_input_files("#folder", str(root))
+    page.wait_for_function(DONE, arg=5, timeout=120_000)
+    rows = page.eval_on_selector_all("#results tbody tr", ROWS)
+    assert [row["name"] for row in rows][0] == "smears/slideA/field.png", rows
+    field = rows[0]
+    interval = binomtest(4, 16).proportion_ci(method="wilson")
+    shown_interval = f"25.00% (95% CI {100 * interval.low:.2f}–{100 * interval.high:.2f}%)"
+    assert field["predicted"] == "field: 16 red cells, 4 Parasitized" and field["p"] == shown_interval, field
+    assert field["status"].startswith("ok") and field["camHidden"]
+    assert all(row["status"] == "ok" for row in rows[1:]), rows
+
+    overlay = "() => { const i = document.getElementById('field-overlay'); return i.complete && i.naturalWidth > 0; }"
+    page.wait_for_function(overlay, timeout=30_000)
+    assert page.eval_on_selector("#field-overlay", "i => [i.naturalWidth, i.naturalHeight]") == [640, 480]
+    counts = page.inner_text("#field-counts")
+    assert "Red cells counted\n16\n" in counts and "Parasitized\n4\n" in counts and shown_interval in counts, counts
+    assert "only 16 red cells counted" in page.inner_text("#field-warnings")
+    assert "16 red cells counted, 4 Parasitized" in page.inner_text("#summary")
+
+    table = "() => document.querySelectorAll('#samples tbody tr').length"
+    page.wait_for_function(f"{table} === 3")
+    samples = page.eval_on_selector_all("#samples tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+    flagged_b = sum(row["flagged"] for row in rows[1:3])
+    assert samples[0][:8] == ["slideA", "0", "–", "–", "1", "16", "4", shown_interval], samples
+    assert "only 16 red cells counted" in samples[0][8]
+    assert samples[1][:5] == ["slideB", "2", str(flagged_b), samples[1][3], "0"] and "95% CI" in samples[1][3]
+    assert samples[2][:3] == ["slideC", "2", str(sum(row["flagged"] for row in rows[3:]))]
+
+    page.fill("#group-regex", "^(C\\d+)")  # the slide in the NIH cells' names; the field keeps its folder
+    page.wait_for_function(f"{table} === 2 || document.getElementById('regex-message').textContent !== ''")
+    samples = page.eval_on_selector_all("#samples tbody tr", "rows => rows.map(r => r.cells[0].textContent)")
+    assert page.inner_text("#regex-message") == "" and len(samples) == 2, samples
+    page.fill("#group-regex", "(")
+    page.wait_for_function("() => document.getElementById('regex-message').textContent.includes('not a regular expression')")
+    page.screenshot(path=str(tmp_path / "fields.png"), full_page=True)
+    Image.open(tmp_path / "fields.png").verify()
