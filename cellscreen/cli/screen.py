@@ -56,10 +56,17 @@ def cmd_screen(args) -> None:
     from cellscreen.screen.pipeline import screen  # loads the cell finder; keeps start-up fast
     from cellscreen.serve.predict import parse_shard
 
-    totals = screen(args.model, inputs, args.out, cell_diameter=args.cell_diameter,
-                    microns_per_pixel=args.microns_per_pixel, group_regex=args.group_regex, resume=args.resume,
-                    overwrite=args.overwrite, workers=args.workers, progress=not args.quiet, engine=args.engine,
-                    batch_size=args.batch_size, shard=parse_shard(args.shard), detector=args.detector)
+    run, ray = screen, {}
+    if args.engine == "ray":
+        from cellscreen.screen.ray_engine import screen_on_ray  # Ray's actors screen the fields
+
+        run, ray = screen_on_ray, {"ray_address": args.ray_address}
+    elif args.ray_address:
+        raise UserError("--ray-address goes with --engine ray")
+    totals = run(args.model, inputs, args.out, cell_diameter=args.cell_diameter,
+                 microns_per_pixel=args.microns_per_pixel, group_regex=args.group_regex, resume=args.resume,
+                 overwrite=args.overwrite, workers=args.workers, progress=not args.quiet, engine=args.engine,
+                 batch_size=args.batch_size, shard=parse_shard(args.shard), detector=args.detector, **ray)
     _print_run(args.out, totals)
 
 
@@ -232,12 +239,18 @@ def _add_screen(commands, field_sets: list[str]) -> None:
     group = p.add_argument_group("Model")
     group.add_argument("model", nargs="?", metavar="MODEL", help="run folder, model.json, .onnx file, or a bundled "
                        "name (malaria)")
-    group.add_argument("--engine", choices=("auto", "torch", "onnx", "int8"), default="auto",
+    group.add_argument("--engine", choices=("auto", "torch", "onnx", "int8", "ray"), default="auto",
                        help="what runs the model: auto (onnxruntime for networks, PyTorch for SVMs and ensembles), "
-                       "PyTorch, its ONNX graph or its 8-bit graph; to spread a run over machines use --shard")
+                       "PyTorch, its ONNX graph or its 8-bit graph; ray: screen the fields on a Ray cluster with "
+                       "Ray Data, the same files written here (pip install 'cellscreen[ray]'); or spread a run "
+                       "over machines with --shard")
+    group.add_argument("--ray-address", metavar="ADDRESS", help="with --engine ray: the cluster to run on, e.g. "
+                       "auto or ray://head:10001 (default: $RAY_ADDRESS, else a local Ray instance); its workers "
+                       "read the inputs by the same path, so they must be on storage every node mounts there")
     group.add_argument("--batch-size", type=int, default=256, help="cells the model runs at once")
     group.add_argument("--workers", type=int, default=None, help="processes screening fields side by side "
-                       "(default: one per core; 0: everything in this process)")
+                       "(default: one per core; 0: everything in this process); with --engine ray: Ray actors "
+                       "(default: one per CPU of the cluster)")
     group.add_argument("--detector", default="classical", metavar="classical|learned:RUN", help="what finds the "
                        "cells: classical (marker-controlled watershed, no training) or a finder trained with "
                        "`cellscreen cells train`")

@@ -175,6 +175,10 @@ def _fields(predictor, todo: Iterator[tuple[int, Path, str | None]], options: Fi
             workers: int) -> Iterator[tuple[list, list[list]]]:
     """The rows of each input in order; fields screened by ``workers`` processes when the model can run
     there (an ONNX model), else here."""
+    spread = getattr(predictor, "screen_fields", None)  # an engine that screens fields elsewhere (ray_engine)
+    if spread is not None:
+        yield from spread(todo, options)
+        return
     spec = getattr(predictor, "worker_spec", None)
     pool = ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(spec(),)) if (
         workers > 0 and spec is not None) else None

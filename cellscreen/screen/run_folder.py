@@ -25,7 +25,7 @@ from cellscreen.serve.predict import list_inputs
 
 __all__ = ["CELLS", "IMAGES", "SAMPLES", "REPORT", "RECORD", "OVERLAYS", "SETTINGS", "COUNT_COLUMNS",
            "IMAGE_COLUMNS", "SAMPLE_COLUMNS", "journal_path", "in_shard", "check_inputs", "shown_path",
-           "check_out", "walk_inputs", "open_run"]
+           "check_out", "walk_inputs", "open_run", "skipped_row"]
 
 CELLS, IMAGES, SAMPLES, REPORT, RECORD, OVERLAYS = (
     "cells.csv", "images.csv", "samples.csv", "report.html", "screen.json", "overlays")
@@ -62,6 +62,11 @@ def check_inputs(inputs: Sequence[str]) -> None:
 def shown_path(path: Path) -> str:
     """The path as the results write it (undecodable bytes as ``\\xe9``), as predict writes it."""
     return printable_path(str(path))
+
+
+def skipped_row(shown: str, reason: str) -> list:
+    """The ``images.csv`` row of an input that was not screened, with the reason."""
+    return [shown, "", f"skipped: {reason}", *[""] * (len(IMAGE_COLUMNS) - 3)]
 
 
 def check_out(out: Path, resume: bool, overwrite: bool) -> bool:

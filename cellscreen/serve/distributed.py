@@ -111,8 +111,9 @@ class RayEngine:
         self.address = address or os.environ.get("RAY_ADDRESS") or None
 
     @contextlib.contextmanager
-    def _ray(self, workers: int | None):
-        """Ray for the run: the caller's session if one is up, else the cluster at ``address``, else a local one."""
+    def session(self, workers: int | None):
+        """Ray for the run: the caller's session if one is up, else the cluster at ``address``, else a local one
+        of ``workers`` CPUs (also used by ``screen --engine ray``)."""
         ray = _import_ray()
         from ray.data import DataContext  # optional dependency, there once _import_ray succeeded
 
@@ -144,7 +145,7 @@ class RayEngine:
     def stream(self, selected: Iterator[tuple[Path, str | None]], *, batch_size: int = 256, tta: bool = False,
                workers: int | None = None) -> Iterator[list[list[str]]]:
         """Rows for ``selected`` in its order, about ``_FLUSH`` at a time (as ``predict._predict_stream``)."""
-        with self._ray(workers) as ray:
+        with self.session(workers) as ray:
             actors = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
             blob = ray.put(self.blob)
             chunk: list[tuple[Path, str | None]] = []
