@@ -35,9 +35,10 @@ def test_the_map_has_the_size_of_the_input(name, size):
 
 @pytest.mark.parametrize("name", list_models())
 def test_the_map_is_read_at_the_deepest_stage_fine_enough_to_find_a_ring(name):
-    model = create_model(name, num_classes=2, input_size=SMALL.get(name, 32))
-    size = model.data_config.input_size
-    stages = network_stages(model)
+    with torch.device("meta"):  # shapes only (see below)
+        model = create_model(name, num_classes=2, input_size=SMALL.get(name, 32))
+        size = model.data_config.input_size
+        stages = network_stages(model)
     chosen = cam_stage(stages, size)
     wanted = math.ceil(size * CAM_FRACTION)
     sides = [(s.layer, s.side) for s in stages]
@@ -50,6 +51,28 @@ def test_the_map_is_read_at_the_deepest_stage_fine_enough_to_find_a_ring(name):
     averaged = cam_stages(stages, size)
     assert averaged[-1] is chosen and len(averaged) == min(2, chosen.number)
     assert [s.number for s in averaged] == list(range(chosen.number - len(averaged) + 1, chosen.number + 1))
+
+
+# Registered models with no stage as fine as a quarter of their own input side, and their finest side: AlexNet's
+# first convolution (11 px, stride 4) gives 55 squares for 224 px, a grid of 4 px like a quarter's 56, one
+# square fewer for the border its kernel does not cover.  A new model that lands here must be looked at.
+COARSER_THAN_A_QUARTER = {"alexnet": 55}
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_at_its_own_input_size_is_read_at_a_quarter_of_the_side_or_finer(name):
+    with torch.device("meta"):  # shapes only: no weights filled in, no arithmetic, so even VGG16 takes no time
+        model = create_model(name, num_classes=2)
+        size = model.data_config.input_size
+        stages = network_stages(model)
+    averaged = cam_stages(stages, size)
+    sides = [(s.layer, s.side) for s in stages]
+    assert all(s.side >= averaged[-1].side for s in averaged), sides  # the other map drawn is finer still
+    if name in COARSER_THAN_A_QUARTER:
+        assert averaged[-1].side == max(s.side for s in stages) == COARSER_THAN_A_QUARTER[name], sides
+        assert round(size / averaged[-1].side) <= 1 / CAM_FRACTION, sides
+    else:
+        assert averaged[-1].side >= math.ceil(size * CAM_FRACTION), sides
 
 
 def test_the_default_model_is_read_at_16x16_not_at_its_2x2_last_stage():
