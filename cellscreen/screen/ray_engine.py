@@ -73,7 +73,12 @@ class _FieldActor:
         results, unseen = [], []
         for file, index in zip(batch["file"], batch["index"]):
             path = Path(str(file))
-            image_row, cell_rows = screen_field(path, int(index), self.options, self.predictor)
+            try:
+                image_row, cell_rows = screen_field(path, int(index), self.options, self.predictor)
+            except UserError as exc:  # said in one line by the driver, not as Ray's traceback
+                results.append(pickle.dumps(exc))
+                unseen.append(False)
+                continue
             overlay = b""
             if image_row[_OVERLAY]:
                 drawn = Path(self.scratch) / image_row[_OVERLAY]
@@ -152,7 +157,10 @@ def _in_order(items: list, batches, out: Path) -> Iterator[tuple[list, list[list
             if unseen and os.path.lexists(path):
                 raise UserError(f"{path} is here but not on Ray node {host}: with --engine ray the inputs must be "
                                 "on storage every node mounts at the same path")
-            image_row, cell_rows, overlay = pickle.loads(result)  # written by our own actors, just now
+            result = pickle.loads(result)  # written by our own actors, just now
+            if isinstance(result, UserError):
+                raise UserError(f"{path} on Ray node {host}: {result}")
+            image_row, cell_rows, overlay = result
             if overlay:
                 atomic_write(out / image_row[_OVERLAY], overlay)
             results[int(i)] = (image_row, cell_rows)

@@ -73,6 +73,42 @@ def test_ray_is_refused_in_one_line_when_missing_or_misused(fields, tmp_path, mo
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+def test_rows_come_out_in_input_order_whatever_order_the_actors_finish_in(tmp_path):
+    import pickle
+
+    from cellscreen.screen import ray_engine
+    from cellscreen.screen.run_folder import IMAGE_COLUMNS
+
+    items = [(0, Path("a.png"), None), (1, Path("notes.txt"), "not an image file"), (2, Path("b.png"), None),
+             (3, Path("c.png"), None), (4, Path("d.txt"), "not an image file")]
+    (tmp_path / "overlays").mkdir()
+
+    def result(i: int, name: str) -> bytes:
+        row = [name, "", "ok", *[""] * (len(IMAGE_COLUMNS) - 4), f"overlays/{i}.png"]
+        return pickle.dumps((row, [[name, 1]], b"png of " + name.encode()))
+
+    def batch(*done):
+        return {"i": np.array([i for i, _ in done]), "result": np.array([r for _, r in done], dtype=object),
+                "unseen": np.zeros(len(done), bool), "host": np.array(["node"] * len(done), dtype=object)}
+
+    batches = [batch((3, result(3, "c.png"))), batch((2, result(2, "b.png")), (0, result(0, "a.png")))]
+    rows = list(ray_engine._in_order(items, iter(batches), tmp_path))
+    assert [(r[0], r[2]) for r, _ in rows] == [("a.png", "ok"), ("notes.txt", "skipped: not an image file"),
+                                               ("b.png", "ok"), ("c.png", "ok"), ("d.txt", "skipped: not an image file")]
+    assert [cells for _, cells in rows] == [[["a.png", 1]], [], [["b.png", 1]], [["c.png", 1]], []]
+    assert (tmp_path / "overlays" / "3.png").read_bytes() == b"png of c.png"
+    with pytest.raises(RuntimeError, match="Ray returned 3 of 5"):
+        list(ray_engine._in_order(items, iter(batches[1:]), tmp_path))
+    refused = batch((0, pickle.dumps(UserError("the model gave NaN"))))
+    with pytest.raises(UserError, match="a.png on Ray node node: the model gave NaN"):
+        list(ray_engine._in_order(items, iter([refused]), tmp_path))
+    (tmp_path / "a.png").write_bytes(b"here")  # but not on the node that was asked to read it
+    unseen = batch((0, result(0, "a.png")))
+    unseen["unseen"][:] = True
+    with pytest.raises(UserError, match="not on Ray node node"):
+        list(ray_engine._in_order([(0, tmp_path / "a.png", None)], iter([unseen]), tmp_path))
+
+
 @pytest.fixture
 def ray_tmp():
     """A short folder for Ray's session files (its socket paths must stay under 108 characters)."""
