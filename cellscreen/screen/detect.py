@@ -51,6 +51,11 @@ WHITE_REACH = 0.5  # a white cell's cytoplasm reaches this far from its nucleus,
 NUCLEUS_STAIN = 40.0  # blue minus green (0-255) above the red cells' own, for nucleus stain
 SINGLE_AREA = (0.55, 1.7)  # area range of one red cell, as shares of the median single cell
 SINGLE_FILL = 0.93  # a red cell fills its moment ellipse; two overlapping ones (0.89) and clumps do not
+GREY_DARK = 25.0  # a pixel this much darker than the background in green (0-255) is dark enough to judge its hue
+GREY_MARGIN = 0.25  # red over green darkening above the field's red cells' own by this much: a grey pixel (a fibre)
+GREY_SHARE = 0.05  # a red cell with more grey pixels than this share is crossed by a fibre: not judged
+FIBRE_SHARE = 0.5  # an object with more than this share of grey pixels is a piece of fibre, not a cell
+MARK_SHARE = 0.01  # a cell with more than this share of drawn pixels (a scale bar, an arrow) is not judged
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,8 @@ class FoundCell:
     single: bool  # looks like one red cell, not a clump, platelet or debris
     touches_border: bool
     ellipse_fill: float = 1.0  # area over the area of the ellipse with the cell's moments (work image)
+    grey_share: float = 0.0  # share of its pixels dark and grey, as a fibre (or a microscope's pointer) is
+    mark_share: float = 0.0  # share of its pixels drawn over the photograph (green or yellow: a scale bar, an arrow)
 
 
 @dataclass
@@ -264,8 +271,9 @@ def _cytoplasm(rgb: np.ndarray, foreground: np.ndarray, nuclei: np.ndarray, diam
     return ndi.binary_fill_holes(ndi.binary_opening(stained & near, morphology.disk(1)) | (nuclei > 0))
 
 
-def _segment(work: np.ndarray, diameter: float) -> tuple[np.ndarray, set[int]]:
-    """Label image of the work copy (cells only) and the set of labels that are white cells."""
+def _segment(work: np.ndarray, diameter: float) -> tuple[np.ndarray, set[int], np.ndarray]:
+    """Label image of the work copy (cells only), the set of labels that are white cells, and the stain
+    (``_stain``) it was found on."""
     difference = _stain(work, diameter)
     foreground = _foreground(difference, diameter)
     nuclei = _nuclei(work, foreground, diameter)
@@ -289,7 +297,38 @@ def _segment(work: np.ndarray, diameter: float) -> tuple[np.ndarray, set[int]]:
     rejected[0] = False
     labels[rejected[labels]] = 0
     white = set(range(first_white, int(labels.max()) + 1)) & set(np.unique(labels).tolist())
-    return labels, white
+    return labels, white, difference
+
+
+def _grey_pixels(difference: np.ndarray, labels: np.ndarray, red: np.ndarray) -> np.ndarray:
+    """Dark pixels whose darkening is grey, spread evenly over red and green, unlike the field's red cells'.
+
+    A red cell absorbs green far more than red (it looks pink or lilac), a fibre, a hair or a microscope's
+    pointer absorbs all colours alike: red drops nearly as much as green. The field's own red cells set the
+    reference (their median ratio of red to green darkening), so that a stain that leaves the cells greyish
+    does not make every cell grey. ``red``: a boolean per label, True for red cells.
+    """
+    drop = -difference  # how much darker than the background, per channel
+    dark = drop[..., 1] > GREY_DARK
+    ratio = drop[..., 0] / np.maximum(drop[..., 1], 1e-3)
+    in_red = dark & red[labels]
+    if not in_red.any():
+        return np.zeros(labels.shape, bool)
+    return dark & (ratio > float(np.median(ratio[in_red])) + GREY_MARGIN)
+
+
+def _drawn_pixels(rgb: np.ndarray) -> np.ndarray:
+    """Pixels drawn over the photograph by its software: saturated green (scale bars, their text) or yellow
+    (arrows), colours a stained thin film does not show."""
+    r, g, b = (rgb[..., c].astype(np.int16) for c in range(3))
+    return (g - np.maximum(r, b) > 30) | (np.minimum(r, g) - b > 80)
+
+
+def _shares(labels: np.ndarray, pixels: np.ndarray, count: int) -> np.ndarray:
+    """The share of each label's pixels (0..count) where ``pixels`` is True."""
+    flat = labels.ravel()
+    total = np.bincount(flat, minlength=count + 1)
+    return np.bincount(flat, weights=pixels.ravel(), minlength=count + 1) / np.maximum(total, 1)
 
 
 def _ellipse_fill(labels: np.ndarray, count: int) -> np.ndarray:
@@ -340,7 +379,15 @@ def find_cells(rgb: np.ndarray, *, cell_diameter: float | None = None) -> Detect
     scale = min(2.0, WORK_DIAMETER / diameter)
     work = _resized(rgb, scale)
     work_diameter = diameter * scale
-    work_labels, white = _segment(work, work_diameter)
+    work_labels, white, difference = _segment(work, work_diameter)
+    # A red object that is mostly grey is a piece of a fibre (or of the microscope's pointer), not a cell.
+    old_count = int(work_labels.max())
+    is_red = np.ones(old_count + 1, bool)
+    is_red[0] = False
+    is_red[list(white)] = False
+    grey = _grey_pixels(difference, work_labels, is_red)
+    fibre = is_red & (_shares(work_labels, grey, old_count) > FIBRE_SHARE)
+    work_labels[fibre[work_labels]] = 0
 
     # Nearest-neighbour mapping of the photograph's rows and columns onto the work image's: the labels at full
     # size, and each cell's exact area, centre and box there, from sums over the small image.
@@ -369,6 +416,8 @@ def find_cells(rgb: np.ndarray, *, cell_diameter: float | None = None) -> Detect
     labels = work_labels if work.shape[:2] == (height, width) else work_labels[source_row][:, source_col]
     count = len(work_ids)
     fill = _ellipse_fill(work_labels, count)
+    grey_share = _shares(work_labels, grey, count)
+    mark_share = _shares(work_labels, _drawn_pixels(work), count)
     areas = np.concatenate([[0], full_area[work_ids]]).astype(np.int64)
     kinds = ["background"] + ["white" if old in white else "red" for old in work_ids]
     red = [i for i in range(1, count + 1) if kinds[i] == "red"]
@@ -385,9 +434,11 @@ def find_cells(rgb: np.ndarray, *, cell_diameter: float | None = None) -> Detect
         cells.append(FoundCell(
             id=cell_id, kind=kind, centre=(float(centre_x[cell_id - 1]), float(centre_y[cell_id - 1])),
             box=(x0, y0, x1, y1), area=int(areas[cell_id]),
-            single=kind == "red" and _single(areas[cell_id], fill[cell_id], typical),
+            single=kind == "red" and _single(areas[cell_id], fill[cell_id], typical)
+            and grey_share[cell_id] <= GREY_SHARE and mark_share[cell_id] <= MARK_SHARE,
             touches_border=bool(x0 == 0 or y0 == 0 or x1 == width or y1 == height),
-            ellipse_fill=float(fill[cell_id])))
+            ellipse_fill=float(fill[cell_id]), grey_share=float(grey_share[cell_id]),
+            mark_share=float(mark_share[cell_id])))
     singles = [c.area for c in cells if c.single and not c.touches_border]
     measured = float(np.sqrt(4 * np.median(singles) / np.pi)) if singles else diameter
     return Detection(labels=labels, cells=cells, cell_diameter=float(cell_diameter) if cell_diameter else measured)

@@ -161,3 +161,35 @@ def test_real_chula_field(number):
     assert 30 < detection.cell_diameter < 50
     assert score.recall >= 0.85 and score.precision >= 0.85, score
     assert abs(score.count_error) <= 0.12, score
+
+
+FIBRE = (95, 105, 115)  # dark grey: every colour darkened alike, as a fibre or a microscope's pointer
+
+
+def _fibre_field() -> tuple[np.ndarray, dict]:
+    """The drawn field with a grey fibre laid across the cell at (190, 50), a loose piece of fibre, and a
+    green scale bar drawn over the cell at (60, 150)."""
+    field, truth = drawn_field()
+    canvas = field.astype(np.float32)
+    yy, xx = np.mgrid[: canvas.shape[0], : canvas.shape[1]]
+    crossing = (np.abs(xx - 190) <= 2) & (np.abs(yy - 50) <= 22)  # a thin fibre across the cell
+    canvas[crossing] = FIBRE
+    piece = (np.abs(xx - 150) <= 5) & (np.abs(yy - 175) <= 14)  # a piece of fibre on its own, cell-sized
+    canvas[piece] = FIBRE
+    bar = (np.abs(yy - 152) <= 1) & (np.abs(xx - 60) <= 20)  # a scale bar's line, drawn in green
+    canvas[bar] = (40, 230, 40)
+    truth = {**truth, "crossed": (190, 50), "piece": (150, 175), "marked": (60, 150)}
+    return canvas.clip(0, 255).astype(np.uint8), truth
+
+
+def test_a_cell_crossed_by_a_fibre_or_drawn_over_is_not_judged_and_a_fibre_piece_is_not_a_cell():
+    field, truth = _fibre_field()
+    detection = find_cells(field, cell_diameter=30.0)
+    crossed, marked = _nearest(detection, truth["crossed"]), _nearest(detection, truth["marked"])
+    assert _close(crossed, truth["crossed"], 5) and not crossed.single and crossed.grey_share > 0.05
+    assert _close(marked, truth["marked"], 5) and not marked.single and marked.mark_share > 0.01
+    assert not _close(_nearest(detection, truth["piece"]), truth["piece"], 10)
+    # the other lone cells are untouched
+    for point in (truth["red"][0], truth["red"][1], truth["red"][4]):
+        cell = _nearest(detection, point)
+        assert cell.single and cell.grey_share == 0 and cell.mark_share == 0

@@ -1,0 +1,131 @@
+"""How many red cells a malaria model flags on real smear fields that hold no malaria (Chula RBC-12, TXL-PBC).
+
+    OMP_NUM_THREADS=1 CELLSCREEN_DATA=../shared/data python bench/screen_specificity.py --model malaria
+
+Every red cell on these fields is uninfected, so each one the model calls Parasitized is a false positive:
+the share flagged is 1 - specificity on another lab's smears. Each field is screened as ``cellscreen
+screen`` does it (``detect.find_cells``, ``cut.field_scale``, ``pipeline.classify_red_cells``,
+``count.call_cells`` at the model's threshold, ``count.count_field``): only counted cells (single red
+cells not cut by the border) enter the share, with a Wilson 95% interval over cells.
+
+The fields are divided once, as ``bench/screen_detection.py`` divides them: Chula's first 60 fields by
+number and every 10th TXL-PBC field by name are for tuning (the cell finder's, and the cells cut as extra
+training negatives by ``bench/smear_negatives.py``); the figures to report are on the others (``--part
+report``). On Chula both every field of the part and its fully labelled fields (``FULLY_LABELLED``) are
+given. ``--cells CSV`` writes one row per counted cell (field, cell, probability, shape features) and
+``--crops DIR`` the cut of every flagged cell, to look at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from screen_detection import FULLY_LABELLED, TXL_TUNING_EVERY  # noqa: E402  (the same division of the fields)
+
+from cellscreen.screen import count, cut  # noqa: E402
+from cellscreen.screen.detect import find_cells  # noqa: E402
+from cellscreen.screen.pipeline import FieldOptions, classify_red_cells  # noqa: E402
+from cellscreen.serve.runtime import load_predictor  # noqa: E402
+
+CHULA_TUNING = 60  # Chula fields (first by number) used for tuning, as in bench/screen_detection.py
+
+
+def chula_fields(root: Path, part: str) -> list[Path]:
+    folder = root / "smears" / "chula-rbc12" / "Dataset"
+    paths = sorted(folder.glob("*.jpg"), key=lambda p: int(p.stem))
+    return paths[:CHULA_TUNING] if part == "tuning" else paths[CHULA_TUNING:]
+
+
+def txl_fields(root: Path, part: str) -> list[Path]:
+    paths = sorted((root / "smears" / "txl-pbc" / "TXL_PBC" / "images" / "train").glob("*.jpg"))
+    tuning = set(paths[::TXL_TUNING_EVERY])
+    return [p for p in paths if (p in tuning) == (part == "tuning")]
+
+
+def screen_fields(paths: list[Path], predictor, *, cells_out=None, crops: Path | None = None,
+                  set_name: str = "") -> dict[str, count.Counts]:
+    """Counts per field (stem -> Counts), each field screened as ``cellscreen screen`` does."""
+    options = FieldOptions("", tuple(predictor.classes), predictor.positive_class,
+                           count.decision_threshold(predictor.description), predictor.input_size,
+                           predictor.border_crop, predictor.interpolation, 256, None, None)
+    pos = list(predictor.classes).index(predictor.positive_class)
+    result = {}
+    for path in paths:
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"))
+        detection = find_cells(rgb)
+        scale = cut.field_scale(detection.cell_diameter)
+        red, proba = classify_red_cells(rgb, detection, scale, options, predictor)
+        _, positive = count.call_cells(proba, options.classes, options.positive_class, options.threshold)
+        result[path.stem] = count.count_field(detection.cells, [c.id for c, hit in zip(red, positive) if hit])
+        for cell, p, hit in zip(red, proba[:, pos], positive):
+            if not cell.single or cell.touches_border:
+                continue
+            if cells_out is not None:
+                cells_out.writerow([set_name, path.stem, cell.id, f"{p:.4f}", int(hit), cell.area,
+                                    f"{cell.ellipse_fill:.3f}", f"{cell.centre[0]:.1f}", f"{cell.centre[1]:.1f}"])
+            if crops is not None and hit:
+                crop = cut.cut_cell(rgb, detection.labels, cell.id, cell.box, scale)
+                Image.fromarray(crop).save(crops / f"{set_name}_{path.stem}_{cell.id}_p{p:.2f}.png")
+    return result
+
+
+def share(counts: list[count.Counts]) -> dict:
+    total = sum(counts, count.Counts(images=0))
+    flagged = count.parasitemia(total.positive, total.red_counted)
+    return {"fields": total.images, "red_counted": total.red_counted, "flagged": total.positive,
+            "not_single": total.flagged,
+            "percent": round(flagged.percent, 3) if flagged else None,
+            "ci95": [round(flagged.low, 3), round(flagged.high, 3)] if flagged else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="malaria", help="model to screen with (bundled name, run folder, .onnx)")
+    parser.add_argument("--engine", default="auto", help="inference engine (auto, onnx, int8, torch)")
+    parser.add_argument("--part", choices=("report", "tuning"), default="report", help="fields to screen")
+    parser.add_argument("--sets", default="chula,txl", help="comma-separated: chula, txl")
+    parser.add_argument("--cells", help="write one CSV row per counted red cell here")
+    parser.add_argument("--crops", help="write the cut of every flagged cell into this folder")
+    args = parser.parse_args()
+    root = Path(os.environ.get("CELLSCREEN_DATA", "../shared/data"))
+    predictor = load_predictor(args.model, engine=args.engine)
+    crops = Path(args.crops) if args.crops else None
+    if crops:
+        crops.mkdir(parents=True, exist_ok=True)
+    handle = open(args.cells, "w", newline="") if args.cells else None
+    writer = csv.writer(handle) if handle else None
+    if writer:
+        writer.writerow(["set", "field", "cell_id", "p_positive", "flagged", "area", "ellipse_fill", "x", "y"])
+    result = {"model": args.model, "engine": predictor.engine, "part": args.part}
+    sets = args.sets.split(",")
+    if "chula" in sets:
+        per_field = screen_fields(chula_fields(root, args.part), predictor, cells_out=writer, crops=crops,
+                                  set_name="chula")
+        result["chula_all"] = share(list(per_field.values()))
+        result["chula_fully_labelled"] = share([c for f, c in per_field.items() if int(f) in FULLY_LABELLED])
+    if "txl" in sets:
+        per_field = screen_fields(txl_fields(root, args.part), predictor, cells_out=writer, crops=crops,
+                                  set_name="txl")
+        result["txl"] = share(list(per_field.values()))
+    if handle:
+        handle.close()
+    for name in ("chula_all", "chula_fully_labelled", "txl"):
+        if name in result:
+            s = result[name]
+            print(f"{name} ({args.part}, {s['fields']} fields): {s['flagged']} of {s['red_counted']} counted red "
+                  f"cells flagged, {s['percent']}% (95% CI {s['ci95']}); {s['not_single']} objects not single")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
