@@ -28,6 +28,7 @@ class TrainConfig:
     group_regex: str | None = None
     positive_class: str | None = None  # the positive finding of your own two-class folder; None: the profile's
     relabel: list[str] = dataclasses.field(default_factory=list)  # relabel files applied in order (the later wins)
+    extra_train: list[str] = dataclasses.field(default_factory=list)  # folders of class folders: extra training cells
     split: str | None = None  # a manifest CSV; None: a fresh hold-out by group
     fold: int | None = None  # with a k-fold manifest: the test fold (the next one validates)
     val: float = 0.15
@@ -59,6 +60,7 @@ class TrainConfig:
     class_weighting: bool = False  # weight the loss by inverse class frequency
     ema_decay: float = 0.0  # keep an exponential moving average of the weights (e.g. 0.99); 0: off
     drop_hardest: float = 0.0  # from the 2nd epoch, leave this share of each batch's highest-loss cells out; 0: off
+    bootstrap: float = 0.0  # from the 2nd epoch, this share of each cell's target is the model's own call; 0: off
     # model selection and stopping
     monitor: str = "val_loss"  # val_loss | val_acc
     early_stopping: int | None = None  # patience in epochs; None: train all epochs
@@ -115,6 +117,11 @@ class TrainConfig:
                             f"not {self.drop_hardest!r}")
         if self.drop_hardest > 0 and (self.mixup > 0 or self.cutmix > 0):
             raise UserError("drop_hardest ranks each cell's own loss: turn mixup and cutmix off (0) to use it")
+        if not 0 <= self.bootstrap < 1:
+            raise UserError(f"bootstrap is the share of the target taken from the model's own call: at least 0 "
+                            f"(off) and below 1, not {self.bootstrap!r}")
+        if self.bootstrap > 0 and (self.mixup > 0 or self.cutmix > 0):
+            raise UserError("bootstrap mixes each cell's label with the model's call: turn mixup and cutmix off (0)")
         if self.operating_point is not None:
             parse_operating_point(self.operating_point)
         if self.decision_threshold is not None:

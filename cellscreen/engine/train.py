@@ -36,6 +36,7 @@ from cellscreen.engine.checkpoint import save_checkpoint
 from cellscreen.engine.curves import plot_learning_curves
 from cellscreen.engine.data import PreparedData, manifest_copy, prepare_data
 from cellscreen.engine.distill import teacher_probabilities
+from cellscreen.engine.extra_cells import with_extra_training_cells
 from cellscreen.engine.inference import INFERENCE_BATCH, logits_to_proba, predict_logits, resolve_precision
 from cellscreen.engine.kinds import Checkpoint, load_checkpoint, resolve_checkpoint
 from cellscreen.engine.module import CellClassifier
@@ -232,6 +233,8 @@ def train(config: TrainConfig, *, out: str | Path, data: str | None = None, resu
     config, source, input_size = _with_source(config)
     prepared = prepare_data(config, data=data, input_size=input_size, interpolation=config.interpolation,
                             workers=workers, progress=progress)
+    prepared = with_extra_training_cells(prepared, config.extra_train, size=input_size,
+                                         interpolation=config.interpolation)
     # before anything is written: a teacher that is refused leaves no half-made run folder behind
     taught, unsaved = _teacher_targets(config, prepared, out, resume=resume, workers=workers,
                                        progress=progress) if config.teacher else (None, False)
