@@ -185,10 +185,16 @@ def cmd_cells_train(args) -> None:
     else:
         images, labels, label_format, kinds, complete, border = (Path(args.fields), Path(args.labels), args.format,
                                                                  None, (), "keep")
+    fold, folds = 0, None
+    if args.fold:
+        try:
+            fold, folds = (int(part) for part in args.fold.split("/"))
+        except ValueError:
+            raise UserError(f"--fold must be K/N, as 1/2 (got {args.fold!r})") from None
     done = train_detector(images, labels, args.out, label_format=label_format, yolo_kinds=kinds,
                           complete=complete, border=border, steps=args.steps, batch_size=args.batch_size,
                           seed=args.seed, threads=args.threads, dataset=args.dataset, overwrite=args.overwrite,
-                          progress=not args.quiet)
+                          progress=not args.quiet, fold=fold, folds=folds)
     split, train = done["fields"], done["train"]
     tuned = ", ".join(f"{kind} threshold {done['thresholds'][kind]:.2f} (tuning F1 {done['tuning'][kind]:.3f})"
                       for kind in done["kinds"])
@@ -201,10 +207,12 @@ def cmd_cells_train(args) -> None:
 def _add_cells_train(cells_commands, field_sets: list[str]) -> None:
     p = add_command(cells_commands, "train", help="train a learned cell finder on annotated fields",
                     description="Train a small network that finds red and white cells on a lab's own annotated "
-                    "fields (points as Chula RBC-12, or YOLO boxes), export it to ONNX and choose its thresholds on "
-                    "every 10th field. Fields with every cell labelled (the set's list) or 3 of every 10 are kept "
-                    "out for scoring.", examples=[
+                    "fields (points as Chula RBC-12, or YOLO boxes), export it to ONNX and choose how its heat maps "
+                    "are read on tuning fields. One fold of the fields with every cell labelled (the set's list, see "
+                    "--fold), or 3 of every 10 fields, are kept out for scoring.", examples=[
                         "cellscreen cells train --dataset chula-rbc12 --out runs/det-chula",
+                        "cellscreen cells train --dataset chula-rbc12 --fold 1/2 --out runs/det-chula-1     # the "
+                        "other half",
                         "cellscreen cells train ~/fields --labels ~/fields/labels --format yolo --out runs/det"])
     common_options(p.add_argument_group("Common options"))
     group = p.add_argument_group("Fields and labels")
@@ -218,6 +226,9 @@ def _add_cells_train(cells_commands, field_sets: list[str]) -> None:
     group.add_argument("--steps", type=int, default=600, help="optimiser steps")
     group.add_argument("--batch-size", type=int, default=12, help="crops per step")
     group.add_argument("--seed", type=int, default=0, help="seed of the weights, crops and augmentation")
+    group.add_argument("--fold", metavar="K/N", help="with a set that names its fully labelled fields: deal them "
+                       "into N folds, hold out fold K for scoring and learn from the others (default 0/2; 0/1 "
+                       "holds them all out); train once per fold to score every one")
     group.add_argument("--threads", type=int, default=2, help="CPU threads PyTorch trains with")
     group = p.add_argument_group("Output")
     group.add_argument("--out", required=True, metavar="DIR", help="run folder (weights, model.json, ONNX graph)")

@@ -13,6 +13,11 @@ cell (``skimage.feature.peak_local_max``) and its kind (the channel); the
 cells' outlines, needed for cutting, come from a watershed of the classical
 finder's foreground seeded with these centres. A network trained on boxes
 also gives each cell's box; one trained on points takes the outline's.
+Networks trained since the offset head was added place each centre by the
+offset it predicts at the peak, and move it by the median shift between
+their centres and the annotators' points on the tuning fields (where
+annotators click, as against the cell's middle); older run folders, without
+the offset output, refine the peak by the heat's centroid and move nothing.
 
 This module needs no PyTorch: only ``learned_net`` (the network) does.
 """
@@ -33,22 +38,31 @@ from cellscreen.errors import UserError
 from cellscreen.screen.detect import Detection, FoundCell, find_cells
 
 __all__ = ["LearnedFinder", "Peaks", "learned_finder", "shared_finder", "work_field", "standardise", "find_peaks",
-           "DESCRIPTION", "GRAPH", "WEIGHTS", "WORK_DIAMETER", "STRIDE", "MULTIPLE", "KINDS"]
+           "DESCRIPTION", "GRAPH", "WEIGHTS", "WORK_DIAMETER", "STRIDE", "MULTIPLE", "KINDS", "OUTPUTS",
+           "PEAK_SPACING"]
 
 DESCRIPTION, GRAPH, WEIGHTS = "model.json", "detector.onnx", "weights.safetensors"
 WORK_DIAMETER, STRIDE, MULTIPLE = 16.0, 2, 4  # as in learned_net (kept here so running needs no PyTorch)
 KINDS = ("red", "white")  # the kinds a finder may be trained on, in channel order
+OUTPUTS = ("heat", "log_size", "offset")  # the graph's outputs; run folders made before the offset have two
 PEAK_SPACING = 0.3  # closest two peaks of one kind may lie, in red-cell diameters
 SAME_CELL = 0.35  # a red and a white peak closer than this (in red-cell diameters) are one cell: the higher wins
 MARKER_RADIUS = 0.3  # each centre is given at least a disc of this share of a red cell's diameter as its outline
 SINGLE_AREA = (0.55, 1.7)  # area range of one red cell, as shares of the median red cell found
 
 
+def _work_size(shape: tuple[int, int], diameter: float) -> tuple[int, int]:
+    """(width, height) of the work image of a field of ``shape`` (height, width) with red cells ``diameter``
+    pixels across."""
+    scale = WORK_DIAMETER / diameter
+    height, width = shape
+    return max(MULTIPLE, round(width * scale)), max(MULTIPLE, round(height * scale))
+
+
 def work_field(rgb: np.ndarray, diameter: float) -> np.ndarray:
     """The field resized so that a red cell of ``diameter`` pixels is ``WORK_DIAMETER`` across."""
     scale = WORK_DIAMETER / diameter
-    height, width = rgb.shape[:2]
-    size = (max(MULTIPLE, round(width * scale)), max(MULTIPLE, round(height * scale)))
+    size = _work_size(rgb.shape[:2], diameter)
     method = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
     return np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., :3])).resize(size, method))
 
@@ -71,21 +85,26 @@ class Peaks:
     size: np.ndarray  # (N, 2) width and height as shares of a red cell's diameter
 
 
-def find_peaks(heat: np.ndarray, log_size: np.ndarray, thresholds: list[float]) -> Peaks:
-    """One peak per cell from heat maps (kinds, h, w) at the network's output resolution, centres refined to a
-    fraction of an output pixel by the heat's centroid around each peak; a red and a white peak on one cell keep
-    the higher."""
-    spacing = max(1, int(PEAK_SPACING * WORK_DIAMETER / STRIDE))
+def find_peaks(heat: np.ndarray, log_size: np.ndarray, thresholds: list[float], *, offset: np.ndarray | None = None,
+               spacing: float = PEAK_SPACING) -> Peaks:
+    """One peak per cell from heat maps (kinds, h, w) at the network's output resolution; a red and a white peak
+    on one cell keep the higher. Each centre is placed to a fraction of an output pixel by the ``offset`` (2, h, w)
+    the network predicts at its peak or, without one, by the heat's centroid around the peak. Two peaks of one
+    kind lie at least ``spacing`` red-cell diameters apart."""
+    spacing = max(1, int(round(spacing * WORK_DIAMETER / STRIDE)))
     kinds, centres, scores = [], [], []
     padded = np.pad(heat, ((0, 0), (1, 1), (1, 1)))
     for channel, threshold in enumerate(thresholds):
         found = feature.peak_local_max(heat[channel], min_distance=spacing, threshold_abs=threshold,
                                        exclude_border=False)
         for row, col in found:
-            window = padded[channel, row:row + 3, col:col + 3]
-            total = float(window.sum())
-            dy, dx = (np.array([window.sum(axis=1) @ [-1, 0, 1], window.sum(axis=0) @ [-1, 0, 1]]) / total
-                      if total > 0 else (0.0, 0.0))
+            if offset is not None:
+                dx, dy = float(offset[0, row, col]), float(offset[1, row, col])
+            else:
+                window = padded[channel, row:row + 3, col:col + 3]
+                total = float(window.sum())
+                dy, dx = (np.array([window.sum(axis=1) @ [-1, 0, 1], window.sum(axis=0) @ [-1, 0, 1]]) / total
+                          if total > 0 else (0.0, 0.0))
             kinds.append(channel)
             centres.append((col + dx, row + dy))
             scores.append(heat[channel, row, col])
@@ -125,6 +144,8 @@ class LearnedFinder:
         self.run = description_path.parent
         self.kinds = tuple(self.description["kinds"])
         self.thresholds = [float(self.description["thresholds"][kind]) for kind in self.kinds]
+        self.spacing = float(self.description.get("peak_spacing", PEAK_SPACING))
+        self.shift = {kind: tuple(map(float, xy)) for kind, xy in self.description.get("centre_shift", {}).items()}
         self.session = onnx_session(str(graph), threads)
 
     @property
@@ -145,23 +166,35 @@ class LearnedFinder:
             raise ValueError("a finder whose scale is measured needs the classical detection")
         return float(classical.cell_diameter * scale["ratio"])
 
-    def heat(self, work: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The network's heat maps and log sizes for a work image (H, W, 3), cropped back from the padding."""
+    def heat(self, work: np.ndarray) -> dict[str, np.ndarray]:
+        """The network's maps for a work image (H, W, 3), cropped back from the padding: ``heat``, ``log_size``
+        and, for networks that have it, ``offset``."""
         height, width = work.shape[:2]
         pad_h, pad_w = -height % MULTIPLE, -width % MULTIPLE
         fields = np.pad(standardise(work), ((0, 0), (0, pad_h), (0, pad_w)), mode="edge")[None]
-        heat, log_size = self.session.run(None, {"fields": fields})
+        maps = self.session.run(None, {"fields": fields})
         h, w = -(-height // STRIDE), -(-width // STRIDE)
-        return heat[0, :, :h, :w], log_size[0, :, :h, :w]
+        return {name: values[0, :, :h, :w] for name, values in zip(OUTPUTS, maps)}
 
-    def peaks(self, rgb: np.ndarray, diameter: float, thresholds: list[float] | None = None) -> tuple[Peaks, float]:
+    def heat_of(self, rgb: np.ndarray, diameter: float) -> dict[str, np.ndarray]:
+        """The network's maps (``heat``) for a photograph whose red cells are ``diameter`` pixels across."""
+        return self.heat(work_field(rgb, diameter))
+
+    def peaks(self, rgb: np.ndarray, diameter: float, thresholds: list[float] | None = None, *,
+              spacing: float | None = None, shift: dict[str, tuple[float, float]] | None = None,
+              maps: dict[str, np.ndarray] | None = None) -> tuple[Peaks, float]:
         """The cells' peaks in the photograph's pixels (centres; sizes as shares of ``diameter``) and the scale
-        (work pixels per photograph pixel)."""
-        work = work_field(rgb, diameter)
-        heat, log_size = self.heat(work)
-        found = find_peaks(heat, log_size, thresholds or self.thresholds)
-        scale_x, scale_y = work.shape[1] / rgb.shape[1], work.shape[0] / rgb.shape[0]
+        (work pixels per photograph pixel). ``thresholds``, ``spacing`` and ``shift`` (each kind's centre shift,
+        in red-cell diameters) default to the run's; ``maps`` are the network's for this field, when known."""
+        work_size = _work_size(rgb.shape[:2], diameter)
+        maps = maps if maps is not None else self.heat_of(rgb, diameter)
+        found = find_peaks(maps["heat"], maps["log_size"], thresholds or self.thresholds, offset=maps.get("offset"),
+                           spacing=self.spacing if spacing is None else spacing)
+        scale_x, scale_y = work_size[0] / rgb.shape[1], work_size[1] / rgb.shape[0]
         found.centre = (found.centre + 0.5) / [scale_x, scale_y] - 0.5
+        shift = self.shift if shift is None else shift
+        for k, kind in enumerate(self.kinds):
+            found.centre[found.kind == k] += np.asarray(shift.get(kind, (0.0, 0.0)), float) * diameter
         return found, (scale_x + scale_y) / 2
 
     def find_cells(self, rgb: np.ndarray, *, cell_diameter: float | None = None) -> Detection:

@@ -1,21 +1,25 @@
 """Train the learned cell finder on a lab's own annotated fields: what ``cellscreen cells train`` runs.
 
 The fields are split by name (natural order): every 10th is a tuning field
-(the peak thresholds are chosen there), and the network is trained on the
+(the decoding is chosen there: ``learned_tune``), and the network is trained on the
 rest, except that
 
 - where a set names its fields with every cell labelled (``complete``, as
-  Chula RBC-12 does), those are kept out for scoring and the network learns
-  from the fields labelled in part; there a cell left unlabelled must not be
-  taught as background, so the loss counts only near the labelled centres
-  and on the background (the stained pixels elsewhere are left out);
+  Chula RBC-12 does), those are dealt into ``folds`` by name: one fold is
+  kept out for scoring, every 4th of the others is a tuning field and the
+  rest are learned from, with the fields labelled in part (so that training
+  once per fold scores every complete field; ``folds=1`` keeps them all out).
+  On a field labelled in part a cell left unlabelled must not be taught as
+  background, so the loss counts only near the labelled centres and on the
+  background (the stained pixels elsewhere are left out);
 - otherwise (TXL-PBC) fields 7, 8 and 9 of every ten are kept out for scoring.
 
 Every field is resized so that a red cell is ``WORK_DIAMETER`` pixels across.
 Points give no size: the diameter is then one for the whole set, the
 classical finder's median on the tuning fields. Boxes give each field's own
 (the median red box); at run time the classical finder measures it, times
-the ratio of the boxes' to its measure on the tuning fields. Random crops,
+the ratio of the boxes' to its measure on the tuning fields. Random crops (a
+quarter of them along the field's edge, where cells are cut by the border),
 scale jitter, flips and colour jitter; CenterNet's focal loss; AdamW.
 """
 
@@ -38,22 +42,25 @@ from cellscreen.data.images import ImageReadError, load_rgb
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_path, atomic_write
 from cellscreen.screen.annotations import YOLO_KINDS, read_point_labels, read_yolo_boxes
-from cellscreen.screen.detect import FoundCell, find_cells
+from cellscreen.screen.detect import find_cells
 from cellscreen.screen.finding import LABEL_FORMATS, labelled_fields, natural_order
-from cellscreen.screen.learned import (DESCRIPTION, GRAPH, KINDS, STRIDE, WEIGHTS, WORK_DIAMETER, LearnedFinder,
+from cellscreen.screen.learned import (DESCRIPTION, GRAPH, KINDS, OUTPUTS, STRIDE, WEIGHTS, WORK_DIAMETER,
+                                       LearnedFinder,
                                        standardise, work_field)
 from cellscreen.screen.learned_net import CentreNet, centre_loss, draw_targets
-from cellscreen.screen.score import box_match_distance, match_distance, score_image, summarise
+from cellscreen.screen.learned_tune import TuningField, choose_decoding
 
 __all__ = ["train_detector", "split_fields", "TrainingField"]
 
 TUNING_EVERY = 10  # every 10th field by name is a tuning field
+DEFAULT_FOLDS = 2  # complete fields are dealt into this many folds; one is held out
+COMPLETE_TUNING_EVERY = 4  # of the complete fields not held out, every 4th is a tuning field
 HELD_OUT = (7, 8, 9)  # without a list of complete fields, these of every ten are kept out for scoring
 CROP = 64  # training crops' side in work pixels
 SCALE_JITTER = (0.85, 1.18)
+EDGE_CROPS = 0.25  # share of crops (along each side) that start at the field's edge
 TRUSTED_REACH = 0.6  # on fields labelled in part, the loss counts within this many diameters of a labelled centre
 PROBE_FIELDS = 20  # tuning fields the classical finder measures to set a point-labelled set's scale
-THRESHOLDS = np.round(np.arange(0.1, 0.75, 0.05), 2)  # peak thresholds tried on the tuning fields
 
 
 @dataclass
@@ -68,8 +75,11 @@ class TrainingField:
     trusted: np.ndarray | None  # (H, W) where the loss counts; None: everywhere
 
 
-def split_fields(stems: list[str], complete: set[str]) -> dict[str, list[str]]:
-    """Train, tuning and held-out field stems (see the module's docstring)."""
+def split_fields(stems: list[str], complete: set[str], *, fold: int = 0, folds: int = 1) -> dict[str, list[str]]:
+    """Train, tuning and held-out field stems (see the module's docstring); ``fold`` of ``folds`` says which
+    complete fields are held out."""
+    if not 0 <= fold < folds:
+        raise UserError(f"--fold must be K/N with 0 <= K < N (got {fold}/{folds})")
     split: dict[str, list[str]] = {"train": [], "tuning": [], "held_out": []}
     partial = [s for s in stems if s not in complete]
     for i, stem in enumerate(partial if complete else stems):
@@ -79,7 +89,10 @@ def split_fields(stems: list[str], complete: set[str]) -> dict[str, list[str]]:
             split["held_out"].append(stem)
         else:
             split["train"].append(stem)
-    split["held_out"] += [s for s in stems if s in complete]
+    whole = [s for s in stems if s in complete]
+    split["held_out"] += [s for i, s in enumerate(whole) if i % folds == fold]
+    for i, stem in enumerate(s for i, s in enumerate(whole) if i % folds != fold):
+        split["tuning" if i % COMPLETE_TUNING_EVERY == 0 else "train"].append(stem)
     return split
 
 
@@ -131,13 +144,23 @@ def _field(stem: str, rgb: np.ndarray, labelled: list, diameter: float, kinds: t
                          sizes, trusted)
 
 
+def _crop_start(rng: np.random.Generator, side: int, window: int) -> int:
+    """Where a crop of ``window`` pixels starts along a field's ``side``: anywhere, or at one of the field's two
+    edges (``EDGE_CROPS`` of the time), so that cells cut by the field's border, which the network meets at every
+    field's edge, are seen as often as they are met."""
+    low, high = min(0, side - window), max(0, side - window)
+    if rng.random() < EDGE_CROPS:
+        return int(low if rng.random() < 0.5 else high)
+    return int(rng.integers(low, high + 1))
+
+
 def _crop(field: TrainingField, rng: np.random.Generator, n_kinds: int) -> tuple:
-    """One augmented training crop: pixels (3, CROP, CROP) and the targets at output resolution."""
+    """One augmented training crop: pixels (3, CROP, CROP), where the loss counts and the targets
+    (``draw_targets``), at output resolution."""
     _, height, width = field.pixels.shape
     scale = rng.uniform(*SCALE_JITTER)
     window = int(round(CROP / scale))
-    x0 = int(rng.integers(min(0, width - window), max(0, width - window) + 1))
-    y0 = int(rng.integers(min(0, height - window), max(0, height - window) + 1))
+    x0, y0 = _crop_start(rng, width, window), _crop_start(rng, height, window)
     pixels = np.zeros((3, window, window), np.float32)
     trusted = np.zeros((window, window), np.float32)
     xs, ys = slice(max(0, x0), min(width, x0 + window)), slice(max(0, y0), min(height, y0 + window))
@@ -160,60 +183,26 @@ def _crop(field: TrainingField, rng: np.random.Generator, n_kinds: int) -> tuple
         rng.normal(0, 0.1, (3, 1, 1)).astype(np.float32))
     if sizes is not None:
         sizes = sizes * (CROP / window)
-    heat, size, has_size = draw_targets((out, out), centres / STRIDE, field.kinds, sizes, n_kinds)
-    return image, torch.from_numpy(heat), torch.from_numpy(size), trust, torch.from_numpy(has_size)
+    targets = draw_targets((out, out), centres / STRIDE, field.kinds, sizes, n_kinds)
+    return image, trust, {name: torch.from_numpy(target) for name, target in targets.items()}
 
 
 def _export(model: CentreNet, path: Path) -> None:
     example = torch.zeros(1, 3, 64, 96)
     with atomic_path(path) as tmp:
-        torch.onnx.export(model, (example,), str(tmp), input_names=["fields"], output_names=["heat", "log_size"],
-                          dynamic_axes={"fields": {2: "height", 3: "width"}, "heat": {2: "h", 3: "w"},
-                                        "log_size": {2: "h", 3: "w"}}, opset_version=17, dynamo=False)
-
-
-def _tune(finder: LearnedFinder, tuning: list, label_format: str, border: str, kinds: tuple[str, ...]) -> dict:
-    """Each kind's peak threshold with the best F1 on the tuning fields, and that F1.
-
-    On a field labelled in part only the cells found where the labels can be trusted are scored (near a
-    labelled centre or on the background), so that unlabelled cells are not taken for false finds.
-    """
-    scores: dict[tuple[str, float], list] = {}
-    low = [float(THRESHOLDS[0])] * len(kinds)
-    for rgb, labelled, diameter, trusted in tuning:
-        peaks, scale = finder.peaks(rgb, diameter, thresholds=low)
-        height, width = rgb.shape[:2]
-        for threshold in THRESHOLDS:
-            found = []
-            for k, (x, y), s, (w, h) in zip(peaks.kind, peaks.centre, peaks.score, peaks.size):
-                if s < threshold:
-                    continue
-                if trusted is not None and not trusted[min(trusted.shape[0] - 1, int(round(y * scale))),
-                                                       min(trusted.shape[1] - 1, int(round(x * scale)))]:
-                    continue
-                hw, hh = (w * diameter / 2, h * diameter / 2) if finder.description["boxes"] else (diameter / 2,) * 2
-                box = (int(round(x - hw)), int(round(y - hh)), int(round(x + hw)), int(round(y + hh)))
-                edge = x < diameter / 2 or y < diameter / 2 or x > width - diameter / 2 or y > height - diameter / 2
-                found.append(FoundCell(0, kinds[k], (x, y), box, 0, True, bool(edge)))
-            for kind in kinds:
-                reach = match_distance(diameter) if label_format == "chula" else box_match_distance(labelled, kind=kind)
-                scores.setdefault((kind, float(threshold)), []).append(
-                    score_image(found, labelled, kind=kind, max_distance=reach, border=border))
-    chosen = {}
-    for kind in kinds:
-        f1 = {t: summarise(scores[(kind, t)], resamples=1).f1.value for t in map(float, THRESHOLDS)
-              if any(s.labelled for s in scores[(kind, t)])}
-        best = max(f1, key=lambda t: (f1[t], -abs(t - 0.3))) if f1 else 0.3
-        chosen[kind] = {"threshold": best, "tuning_f1": round(f1.get(best, float("nan")), 4)}
-    return chosen
+        torch.onnx.export(model, (example,), str(tmp), input_names=["fields"], output_names=list(OUTPUTS),
+                          dynamic_axes={"fields": {2: "height", 3: "width"}, **{name: {2: "h", 3: "w"}
+                                                                                for name in OUTPUTS}},
+                          opset_version=17, dynamo=False)
 
 
 def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, label_format: str,
                    yolo_kinds: tuple[str, ...] | None = None, complete: tuple[str, ...] = (), border: str = "keep",
                    steps: int = 600, batch_size: int = 12, seed: int = 0, threads: int = 2, dataset: str | None = None,
-                   overwrite: bool = False, progress: bool = True) -> dict:
+                   overwrite: bool = False, progress: bool = True, fold: int = 0, folds: int | None = None) -> dict:
     """Train a cell finder on the labelled fields of ``images`` and write its run folder ``out``; return its
-    description (``model.json``)."""
+    description (``model.json``). ``fold`` of ``folds`` (default 2 where the set names its complete fields, else
+    1) says which complete fields are held out for scoring."""
     if label_format not in LABEL_FORMATS:
         raise UserError(f"unknown label format {label_format!r}; choose one of: {', '.join(LABEL_FORMATS)}")
     if steps < 1 or batch_size < 1:
@@ -222,9 +211,13 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
     if (out / DESCRIPTION).exists() and not overwrite:
         raise UserError(f"{out} already holds a cell finder; pass --overwrite to replace it")
     yolo_kinds = tuple(yolo_kinds or YOLO_KINDS)
+    folds = folds or (DEFAULT_FOLDS if complete else 1)
+    if folds > 1 and not complete:
+        raise UserError("--fold needs a set that names its fields with every cell labelled (as chula-rbc12); "
+                        "without one, fields 7-9 of every ten are held out")
     pairs, _ = labelled_fields(Path(images), Path(labels))
     by_stem = {image.stem: (image, label) for image, label in pairs}
-    split = split_fields(sorted(by_stem, key=natural_order), set(complete))
+    split = split_fields(sorted(by_stem, key=natural_order), set(complete), fold=fold, folds=folds)
     boxes = label_format == "yolo"
     started = time.time()
 
@@ -259,12 +252,12 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
             return scale["diameter"]
         return (_box_diameter(labelled) or fallback) if stem not in measured else measured[stem] * scale["ratio"]
 
-    partial = bool(complete)
+    complete = set(complete)
     fields = []
     for stem in tqdm(split["train"], desc="reading fields", disable=not progress, leave=False):
         rgb, labelled = read(stem)
         fields.append(_field(stem, rgb, labelled, _box_diameter(labelled) or fallback if boxes else
-                             scale["diameter"], kinds, partial, boxes))
+                             scale["diameter"], kinds, bool(complete) and stem not in complete, boxes))
     fields = [f for f in fields if len(f.centres) or f.trusted is None]
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
@@ -276,9 +269,9 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
     model.train()
     for step in tqdm(range(1, steps + 1), desc="training", disable=not progress, leave=False):
         batch = [_crop(fields[i], rng, len(kinds)) for i in rng.integers(0, len(fields), batch_size)]
-        image, heat, size, trust, has_size = (torch.stack(parts) for parts in zip(*batch))
-        predicted_heat, predicted_size = model(image)
-        loss = centre_loss(predicted_heat, predicted_size, heat, size, trust, has_size)
+        image, trust = torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
+        targets = {name: torch.stack([b[2][name] for b in batch]) for name in batch[0][2]}
+        loss = centre_loss(model(image), targets, trust)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -300,26 +293,28 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
         "work_diameter": WORK_DIAMETER, "stride": STRIDE, "input": "fields (1, 3, H, W): RGB at work scale, each "
         "channel minus its mean over the field over its standard deviation + 8; H, W multiples of 4",
         "outputs": {"heat": "(1, kinds, H/2, W/2) in 0..1", "log_size": "(1, 2, H/2, W/2): log(width, height / "
-                    "red-cell diameter)"},
+                    "red-cell diameter)", "offset": "(1, 2, H/2, W/2): x, y from each output pixel to the nearest "
+                    "centre, in output pixels"}, "offset": True,
         "scale": scale, "thresholds": {kind: 0.3 for kind in kinds}, "dataset": dataset,
         "images": str(images), "labels": str(labels), "label_format": label_format, "border": border,
-        "fields": split, "train": {"steps": steps, "batch_size": batch_size, "crop": CROP, "seed": seed,
-                                   "fields": len(fields), "cells": int(sum(len(f.centres) for f in fields)),
-                                   "first_loss": float(log[1].split(",")[1]), "last_loss": float(log[-1].split(",")[1]),
-                                   "seconds": round(time.time() - started, 1), "threads": threads},
+        "fields": split, "fold": [fold, folds],
+        "train": {"steps": steps, "batch_size": batch_size, "crop": CROP, "seed": seed, "fields": len(fields),
+                  "cells": int(sum(len(f.centres) for f in fields)), "first_loss": float(log[1].split(",")[1]),
+                  "last_loss": float(log[-1].split(",")[1]), "seconds": round(time.time() - started, 1),
+                  "threads": threads},
         "version": __version__,
     }
     atomic_write(out / DESCRIPTION, json.dumps(description, indent=2) + "\n")
     finder = LearnedFinder(out, threads=threads)
-    chosen = _tune(finder, [(rgb, labelled, diameter_of(stem, labelled), _trusted(rgb, labelled, diameter_of(
-        stem, labelled)) if partial else None) for stem, rgb, labelled in tuning], label_format, border, kinds)
-    description["thresholds"] = {kind: chosen[kind]["threshold"] for kind in kinds}
-    description["tuning"] = {kind: chosen[kind]["tuning_f1"] for kind in kinds}
+    tuning_fields = [TuningField(rgb, labelled, diameter_of(stem, labelled), _trusted(
+        rgb, labelled, diameter_of(stem, labelled)) if complete and stem not in complete else None)
+        for stem, rgb, labelled in tuning]
+    description.update(choose_decoding(finder, tuning_fields, label_format=label_format, border=border, kinds=kinds))
     description["train"]["seconds"] = round(time.time() - started, 1)
     atomic_write(out / DESCRIPTION, json.dumps(description, indent=2) + "\n")
     return description
 
 
 def _trusted(rgb: np.ndarray, labelled: list, diameter: float) -> np.ndarray:
-    """Where a field labelled in part can be scored, at work scale (see ``_tune``)."""
+    """Where a field labelled in part can be scored, at work scale (see ``learned_tune``)."""
     return _field("", rgb, labelled, diameter, KINDS, True, False).trusted

@@ -78,11 +78,12 @@ def test_onnx_export_matches_pytorch(trained):
     model.eval()
     fields = np.random.default_rng(0).normal(size=(1, 3, 40, 52)).astype(np.float32)
     with torch.no_grad():
-        heat, log_size = (t.numpy() for t in model(torch.from_numpy(fields)))
-    graph_heat, graph_size = ort.InferenceSession(str(root / "run" / GRAPH)).run(None, {"fields": fields})
-    assert graph_heat.shape == heat.shape == (1, 1, 20, 26)
+        heat, log_size, offset = (t.numpy() for t in model(torch.from_numpy(fields)))
+    graph_heat, graph_size, graph_offset = ort.InferenceSession(str(root / "run" / GRAPH)).run(None, {"fields": fields})
+    assert graph_heat.shape == heat.shape == (1, 1, 20, 26) and graph_offset.shape == (1, 2, 20, 26)
     np.testing.assert_allclose(graph_heat, heat, atol=1e-4)
     np.testing.assert_allclose(graph_size, log_size, atol=1e-3)
+    np.testing.assert_allclose(graph_offset, offset, atol=1e-3)
 
 
 def test_learned_finder_finds_the_discs_of_an_unseen_field(trained):
@@ -114,6 +115,21 @@ def test_split_keeps_complete_fields_for_scoring():
     assert not set(split["train"]) & set(split["tuning"]) and not {"5", "6"} & set(split["train"])
     plain = split_fields(stems, complete=set())
     assert len(plain["tuning"]) == 3 and len(plain["held_out"]) == 9 and len(plain["train"]) == 18
+
+
+def test_complete_fields_are_dealt_into_folds():
+    stems = [str(n) for n in range(1, 41)]
+    complete = {str(n) for n in range(21, 41)}
+    halves = [split_fields(stems, complete, fold=k, folds=2) for k in (0, 1)]
+    for split in halves:
+        assert len(split["held_out"]) == 10 and set(split["held_out"]) <= complete
+        learned = set(split["train"]) | set(split["tuning"])
+        assert not learned & set(split["held_out"]) and len(learned) == 30
+        assert len(set(split["tuning"]) & complete) == 3  # every 4th of the 10 complete fields learned from
+    assert set(halves[0]["held_out"]) | set(halves[1]["held_out"]) == complete
+    assert not set(halves[0]["held_out"]) & set(halves[1]["held_out"])
+    with pytest.raises(UserError, match="K/N"):
+        split_fields(stems, complete, fold=2, folds=2)
 
 
 def test_refusals_are_user_errors(tmp_path):
@@ -151,6 +167,10 @@ def test_cells_train_and_score_refuse_in_one_line(trained, tmp_path):
                       "--out", str(tmp_path / "r"), "-q"), ("cannot be read as yolo",)),
             (run_here("cells", "train", str(root / "Dataset"), "--labels", str(root / "Label"), "--format", "chula",
                       "--out", str(root / "run"), "-q"), ("already holds a cell finder", "--overwrite")),
+            (run_here("cells", "train", str(root / "Dataset"), "--labels", str(root / "Label"), "--format", "chula",
+                      "--fold", "1/2", "--out", str(tmp_path / "r"), "-q"), ("--fold needs",)),
+            (run_here("cells", "train", str(root / "Dataset"), "--labels", str(root / "Label"), "--format", "chula",
+                      "--fold", "half", "--out", str(tmp_path / "r"), "-q"), ("K/N",)),
             (run_here("cells", "score", str(root / "Dataset"), "--labels", str(root / "Label"), "--format", "chula",
                       "--detector", f"learned:{tmp_path}", "--out", str(tmp_path / "s.csv"), "-q"),
              ("no learned cell finder",))]:
@@ -159,3 +179,88 @@ def test_cells_train_and_score_refuse_in_one_line(trained, tmp_path):
     done = run_here("cells", "score", str(root / "Dataset"), "--labels", str(root / "Label"), "--format", "chula",
                     "--detector", f"learned:{root / 'run'}", "--out", str(tmp_path / "s.csv"), "-q")
     assert done.returncode == 0 and "7 the detector learned from left out" in done.stdout, done.stdout
+
+
+def test_offset_targets_point_from_the_pixels_near_a_centre_to_it():
+    from cellscreen.screen.learned_net import draw_targets
+
+    targets = draw_targets((12, 12), np.array([[5.3, 7.6]]), np.array([0]), None, 1)
+    assert targets["heat"][0, 8, 5] == pytest.approx(1.0)
+    assert targets["has_offset"].sum() == 9 and targets["has_offset"][7:10, 4:7].all()
+    np.testing.assert_allclose(targets["offset"][:, 8, 5], [0.3, -0.4], atol=1e-6)
+    np.testing.assert_allclose(targets["offset"][:, 7, 4], [1.3, 0.6], atol=1e-6)
+    # Where two cells' neighbourhoods meet, a pixel points at the nearer centre.
+    both = draw_targets((12, 12), np.array([[4.0, 5.0], [6.2, 5.0]]), np.array([0, 0]), None, 1)
+    np.testing.assert_allclose(both["offset"][:, 5, 5], [-1.0, 0.0], atol=1e-6)
+
+
+def test_peaks_are_placed_by_the_predicted_offset():
+    from cellscreen.screen.learned import STRIDE, find_peaks
+
+    heat = np.zeros((1, 10, 10), np.float32)
+    heat[0, 4, 6] = 0.9
+    offset = np.zeros((2, 10, 10), np.float32)
+    offset[:, 4, 6] = (0.4, -0.3)
+    with_offset = find_peaks(heat, np.zeros((2, 10, 10)), [0.5], offset=offset)
+    np.testing.assert_allclose(with_offset.centre, [[6.4 * STRIDE, 3.7 * STRIDE]])
+    without = find_peaks(heat, np.zeros((2, 10, 10)), [0.5])
+    np.testing.assert_allclose(without.centre, [[6 * STRIDE, 4 * STRIDE]])
+
+
+def test_centre_shift_is_the_median_way_to_the_annotators_points():
+    from cellscreen.screen.annotations import LabelledCell
+    from cellscreen.screen.learned import Peaks
+    from cellscreen.screen.learned_tune import TuningField, centre_shift
+
+    rng = np.random.default_rng(0)
+    found = rng.uniform(50, 450, (40, 2))
+
+    class FixedPeaks:
+        def peaks(self, rgb, diameter, thresholds, **_):
+            return Peaks(kind=np.zeros(len(found), int), centre=found.copy(), score=np.ones(len(found)),
+                         size=np.ones((len(found), 2))), 1.0
+
+    labelled = [LabelledCell("red", (x + 4.0, y - 2.0)) for x, y in found]
+    field = TuningField(np.zeros((500, 500, 3), np.uint8), labelled, 40.0, None)
+    assert centre_shift(FixedPeaks(), [field], [{}], ("red",)) == {"red": [0.1, -0.05]}
+    # Too few pairs to trust: no shift.
+    few = TuningField(field.rgb, labelled[:5], 40.0, None)
+    assert centre_shift(FixedPeaks(), [few], [{}], ("red",)) == {"red": [0.0, 0.0]}
+
+
+def test_the_trained_run_records_its_decoding(trained):
+    from cellscreen.screen.learned_tune import SPACINGS
+
+    _, description = trained
+    assert description["offset"] is True and description["peak_spacing"] in SPACINGS
+    assert all(abs(v) < 0.25 for v in description["centre_shift"]["red"])  # the discs' labels are their centres
+
+
+def test_a_run_made_before_the_offset_head_still_finds_cells(trained, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from cellscreen.screen.learned_net import CentreNet
+
+    root, _ = trained
+    old = tmp_path / "old-run"
+    shutil.copytree(root / "run", old)
+    weights = {k: v for k, v in load_file(str(old / WEIGHTS)).items() if not k.startswith("offset.")}
+    model = CentreNet(kinds=1, offset=False)
+    model.load_state_dict(weights)
+    model.eval()
+    torch.onnx.export(model, (torch.zeros(1, 3, 64, 96),), str(old / GRAPH), input_names=["fields"],
+                      output_names=["heat", "log_size"], dynamic_axes={"fields": {2: "height", 3: "width"}},
+                      opset_version=17, dynamo=False)
+    description = json.loads((old / "model.json").read_text())
+    for key in ("offset", "centre_shift", "peak_spacing"):
+        description.pop(key)
+    (old / "model.json").write_text(json.dumps(description))
+    rgb, centres = _disc_field(99)
+    detection = LearnedFinder(old).find_cells(rgb)
+    (tmp_path / "99.txt").write_text("".join(f"{x} {y} 0\n" for x, y in centres))
+    score = score_image(detection.cells, read_point_labels(tmp_path / "99.txt"),
+                        max_distance=match_distance(2 * RADIUS))
+    assert score.recall >= 0.9 and score.precision >= 0.9, score
