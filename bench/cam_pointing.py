@@ -22,7 +22,9 @@ The map for the parasitized class is computed at the model's input size, and two
   on ``pointing``.
 
 One JSON line per model, method and stage; the default (what ``cellscreen explain`` and the page draw) is
-marked ``"default": true``.  Registered models without weights (the zoo, untrained here) are listed as
+marked ``"default": true``.  Each line carries the accuracy the run's own test report recorded
+(``RUN/test/metrics.json``, written by ``cellscreen train``; null when there is none): a model that learned
+little cannot be expected to point.  Registered models without weights (the zoo, untrained here) are listed as
 ``"untrained"``; pass ``--run DIR`` (repeatable) to measure trained run folders too.
 """
 
@@ -42,7 +44,7 @@ from skimage import measure
 
 from cellscreen.data.images import load_rgb, resize_square
 from cellscreen.engine.inference import normalise
-from cellscreen.engine.kinds import load_checkpoint
+from cellscreen.engine.kinds import load_checkpoint, resolve_checkpoint
 from cellscreen.explain import CAM_METHODS, DEFAULT_CAM_METHOD, cam_stages, class_activation_maps, network_stages
 from cellscreen.models import list_models
 
@@ -119,7 +121,17 @@ def pointing_game(model, cells, *, method: str, stages, target: int, batch: int 
     return {"pointing": round(hits / len(cells), 4), "top5": round(touches / len(cells), 4)}
 
 
-def measure_model(name: str, checkpoint, cells_of, *, methods: list[str], all_stages: bool) -> list[dict]:
+def test_accuracy(model: str) -> float | None:
+    """The accuracy in the test report ``cellscreen train`` wrote beside the checkpoint, if there is one."""
+    report = resolve_checkpoint(model).parent / "test" / "metrics.json"
+    if not report.is_file():
+        return None
+    accuracy = json.loads(report.read_text()).get("metrics", {}).get("accuracy")
+    return None if accuracy is None else round(float(accuracy), 4)
+
+
+def measure_model(name: str, checkpoint, cells_of, *, methods: list[str], all_stages: bool,
+                  accuracy: float | None = None) -> list[dict]:
     model = checkpoint.model.eval()
     for p in model.parameters():
         p.requires_grad_(True)
@@ -138,7 +150,7 @@ def measure_model(name: str, checkpoint, cells_of, *, methods: list[str], all_st
                "layers": "+".join(s.layer for s in chosen), "cells": len(cells),
                "chance": round(float(np.mean([c[2] for c in cells])), 4),
                **pointing_game(model, cells, method=method, stages=chosen, target=target),
-               "default": method == DEFAULT_CAM_METHOD and chosen == default}
+               "default": method == DEFAULT_CAM_METHOD and chosen == default, "test_accuracy": accuracy}
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -178,10 +190,11 @@ def main() -> None:
 
     methods = list(CAM_METHODS) if args.all_methods else args.methods
     options = {"methods": methods, "all_stages": args.all_stages}
-    measure_model(f"{args.model} ({checkpoint.meta['model']})", checkpoint, cells_of, **options)
+    measure_model(f"{args.model} ({checkpoint.meta['model']})", checkpoint, cells_of, **options,
+                  accuracy=test_accuracy(args.model))
     for run in args.run:
         other = load_checkpoint(run)
-        measure_model(f"{run} ({other.meta['model']})", other, cells_of, **options)
+        measure_model(f"{run} ({other.meta['model']})", other, cells_of, **options, accuracy=test_accuracy(run))
     trained = {checkpoint.meta["model"], *(load_checkpoint(run).meta["model"] for run in args.run)}
     print(json.dumps({"untrained": [name for name in list_models() if name not in trained],
                       "note": "no weights here for these registered models, so no figure"}), flush=True)

@@ -30,3 +30,21 @@ def test_only_cells_with_one_clear_stained_body_are_scored(tmp_path):
     assert abs(scored[0]["chance"] - body_share) < 0.5 * body_share
     assert 0 <= scored[0]["pointing"] <= scored[0]["top5"] <= 1
     assert "compact_cnn6sc" not in rows[-1]["untrained"] and "lenet5" in rows[-1]["untrained"]
+    assert scored[0]["test_accuracy"] is None  # the bundled model has no test report beside it
+
+
+def test_a_runs_own_test_accuracy_is_read_beside_its_figures(tmp_path):
+    import importlib.util
+    import json
+
+    from tests.benchscripts import BENCH
+
+    spec = importlib.util.spec_from_file_location("cam_pointing", BENCH / "cam_pointing.py")
+    cam_pointing = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cam_pointing)
+    run = tmp_path / "run"
+    (run / "test").mkdir(parents=True)
+    (run / "model.json").write_text("{}")
+    assert cam_pointing.test_accuracy(run) is None
+    (run / "test" / "metrics.json").write_text(json.dumps({"metrics": {"accuracy": 0.58591}}))
+    assert cam_pointing.test_accuracy(run) == 0.5859
