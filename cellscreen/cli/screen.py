@@ -14,6 +14,12 @@ def _sample_line(row: dict) -> str:
              f"{float(row['ci_high']):.2f})" if row["parasitemia_percent"] else "parasitemia -")
     skipped = f", {row['skipped']} skipped" if row["skipped"] != "0" else ""
     warnings = f"  [{row['warnings']}]" if row["warnings"] else ""
+    if row.get("blasts"):  # the white cells were classified (--cells white)
+        share = (f"blast share {float(row['blast_percent']):.2f}% (95% CI {float(row['blast_ci_low']):.2f}-"
+                 f"{float(row['blast_ci_high']):.2f})" if row["blast_percent"] else "blast share -")
+        return (f"{row['sample']}: {row['images']} image(s){skipped}, {int(row['white_counted']):,} white cells "
+                f"counted, {int(row['blasts']):,} blasts, {share}, {int(row['red_counted']):,} red cells counted"
+                f"{warnings}")
     return (f"{row['sample']}: {row['images']} image(s){skipped}, {int(row['red_counted']):,} red cells counted, "
             f"{int(row['positive']):,} positive, {share}, {int(row['flagged']):,} flagged, "
             f"{int(row['white']):,} white{warnings}")
@@ -37,7 +43,7 @@ def cmd_screen(args) -> None:
     from cellscreen.errors import UserError  # keeps start-up fast
 
     if args.merge:
-        if args.model or args.inputs:
+        if args.model or args.model_option or args.inputs:
             raise UserError("--merge takes the shard folders only: give no MODEL or INPUT with it")
         from cellscreen.screen.shards import merge_screens  # keeps start-up fast
 
@@ -51,6 +57,9 @@ def cmd_screen(args) -> None:
 
         profile = get_profile(args.dataset)
         inputs.append(str(resolve_fields_dir(profile, None, data=args.data) / profile.fields.images))
+    if args.model_option:  # `--model RUN`: every positional argument is an input
+        inputs = [args.model] + inputs if args.model else inputs
+        args.model = args.model_option
     if not args.model or not inputs:
         raise UserError("screen needs MODEL and at least one INPUT (image files or folders) or --dataset")
     from cellscreen.screen.pipeline import screen  # loads the cell finder; keeps start-up fast
@@ -66,7 +75,8 @@ def cmd_screen(args) -> None:
     totals = run(args.model, inputs, args.out, cell_diameter=args.cell_diameter,
                  microns_per_pixel=args.microns_per_pixel, group_regex=args.group_regex, resume=args.resume,
                  overwrite=args.overwrite, workers=args.workers, progress=not args.quiet, engine=args.engine,
-                 batch_size=args.batch_size, shard=parse_shard(args.shard), detector=args.detector, **ray)
+                 batch_size=args.batch_size, shard=parse_shard(args.shard), detector=args.detector, cells=args.cells,
+                 blast_classes=args.blast_classes.split(",") if args.blast_classes else None, **ray)
     _print_run(args.out, totals)
 
 
@@ -239,13 +249,15 @@ def _add_cells_train(cells_commands, field_sets: list[str]) -> None:
 def _add_screen(commands, field_sets: list[str]) -> None:
     p = add_command(commands, "screen", help="find, classify and count every cell of whole smear field photographs",
                     description="Find every red and white cell of whole smear field photographs, classify each red "
-                    "cell with a model, and count per image and sample (parasitemia with its 95% interval). "
+                    "cell with a model, and count per image and sample (parasitemia with its 95% interval); with --cells "
+                    "white, classify the white cells with a leukemia model and count the blast share instead. "
                     "Writes cells.csv, images.csv, samples.csv, an overlay per image and report.html into --out.",
                     examples=[
                         "cellscreen screen malaria ~/smears/patient-17 --out runs/patient-17",
-                        "cellscreen screen runs/m1 ~/smears --group-regex '^(P\\d+)_' --shard 0/2 --out runs/s0     "
-                        "# then --shard 1/2 elsewhere",
-                        "cellscreen screen --merge runs/s0 runs/s1 --out runs/all     # join the shards"])
+                        "cellscreen screen runs/m1 ~/smears --shard 0/2 --out runs/s0     # then --shard 1/2 "
+                        "elsewhere; join: --merge runs/s0 runs/s1 --out runs/all",
+                        "cellscreen screen --cells white --model runs/all1 ~/smears/patient-17 --out runs/p17-blasts"
+                        "     # blast share"])
     common_options(p.add_argument_group("Common options"))
     group = p.add_argument_group("Model")
     group.add_argument("model", nargs="?", metavar="MODEL", help="run folder, model.json, .onnx file, or a bundled "
@@ -258,6 +270,12 @@ def _add_screen(commands, field_sets: list[str]) -> None:
     group.add_argument("--ray-address", metavar="ADDRESS", help="with --engine ray: the cluster to run on, e.g. "
                        "auto or ray://head:10001 (default: $RAY_ADDRESS, else a local Ray instance); its workers "
                        "read the inputs by the same path, so they must be on storage every node mounts there")
+    group.add_argument("--model", dest="model_option", metavar="RUN", help="the model, instead of MODEL")
+    group.add_argument("--cells", choices=("red", "white"), default="red", help="the cells the model classifies: "
+                       "red (a malaria model; parasitemia) or white (a leukemia model trained on cnmc or taleqani; "
+                       "blast share)")
+    group.add_argument("--blast-classes", metavar="A,B", help="with --cells white: the model's classes that count "
+                       "as blasts (default: its positive class, else Early,Pre,Pro for taleqani)")
     group.add_argument("--batch-size", type=int, default=256, help="cells the model runs at once")
     group.add_argument("--workers", type=int, default=None, help="processes screening fields side by side "
                        "(default: one per core; 0: everything in this process); with --engine ray: Ray actors "

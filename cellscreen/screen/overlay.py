@@ -3,7 +3,9 @@
 Counted red cells go from green (surely negative) to red (surely positive)
 with the positive class's probability; objects that are not single red cells
 are outlined in yellow, cells cut by the border in grey (neither is counted),
-and white cells in blue.  A photograph larger than ``MAX_SIDE`` is shrunk
+and white cells in blue.  When the white cells are the ones classified
+(``judged="white"``) they go from green to red by their blast probability and
+the red cells, not judged, are outlined in blue-grey.  A photograph larger than ``MAX_SIDE`` is shrunk
 first, so a 16-megapixel field's overlay stays a few megabytes.
 """
 
@@ -17,27 +19,44 @@ from PIL import Image
 from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 
-__all__ = ["MAX_SIDE", "LEGEND", "cell_colour", "colours_for", "draw_overlay", "overlay_png",
+__all__ = ["MAX_SIDE", "LEGEND", "WHITE_LEGEND", "legend", "cell_colour", "colours_for", "draw_overlay", "overlay_png",
            "thumbnail_jpeg"]
 
 MAX_SIDE = 2048  # longest side of an overlay, px
 NEGATIVE, POSITIVE = (30, 200, 60), (235, 20, 20)
 FLAGGED, BORDER, WHITE = (250, 210, 0), (150, 150, 150), (40, 110, 255)
+UNJUDGED = (120, 140, 190)  # red cells when the white cells are the ones classified
 LEGEND = {  # colour name -> meaning, for the report
     "green to red": "counted red cell, by the positive class's probability",
     "yellow": "flagged: not a single red cell (not counted)",
     "grey": "cut by the image border (not counted)",
     "blue": "white cell",
 }
+WHITE_LEGEND = {  # the same with the white cells classified (``--cells white``)
+    "green to red": "counted white cell, by its blast probability",
+    "grey": "white cell cut by the image border (not counted)",
+    "blue-grey": "red cell (not classified)",
+}
 
 
-def cell_colour(cell, positive_probability: float | None) -> tuple[int, int, int]:
-    """The outline colour of one cell (``kind``, ``single``, ``touches_border`` as ``FoundCell``)."""
-    if cell.kind == "white":
+def legend(judged: str = "red") -> dict[str, str]:
+    """Colour name -> meaning for overlays where the ``judged`` cells were classified."""
+    return WHITE_LEGEND if judged == "white" else LEGEND
+
+
+def cell_colour(cell, positive_probability: float | None, judged: str = "red") -> tuple[int, int, int]:
+    """The outline colour of one cell (``kind``, ``single``, ``touches_border`` as ``FoundCell``) when the
+    ``judged`` kind of cell was classified."""
+    if judged == "white":
+        if cell.kind != "white":
+            return UNJUDGED
+        if cell.touches_border:
+            return BORDER
+    elif cell.kind == "white":
         return WHITE
-    if cell.touches_border:
+    elif cell.touches_border:
         return BORDER
-    if not cell.single:
+    elif not cell.single:
         return FLAGGED
     p = 0.0 if positive_probability is None else float(np.clip(positive_probability, 0.0, 1.0))
     return tuple(int(v) for v in np.rint(np.add(NEGATIVE, p * np.subtract(POSITIVE, NEGATIVE))))
@@ -86,6 +105,7 @@ def thumbnail_jpeg(path, width: int = 480) -> bytes:
     return buffer.getvalue()
 
 
-def colours_for(cells: Iterable, positive_probability: Mapping[int, float]) -> dict[int, tuple[int, int, int]]:
+def colours_for(cells: Iterable, positive_probability: Mapping[int, float],
+                judged: str = "red") -> dict[int, tuple[int, int, int]]:
     """``cell_colour`` of every cell, by id."""
-    return {cell.id: cell_colour(cell, positive_probability.get(cell.id)) for cell in cells}
+    return {cell.id: cell_colour(cell, positive_probability.get(cell.id), judged) for cell in cells}

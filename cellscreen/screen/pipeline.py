@@ -1,5 +1,9 @@
 """Screening whole smear photographs: find every cell, classify each red cell, count per image and sample.
 
+With ``cells="white"`` the white cells go to a leukemia model instead (cut as
+its training cells were, ``cellscreen.screen.white``) and the blast share is
+counted where the parasitemia would be.
+
 ``screen(model, inputs, out)`` is the one function the ``screen`` command
 calls.  For each field image (PNG, JPEG, TIFF, BMP, any size) it finds the
 red and white cells (``cellscreen.screen.detect``), cuts each red cell the
@@ -47,7 +51,7 @@ from cellscreen.data.images import ImageReadError, load_rgb
 from cellscreen.data.parallel import default_workers
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
-from cellscreen.screen import count, cut, overlay
+from cellscreen.screen import count, cut, overlay, white
 from cellscreen.screen.detect import find_cells
 from cellscreen.screen.learned import learned_finder, shared_finder
 from cellscreen.screen.report import write_report
@@ -84,6 +88,9 @@ class FieldOptions:
     cell_diameter: float | None
     microns_per_pixel: float | None
     detector: str = "classical"  # or learned:RUN (cellscreen.screen.learned)
+    cells: str = "red"  # the kind of cell the model classifies: red (malaria) or white (leukemia)
+    blast_classes: tuple[str, ...] = ()  # with white cells: the model's classes that are blasts
+    white_cut: white.WhiteCut | None = None  # with white cells: how the model's training cells were cut
 
 
 def overlay_name(index: int, path: Path) -> str:
@@ -104,9 +111,39 @@ def classify_red_cells(rgb: np.ndarray, detection, scale: float, options: FieldO
     return red, proba
 
 
-def _cell_row(shown: str, cell, called: str | None, proba: np.ndarray | None, classes: int) -> list:
-    """One ``cells.csv`` row; a cell that was not classified (a white cell) has no class or probabilities."""
-    counted = cell.kind == "red" and cell.single and not cell.touches_border
+def classify_white_cells(rgb: np.ndarray, detection, options: FieldOptions, predictor) -> tuple[list, np.ndarray]:
+    """A field's white cells and their class probabilities ``(N, classes)``, each cut as the leukemia model's
+    training cells were."""
+    found = [cell for cell in detection.cells if cell.kind == "white"]
+    proba = np.zeros((len(found), len(options.classes)), np.float32)
+    for start in range(0, len(found), _CHUNK):
+        crops = white.cut_white_cells(rgb, detection.labels, found[start:start + _CHUNK], options.white_cut,
+                                      detection.cell_diameter)
+        batch = cut.model_batch(crops, options.input_size, options.interpolation, options.border_crop)
+        proba[start:start + len(crops)] = predictor.predict_batched(batch, options.batch_size)
+    return found, proba
+
+
+def _judged(rgb: np.ndarray, detection, scale: float, options: FieldOptions, predictor):
+    """The cells the model judged (the red or the white ones), their probabilities, classes, whether each is
+    positive (parasitized, or a blast) and its positive probability (None without a positive class)."""
+    if options.cells == "white":
+        found, proba = classify_white_cells(rgb, detection, options, predictor)
+        names, hits, p_positive = count.call_blasts(proba, options.classes, options.blast_classes,
+                                                    options.threshold)
+        return found, proba, names, hits, p_positive
+    found, proba = classify_red_cells(rgb, detection, scale, options, predictor)
+    names, hits = count.call_cells(proba, options.classes, options.positive_class, options.threshold)
+    pos = options.classes.index(options.positive_class) if options.positive_class in options.classes else None
+    return found, proba, names, hits, None if pos is None else proba[:, pos]
+
+
+def _cell_row(shown: str, cell, called: str | None, proba: np.ndarray | None, classes: int,
+              judged: str = "red") -> list:
+    """One ``cells.csv`` row; a cell that was not classified (a white cell, or with ``judged="white"`` a red one)
+    has no class or probabilities.  ``counted``: in the denominator of the share reported for the ``judged``
+    cells."""
+    counted = cell.kind == judged and (cell.single or judged == "white") and not cell.touches_border
     return [shown, cell.id, cell.kind, f"{cell.centre[0]:.1f}", f"{cell.centre[1]:.1f}", *cell.box, cell.area,
             int(cell.single), int(cell.touches_border), int(counted), called or "",
             *([""] * classes if proba is None else [f"{v:.4f}" for v in proba])]
@@ -128,21 +165,21 @@ def screen_field(path: Path, index: int, options: FieldOptions, predictor) -> tu
     except MemoryError:
         return _skipped_row(shown, f"not enough memory to search a {rgb.shape[1]}x{rgb.shape[0]} image"), []
     scale = cut.field_scale(detection.cell_diameter, cell_diameter=given)
-    red, proba = classify_red_cells(rgb, detection, scale, options, predictor)
-    names, positive = count.call_cells(proba, options.classes, options.positive_class, options.threshold)
-    counts = count.count_field(detection.cells, [cell.id for cell, hit in zip(red, positive) if hit])
-    pos = options.classes.index(options.positive_class) if options.positive_class in options.classes else None
-    colours = overlay.colours_for(detection.cells, {} if pos is None else {
-        cell.id: float(p) for cell, p in zip(red, proba[:, pos])})
+    judged, proba, names, positive, p_positive = _judged(rgb, detection, scale, options, predictor)
+    hits = [cell.id for cell, hit in zip(judged, positive) if hit]
+    counts = (count.count_field(detection.cells, [], hits) if options.cells == "white"
+              else count.count_field(detection.cells, hits))
+    colours = overlay.colours_for(detection.cells, {} if p_positive is None else {
+        cell.id: float(p) for cell, p in zip(judged, p_positive)}, judged=options.cells)
     name = overlay_name(index, path)
     atomic_write(Path(options.out) / name, overlay.overlay_png(overlay.draw_overlay(rgb, detection.labels, colours)))
-    by_id = {cell.id: k for k, cell in enumerate(red)}
-    rows = [_cell_row(shown, cell, names[by_id[cell.id]], proba[by_id[cell.id]], len(options.classes))
-            if cell.id in by_id else _cell_row(shown, cell, None, None, len(options.classes))
+    by_id = {cell.id: k for k, cell in enumerate(judged)}
+    rows = [_cell_row(shown, cell, names[by_id[cell.id]], proba[by_id[cell.id]], len(options.classes), options.cells)
+            if cell.id in by_id else _cell_row(shown, cell, None, None, len(options.classes), options.cells)
             for cell in detection.cells]
     height, width = rgb.shape[:2]
     image_row = [shown, "", "ok", width, height, f"{detection.cell_diameter:.2f}", f"{scale:.4f}", len(rows),
-                 *_count_values(counts, count.field_warnings(counts)), name]
+                 *_count_values(counts, count.field_warnings(counts), options.cells), name]
     return image_row, rows
 
 
@@ -150,11 +187,17 @@ def _skipped_row(shown: str, reason: str) -> list:
     return [shown, "", f"skipped: {reason}", *[""] * (len(IMAGE_COLUMNS) - 3)]
 
 
-def _count_values(counts: count.Counts, warnings: list[str]) -> list:
-    found = count.parasitemia(counts.positive, counts.red_counted)
-    share = ["", "", ""] if found is None else [f"{found.percent:.3f}", f"{found.low:.3f}", f"{found.high:.3f}"]
-    return [counts.red_counted, counts.positive, counts.flagged, counts.white, counts.border, *share,
-            "; ".join(warnings)]
+def _share(positive: int, counted: int) -> list[str]:
+    found = count.parasitemia(positive, counted)
+    return ["", "", ""] if found is None else [f"{found.percent:.3f}", f"{found.low:.3f}", f"{found.high:.3f}"]
+
+
+def _count_values(counts: count.Counts, warnings: list[str], judged: str = "red") -> list:
+    """The ``COUNT_COLUMNS`` values; the share of the cells not judged (parasitemia, or blasts) is left empty."""
+    red = _share(counts.positive, counts.red_counted) if judged == "red" else ["", "", ""]
+    blasts = [counts.blasts, *_share(counts.blasts, counts.white_counted)] if judged == "white" else ["", "", "", ""]
+    return [counts.red_counted, counts.positive, counts.flagged, counts.white, counts.border, *red,
+            counts.white_counted, *blasts, "; ".join(warnings)]
 
 
 _worker_predictor = None  # a worker process's own copy of the ONNX model
@@ -213,7 +256,8 @@ def _validation(predictor) -> dict:
 def screen(model, inputs: Sequence[str | Path], out: str | Path, *, cell_diameter: float | None = None,
            microns_per_pixel: float | None = None, group_regex: str | None = None, resume: bool = False,
            overwrite: bool = False, workers: int | None = None, progress: bool = True, engine: str = "auto",
-           batch_size: int = 256, shard: tuple[int, int] | None = None, detector: str = "classical") -> dict[str, int]:
+           batch_size: int = 256, shard: tuple[int, int] | None = None, detector: str = "classical",
+           cells: str = "red", blast_classes: Sequence[str] | None = None) -> dict[str, int]:
     """Screen every field image in ``inputs`` (files and folders) with ``model`` and write the results into
     the folder ``out``; return the totals.
 
@@ -225,6 +269,10 @@ def screen(model, inputs: Sequence[str | Path], out: str | Path, *, cell_diamete
     ``shard=(i, n)`` screens only that shard of the inputs.  ``detector`` finds the cells: ``classical`` or
     ``learned:RUN`` (a run folder of ``cellscreen cells train``).  An input named in ``inputs`` that is missing or
     not an image file is refused (a ``UserError``); files found in folders each get a row.
+
+    ``cells="white"`` classifies the white cells with a leukemia model instead and counts blasts: the model's
+    ``blast_classes`` (default: its positive class, else its training set's malignant classes).  A model
+    trained on the other kind of cell, as far as its dataset tells, is refused.
     """
     from cellscreen.serve.runtime import Predictor, load_predictor  # loading a model is the slow part
 
@@ -236,22 +284,34 @@ def screen(model, inputs: Sequence[str | Path], out: str | Path, *, cell_diamete
     predictor = model if isinstance(model, Predictor) else load_predictor(model, engine=engine)
     if predictor.positive_class is not None and predictor.positive_class not in predictor.classes:
         raise UserError(f"the model's positive class {predictor.positive_class!r} is not one of its classes")
+    white_cut = white.check_model_cells(predictor.description.get("dataset"), cells, str(predictor.source))
+    if white_cut is not None:
+        blast_classes = white.blast_classes_for(predictor.classes, predictor.positive_class, white_cut, blast_classes)
+    elif blast_classes:
+        raise UserError("--blast-classes goes with --cells white")
+    threshold = count.decision_threshold(predictor.description)
+    if white_cut is not None and tuple(blast_classes) != (predictor.positive_class,):
+        threshold = count.DEFAULT_THRESHOLD  # the model's threshold is its positive class's, not these classes'
     inputs = [str(item) for item in inputs]
     description = predictor.description
     settings = {"model": str(predictor.source), "model_name": description.get("model"),
                 "dataset": description.get("dataset"), "classes": list(predictor.classes),
-                "positive_class": predictor.positive_class, "threshold": count.decision_threshold(description),
+                "positive_class": predictor.positive_class, "threshold": threshold,
                 "engine": predictor.engine, "interpolation": predictor.interpolation, "inputs": inputs,
                 "cell_diameter": cell_diameter, "microns_per_pixel": microns_per_pixel, "group_regex": group_regex,
                 "shard": list(shard) if shard else None, "detector": detector,
                 "training_cell_diameter": cut.TRAINING_CELL_DIAMETER, "validation": _validation(predictor),
+                "cells": cells, "blast_classes": list(blast_classes) if white_cut else None,
+                "white_cut": white_cut and {k: v for k, v in dataclasses.asdict(white_cut).items()
+                                            if k != "blast_classes"},
                 "started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     cell_header = cell_columns(predictor.classes)
     done, walk = open_run(out, settings, cell_header, resume, overwrite)
     total = sum(1 for _ in walk_inputs(inputs, shard)) if progress else None
     options = FieldOptions(str(out), tuple(predictor.classes), predictor.positive_class, settings["threshold"],
                            predictor.input_size, predictor.border_crop, predictor.interpolation, batch_size,
-                           cell_diameter, microns_per_pixel, detector)
+                           cell_diameter, microns_per_pixel, detector, cells, tuple(blast_classes or ()),
+                           white_cut)
     workers = default_workers() if workers is None else workers
     todo = ((index, path, reason) for index, (path, reason) in walk)
     bar = tqdm(total=total, initial=done, desc="screening", unit="img", disable=not progress, leave=False)
@@ -274,7 +334,9 @@ def screen(model, inputs: Sequence[str | Path], out: str | Path, *, cell_diamete
 
 
 def _image_counts(row: dict) -> count.Counts:
-    return count.Counts(*(int(row[key]) for key in ("red_counted", "positive", "flagged", "white", "border")))
+    numbers = {key: int(row.get(key) or 0) for key in ("red_counted", "positive", "flagged", "white", "border",
+                                                       "white_counted", "blasts")}
+    return count.Counts(**numbers)
 
 
 def _read(path: Path) -> Iterator[dict]:
@@ -282,8 +344,9 @@ def _read(path: Path) -> Iterator[dict]:
         yield from csv.DictReader(handle)
 
 
-def sample_rows(image_rows: Iterator[dict]) -> list[list]:
-    """``samples.csv`` rows, by sample name: each sample's fields summed, its skipped files counted."""
+def sample_rows(image_rows: Iterator[dict], judged: str = "red") -> list[list]:
+    """``samples.csv`` rows, by sample name: each sample's fields summed, its skipped files counted
+    (``judged``: the kind of cell the model classified)."""
     totals: dict[str, list] = {}
     for row in image_rows:
         entry = totals.setdefault(row["sample"], [count.Counts(images=0), 0])
@@ -291,7 +354,8 @@ def sample_rows(image_rows: Iterator[dict]) -> list[list]:
             entry[0] += _image_counts(row)
         else:
             entry[1] += 1
-    return [[sample, counts.images, skipped, *_count_values(counts, count.sample_warnings(counts, skipped))]
+    return [[sample, counts.images, skipped,
+             *_count_values(counts, count.sample_warnings(counts, skipped, judged), judged)]
             for sample, (counts, skipped) in sorted(totals.items())]
 
 
@@ -299,17 +363,18 @@ def finish_run(out: Path, settings: dict, resumed: int) -> dict[str, int]:
     """Sum the samples, write the report and the record, and give the journals their final names (the end of a
     run, or of a merge of shards)."""
     images_journal = journal_path(out, IMAGES)
-    samples = sample_rows(_read(images_journal))
+    judged = settings.get("cells") or "red"
+    samples = sample_rows(_read(images_journal), judged)
     text = io.StringIO()  # small: one row per sample
     csv.writer(text).writerows([SAMPLE_COLUMNS, *samples])
     atomic_write(out / SAMPLES, text.getvalue())
     totals = {"images": 0, "skipped": 0, "resumed": resumed, "samples": len(samples), "red_counted": 0,
-              "positive": 0, "flagged": 0, "white": 0}
+              "positive": 0, "flagged": 0, "white": 0, "white_counted": 0, "blasts": 0}
     for row in _read(images_journal):
         ok = row["status"] == "ok"
         totals["images" if ok else "skipped"] += 1
-        for key in ("red_counted", "positive", "flagged", "white"):
-            totals[key] += int(row[key]) if ok else 0
+        for key in ("red_counted", "positive", "flagged", "white", "white_counted", "blasts"):
+            totals[key] += int(row.get(key) or 0) if ok else 0
     record = {**settings, **{k: v for k, v in totals.items() if k != "resumed"}}
     sample_dicts = [dict(zip(SAMPLE_COLUMNS, map(str, row))) for row in samples]
     write_report(out / REPORT, out, record, sample_dicts, lambda: _read(images_journal))

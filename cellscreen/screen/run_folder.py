@@ -31,7 +31,7 @@ CELLS, IMAGES, SAMPLES, REPORT, RECORD, OVERLAYS = (
     "cells.csv", "images.csv", "samples.csv", "report.html", "screen.json", "overlays")
 SETTINGS = "screen.partial.json"  # the settings of a run in progress, kept for its resumption
 COUNT_COLUMNS = ["red_counted", "positive", "flagged", "white", "border", "parasitemia_percent", "ci_low",
-                 "ci_high", "warnings"]
+                 "ci_high", "white_counted", "blasts", "blast_percent", "blast_ci_low", "blast_ci_high", "warnings"]
 IMAGE_COLUMNS = ["image", "sample", "status", "width", "height", "cell_diameter_px", "scale", "cells",
                  *COUNT_COLUMNS, "overlay"]
 SAMPLE_COLUMNS = ["sample", "images", "skipped", *COUNT_COLUMNS]

@@ -23,7 +23,7 @@ __all__ = ["merge_screens"]
 
 # what every shard must share to be parts of one run (not the model's path, which may differ between machines)
 SAME = ("model_name", "classes", "positive_class", "threshold", "interpolation", "inputs", "cell_diameter",
-        "microns_per_pixel", "group_regex", "training_cell_diameter")
+        "microns_per_pixel", "group_regex", "training_cell_diameter", "cells", "blast_classes", "white_cut")
 TOTALS = ("images", "skipped", "samples", "red_counted", "positive", "flagged", "white")
 
 

@@ -24,8 +24,36 @@ def test_only_single_red_cells_inside_the_field_are_counted():
     cells = [Cell(1), Cell(2), Cell(3), Cell(4, single=False), Cell(5, touches_border=True),
              Cell(6, kind="white", single=False), Cell(7, kind="white", single=False, touches_border=True)]
     counts = count.count_field(cells, positive_ids={2, 4, 5})
-    assert counts == count.Counts(red_counted=3, positive=1, flagged=1, white=2, border=1, images=1)
+    assert counts == count.Counts(red_counted=3, positive=1, flagged=1, white=2, border=1, images=1,
+                                  white_counted=1, blasts=0)
     assert counts.not_single_share == pytest.approx(1 / 4)
+
+
+def test_white_cells_inside_the_field_are_counted_and_their_blasts_with_them():
+    cells = [Cell(1), Cell(2, kind="white", single=False), Cell(3, kind="white", single=False),
+             Cell(4, kind="white", single=False, touches_border=True), Cell(5, kind="white", single=False)]
+    counts = count.count_field(cells, [], blast_ids={1, 3, 4})  # 1 is red, 4 is cut by the border
+    assert (counts.white, counts.white_counted, counts.blasts, counts.positive) == (4, 3, 1, 0)
+    assert (counts + counts).blasts == 2 and (counts + counts).white_counted == 6
+
+
+def test_blasts_are_called_on_the_summed_probability_of_the_blast_classes():
+    classes = ("Benign", "Early", "Pre", "Pro")
+    proba = np.array([[0.4, 0.2, 0.2, 0.2], [0.6, 0.3, 0.05, 0.05], [0.1, 0.1, 0.7, 0.1], [0.5, 0.5, 0, 0]])
+    names, blast, p_blast = count.call_blasts(proba, classes, ("Early", "Pre", "Pro"))
+    assert names == ["Early", "Benign", "Pre", "Early"]  # 0.6 of blast classes beats Benign's 0.4
+    assert blast.tolist() == [True, False, True, True]
+    assert p_blast == pytest.approx([0.6, 0.4, 0.9, 0.5])
+    names, blast, _ = count.call_blasts(proba, classes, ("Pro",), threshold=0.15)
+    assert blast.tolist() == [True, False, False, False] and names[1] == "Benign" and names[2] == "Pre"
+
+
+def test_a_white_cell_count_warns_below_a_200_cell_differential():
+    assert count.MIN_WHITE_CELLS == 200
+    few = count.Counts(5000, 0, 0, 150, 0, 1, 150, 30)
+    assert "only 150 white cells counted" in count.sample_warnings(few, cells="white")[0]
+    assert not any("red cells" in w for w in count.sample_warnings(few, cells="white"))
+    assert count.sample_warnings(count.Counts(10, 0, 0, 200, 0, 1, 200, 30), cells="white") == []
 
 
 def test_counts_add_up_over_a_sample():

@@ -129,7 +129,7 @@ def test_every_input_has_a_row_and_the_files_agree(fields, fake_finder, tmp_path
     assert "only 9 red cells counted" in slide2["warnings"] and "2 images could not be read" in slide2["warnings"]
     positive = sum(int(r["positive"]) for r in ok)
     assert totals == {"images": 5, "skipped": 2, "resumed": 0, "samples": 2, "red_counted": 27,
-                      "positive": positive, "flagged": 0, "white": 0}
+                      "positive": positive, "flagged": 0, "white": 0, "white_counted": 0, "blasts": 0}
     record = json.loads((out / "screen.json").read_text())
     assert record["images"] == 5 and record["model_name"] == "compact_cnn6sc"
     report = (out / "report.html").read_text()
