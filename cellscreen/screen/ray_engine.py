@@ -30,7 +30,6 @@ import itertools
 import math
 import os
 import pickle
-import shutil
 import socket
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -61,37 +60,40 @@ class _FieldActor:
 
             model = ray.get(model)
         self.predictor = OnnxPredictor(description, model, source=source, threads=1)  # one core per actor
-        # screen_field draws the overlay into options.out: here a scratch folder, read back and sent home
-        self.scratch = tempfile.mkdtemp(prefix="cellscreen-overlays-")
-        (Path(self.scratch) / OVERLAYS).mkdir()
-        self.options = dataclasses.replace(options, out=self.scratch)
+        self.options = options
         if os.path.isdir(folder):
             os.chdir(folder)  # relative inputs and run folders mean what they mean to the driver
         self.host = socket.gethostname()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # screen_field draws the overlay into options.out: here a scratch folder, read back and sent home
+        with tempfile.TemporaryDirectory(prefix="cellscreen-overlays-") as scratch:
+            (Path(scratch) / OVERLAYS).mkdir()
+            results, unseen = self._screen(batch, dataclasses.replace(self.options, out=scratch))
+        return {"i": batch["i"], "result": np.array(results, dtype=object), "unseen": np.array(unseen),
+                "host": np.array([self.host] * len(results), dtype=object)}
+
+    def _screen(self, batch: dict[str, np.ndarray], options: FieldOptions) -> tuple[list[bytes], list[bool]]:
+        """Each field's pickled result (rows and overlay, or the UserError it raised), and whether its file was
+        missing here."""
         results, unseen = [], []
         for file, index in zip(batch["file"], batch["index"]):
             path = Path(str(file))
             try:
-                image_row, cell_rows = screen_field(path, int(index), self.options, self.predictor)
+                image_row, cell_rows = screen_field(path, int(index), options, self.predictor)
             except UserError as exc:  # said in one line by the driver, not as Ray's traceback
                 results.append(pickle.dumps(exc))
                 unseen.append(False)
                 continue
             overlay = b""
             if image_row[_OVERLAY]:
-                drawn = Path(self.scratch) / image_row[_OVERLAY]
+                drawn = Path(options.out) / image_row[_OVERLAY]
                 overlay = drawn.read_bytes()
                 drawn.unlink()
             results.append(pickle.dumps((image_row, cell_rows, overlay)))  # exact values, ints stay ints
             # A file the driver listed but this node cannot see: the inputs are not on shared storage.
             unseen.append(not os.path.lexists(path))
-        return {"i": batch["i"], "result": np.array(results, dtype=object), "unseen": np.array(unseen),
-                "host": np.array([self.host] * len(results), dtype=object)}
-
-    def __del__(self):
-        shutil.rmtree(getattr(self, "scratch", ""), ignore_errors=True)
+        return results, unseen
 
 
 class RayScreening(Predictor):
