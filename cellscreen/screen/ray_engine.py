@@ -4,7 +4,8 @@ Ray Data spreads the fields: the inputs are walked here (one shard of them,
 after the fields an interrupted run finished), and the image files go, a chunk
 at a time, into a ``ray.data`` dataset whose ``map_batches`` runs a pool of
 actors.  Each actor loads the model once (the network's ONNX graph, shipped
-through the object store, on onnxruntime with one thread) and does the whole
+through the object store, on onnxruntime with one thread; a pool serves a chunk
+of up to ``_FIELDS_CHUNK`` fields) and does the whole
 work of a field with ``pipeline.screen_field``: read it, find the cells, cut
 and classify the red ones, count, draw the overlay.  Only the path goes out;
 the field's rows and its overlay's PNG bytes come back.
