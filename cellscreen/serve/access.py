@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse
 
 __all__ = ["OPEN_PATHS", "TokenRequired", "HideToken"]
 
-# Answered without the token: the page (which then asks for it) and the liveness probe
-OPEN_PATHS = frozenset({"/", "/healthz"})
+# Answered without the token: the page (which then asks for it), its style and script, and the liveness probe
+OPEN_PATHS = frozenset({"/", "/static/page.css", "/static/page.js", "/healthz"})
 
 
 class TokenRequired:

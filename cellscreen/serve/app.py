@@ -175,12 +175,15 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
     if predictor.info()["gradcam"]:
         cam_model = copy.deepcopy(predictor.torch_model)  # never shares hooks with the predicting model
     cam_lock = threading.Lock()
+    if cam_model is not None:  # Grad-CAM's library and torchvision imported now (seconds), not in the first request
+        _cam_png(cam_model, cam_lock, np.zeros((predictor.input_size, predictor.input_size, 3), np.uint8), 0)
     field_side = fields.field_min_side(predictor.description)
     try:  # an exported graph's description lacks the training figures its checkpoint's holds
         described = model_description(predictor.source) if predictor.source else {}
     except (UserError, OSError, ValueError):
         described = {}
     validation = validation_card({**described, **predictor.description}, predictor.source)
+    summarise_uploads([{"path": "a.png", "kind": "cell", "flagged": False}])  # SciPy imported now, not in a request
 
     @asynccontextmanager
     async def lifespan(app):
@@ -280,8 +283,8 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
                 "auto: a field when its shorter side is at least GET /v1/model's field_min_side")),
             group_regex: str | None = Query(None, max_length=200, description=(
                 "the sample in each file name: the pattern's first group (default: the file's folder)")),
-            cell_diameter: float | None = Query(None, gt=0, le=10_000, description=(
-                "red-cell diameter on the fields, in pixels (default: measured in each field)"))):
+            cell_diameter: float | None = Query(None, ge=16, le=2000, description=(
+                "red-cell diameter on the fields, in pixels, 16 or more (default: measured in each field)"))):
         try:
             summarise_uploads([], group_regex=group_regex)  # a bad pattern is refused before the upload
         except ValueError as exc:
@@ -383,6 +386,10 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
     @app.get("/", include_in_schema=False)
     async def page():
         return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def page_part(name: Literal["page.css", "page.js"]):
+        return FileResponse(STATIC / name, media_type="text/css" if name.endswith(".css") else "text/javascript")
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):  # keep serving; say what happened

@@ -181,3 +181,30 @@ def test_a_field_of_real_nih_cells_is_counted_exactly_beside_single_cells(client
 
     as_cell = client.post("/v1/predict?kind=cell", files=[("files", ("field.png", data, "image/png"))]).json()
     assert as_cell["results"][0]["kind"] == "cell"  # a field sent as a cell is classified as one, as before
+
+
+def test_the_page_parts_are_served_open_and_the_summary_needs_the_token(client):
+    from fastapi.testclient import TestClient
+
+    from cellscreen.serve.app import create_app
+
+    with TestClient(create_app(client.app.state.predictor, token="s3cret")) as guarded:
+        page = guarded.get("/").text
+        assert 'src="static/page.js"' in page and 'href="static/page.css"' in page
+        script = guarded.get("/static/page.js")
+        assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+        assert "v1/samples" in script.text and guarded.get("/static/page.css").status_code == 200
+        assert guarded.get("/static/../app.py").status_code in (401, 404)  # nothing else is served open
+        assert guarded.post("/v1/samples", json={"uploads": []}).status_code == 401
+        answer = guarded.post("/v1/samples", json={"uploads": []}, headers={"Authorization": "Bearer s3cret"})
+        assert answer.status_code == 200 and answer.json() == {"samples": []}
+    assert client.get("/static/index.html").status_code == 422  # only the page's own parts
+
+
+def test_a_given_red_cell_size_is_bounded(client):
+    blank = _png(np.full((400, 500, 3), 230, np.uint8))
+    for size in (3, 5000):
+        answer = client.post(f"/v1/predict?cell_diameter={size}", files=[("files", ("a.png", blank, "image/png"))])
+        assert answer.status_code == 422, answer.text  # a tiny size would blow a field up many times over
+    answer = client.post("/v1/predict?cell_diameter=40", files=[("files", ("a.png", blank, "image/png"))])
+    assert answer.status_code == 200 and answer.json()["results"][0]["cell_diameter"] == 40
