@@ -134,9 +134,10 @@ def member_thresholds(path: Path) -> list[float | None]:
 
 
 def _agreed(loaded: list[tuple[Path, Checkpoint]], field: str):
-    """A setting every member records alike (how the folder was read), else None."""
-    values = [checkpoint.meta.get(field) for _, checkpoint in loaded]
-    return values[0] if all(v == values[0] for v in values) else None
+    """A setting the members that record it record alike (how the folder was read; the bundled model records
+    no folder), else None."""
+    values = {json.dumps(checkpoint.meta.get(field)) for _, checkpoint in loaded} - {"null"}
+    return json.loads(values.pop()) if len(values) == 1 else None
 
 
 def make_ensemble(runs: list[str | Path], out: str | Path, *, overwrite: bool = False,
