@@ -14,8 +14,10 @@ cut as its model's own training cells were (``TRAINING_WHITE_CELLS``):
   smear, the cells with their surroundings (red cells around, no outline).
   Its frames do show red cells, so a field is enlarged until its red cells
   are as wide as the Taleqani frames' red cells (17.04 px) and a 224x224
-  window centred on each white cell is cut (the field's median colour where
-  the window runs past the field's edge).
+  window centred on each white cell is cut.  Where the window runs past the
+  field's edge the field is mirrored, so the frame stays a picture of smear
+  as every Taleqani frame is (a field of a smaller area than a Taleqani frame
+  otherwise leaves most of it one flat colour, which no training image shows).
 
 A model trained on anything else (a folder of the lab's own cells) is
 refused for white cells: how its cells were cut is not known.
@@ -116,39 +118,35 @@ def _outline_frame(rgb: np.ndarray, labels: np.ndarray, cell, white_cut: WhiteCu
     return frame
 
 
-def _context_frame(rgb: np.ndarray, cell, white_cut: WhiteCut, scale: float, fill: np.ndarray) -> np.ndarray:
+def _context_frame(rgb: np.ndarray, cell, white_cut: WhiteCut, scale: float) -> np.ndarray:
     """A window of the field centred on the cell that, enlarged by ``scale``, is the training side across; the
-    field's median colour where the window runs past the field's edge."""
+    field mirrored where the window runs past the field's edge."""
     side = white_cut.frame
     reach = side / scale  # the window's side in the field's pixels
     cx, cy = cell.centre
     x0, y0 = int(round(cx - reach / 2)), int(round(cy - reach / 2))
     span = max(1, int(round(reach)))
     height, width = rgb.shape[:2]
-    window = np.empty((span, span, 3), np.uint8)
-    window[:] = fill
     top, left, bottom, right = max(0, y0), max(0, x0), min(height, y0 + span), min(width, x0 + span)
-    if bottom > top and right > left:
-        window[top - y0:bottom - y0, left - x0:right - x0] = rgb[top:bottom, left:right]
+    # only the part of the field inside the window is copied, then mirrored out to the window's edges
+    pad = ((top - y0, y0 + span - bottom), (left - x0, x0 + span - right), (0, 0))
+    window = np.pad(rgb[top:bottom, left:right], pad, mode="symmetric")
     resample = Image.Resampling.BOX if span > side else Image.Resampling.BICUBIC
     return np.asarray(Image.fromarray(window).resize((side, side), resample))
 
 
-def cut_white_cell(rgb: np.ndarray, labels: np.ndarray, cell, white_cut: WhiteCut, red_diameter: float,
-                   fill: np.ndarray | None = None) -> np.ndarray:
+def cut_white_cell(rgb: np.ndarray, labels: np.ndarray, cell, white_cut: WhiteCut, red_diameter: float) -> np.ndarray:
     """One white cell (``id``, ``box``, ``area``, ``centre`` as ``FoundCell``) as its model's training cells were
     cut: a ``white_cut.frame``-sided RGB image.  ``red_diameter`` is the field's red-cell diameter, px."""
     if white_cut.style == "outline":
         return _outline_frame(rgb, labels, cell, white_cut)
-    fill = np.median(rgb.reshape(-1, 3), axis=0).astype(np.uint8) if fill is None else fill
-    return _context_frame(rgb, cell, white_cut, white_cut.diameter / red_diameter, fill)
+    return _context_frame(rgb, cell, white_cut, white_cut.diameter / red_diameter)
 
 
 def cut_white_cells(rgb: np.ndarray, labels: np.ndarray, cells: Sequence, white_cut: WhiteCut,
                     red_diameter: float) -> list[np.ndarray]:
     """``cut_white_cell`` of each of ``cells``, in order."""
-    fill = np.median(rgb[::4, ::4].reshape(-1, 3), axis=0).astype(np.uint8)
-    return [cut_white_cell(rgb, labels, cell, white_cut, red_diameter, fill) for cell in cells]
+    return [cut_white_cell(rgb, labels, cell, white_cut, red_diameter) for cell in cells]
 
 
 def measure_white_cells(data: str = "../shared/data", *, images: int = 200, seed: int = 0) -> dict[str, dict]:

@@ -68,12 +68,16 @@ def test_a_context_window_shows_the_field_at_the_training_images_red_cell_size()
     cut = white.TRAINING_WHITE_CELLS["taleqani"]
     frame = white.cut_white_cell(rgb, None, cell, cut, red_diameter=2 * cut.diameter)  # field shown at half size
     assert frame.shape == (224, 224, 3)
-    dark = np.nonzero((np.abs(frame.astype(int) - BLAST).max(axis=2) < 30).any(axis=1))[0]
-    assert len(dark) == pytest.approx(10, abs=2) and dark.mean() == pytest.approx(111.5, abs=2)
-    # the window (448 field pixels) runs past the field: the field's median colour there, the blue strip inside
+    dark = np.flatnonzero(np.abs(frame[:, 112].astype(int) - BLAST).max(axis=1) < 30)
+    central = dark[(dark > 60) & (dark < 160)]  # the cell; its mirror images past the field's edges above, below
+    assert len(dark) == pytest.approx(30, abs=4)
+    assert len(central) == pytest.approx(10, abs=2) and central.mean() == pytest.approx(111.5, abs=2)
+    # the window (448 field pixels, x -74..374) runs past the field: the field is mirrored there, so the 10 px
+    # strip at its right edge (x 290..299) shows twice as wide (frame columns 182..191), the background after it
+    blue = (frame[112, :, 2] > 200) & (frame[112, :, 0] < 60)
+    assert np.flatnonzero(blue).tolist() == pytest.approx(list(range(182, 192)), abs=1)
+    assert np.abs(frame[112, 196].astype(int) - BACKGROUND).max() <= 2
     assert np.abs(frame[2, 2].astype(int) - BACKGROUND).max() <= 2
-    assert frame[112, 184, 2] > 200 and frame[112, 184, 0] < 60  # the strip, 75 field pixels right of the cell
-    assert np.abs(frame[112, 190].astype(int) - BACKGROUND).max() <= 2
 
 
 def test_a_model_trained_on_the_other_kind_of_cell_is_refused_in_one_line():
