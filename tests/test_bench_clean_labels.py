@@ -57,6 +57,34 @@ def test_clean_labels_leaves_out_training_cells_that_disagree_with_their_label_n
     assert other.returncode != 0 and "holds runs of other settings" in other.stderr
 
 
+def test_clean_labels_flips_the_cells_cleanlab_flags_to_the_suggested_class_never_a_test_cell(cells, folds, tmp_path):
+    images, env = cells
+    out = tmp_path / "flip"
+    planted = [r["path"] for r in read_rows(folds) if r["path"].endswith("cell_99.png")]
+    judge = tmp_path / "judge.csv"  # the planted parasites filed as uninfected, put right
+    judge.write_text("path,label\n" + "".join(f"{p},Parasitized\n" for p in planted))
+    args = ["--split", folds, "--data", images, "--out", out, "--inner", "2", "--rank", "cleanlab", "--action", "flip",
+            "--only", "0", "--judge", judge, *QUICK]
+    (row, summary) = lines(bench("clean_labels.py", *args, env=env))
+    outer = read_rows(folds)
+    training = {r["path"] for r in outer if r["fold"] != "0"}
+    flips = read_rows(out / "fold0" / "flips.csv")
+    suspects = read_rows(out / "fold0" / "suspects.csv")
+    assert [f["path"] for f in flips] == sorted(s["path"] for s in suspects) and row["flipped"] == len(flips) > 0
+    assert {f["path"] for f in flips} <= training  # chosen among the training cells only
+    assert all(f["label"] != s["label"] for f, s in zip(flips, sorted(suspects, key=lambda s: s["path"])))
+    assert set(planted) & training & {f["path"] for f in flips}  # the planted mistakes are among them
+    final = out / "fold0" / "final"
+    assert str((out / "fold0" / "flips.csv").resolve()) in (final / "config.yaml").read_text()  # trained flipped
+    tested = read_rows(final / "test" / "predictions.csv")
+    assert sorted(r["path"] for r in tested) == sorted(r["path"] for r in outer if r["fold"] == "0")
+    assert all(r["label"] == r["given_label"] for r in tested)  # the test fold keeps the folder's labels
+    assert not (out / "fold0" / "cleaned.csv").read_text() == ""  # the pruned copy is kept beside, for review
+    assert row["given_accuracy"] == row["accuracy"] and row["judged_n"] == row["given_n"] == len(tested)
+    judged_planted = [r for r in tested if r["path"] in set(planted)]
+    assert row["judge_differs"] == len(judged_planted) > 0 and summary["pooled_judged_n"] == len(tested)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--below", "1.5"], "--below is a probability between 0 and 1"),
     (["--inner", "1"], "--inner needs at least 2 folds"),

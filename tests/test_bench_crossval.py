@@ -86,3 +86,64 @@ def test_crossval_ensemble_averages_runs_of_one_split_and_refuses_runs_of_anothe
     (moved / "folds.csv").write_text((first / "folds.csv").read_text() + "\n")
     refused = bench("crossval_ensemble.py", first, moved, "--out", tmp_path / "mixed", env=env)
     assert refused.returncode != 0 and "different splits" in refused.stderr
+
+
+def _auc(labels: list[str], rows: list[dict]) -> float:
+    from sklearn.metrics import roc_auc_score  # the yardstick, computed apart from the script's own code
+
+    return roc_auc_score([label == "Parasitized" for label in labels], [float(r["p_Parasitized"]) for r in rows])
+
+
+def test_crossval_judges_the_folds_against_a_relabel_file_beside_the_folders_labels(cells, crossval_run,
+                                                                                    tmp_path):
+    images, env = cells
+    out, printed = crossval_run
+    pooled = [row for fold in (0, 1) for row in read_rows(out / f"fold{fold}" / "test" / "predictions.csv")]
+    planted = sorted(row["path"] for row in pooled if row["path"].endswith("cell_99.png"))
+    left_out = next(row["path"] for row in pooled if row["label"] == "Parasitized")
+    judge = tmp_path / "judge.csv"  # the planted parasites filed as uninfected, put right; one cell excluded
+    judge.write_text("path,label\n" + "".join(f"{p},Parasitized\n" for p in planted) + f"{left_out},exclude\n")
+    judged = bench("crossval.py", "--data", images, "--folds", "2", "--out", out, *QUICK, "--judge", judge, env=env)
+    *folds, summary = lines(judged)
+    assert [{k: v for k, v in row.items() if k in printed[0]} for row in folds] == printed[:-1]  # nothing retrained
+    truth = {p: "Parasitized" for p in planted}
+    kept = [row for row in pooled if row["path"] != left_out]
+    assert summary["pooled_given_n"] == len(pooled) and summary["pooled_judged_n"] == len(pooled) - 1
+    assert summary["pooled_judge_differs"] == len(planted) == sum(row["judge_differs"] for row in folds)
+    assert summary["pooled_given_accuracy"] == pytest.approx(
+        sum(r["predicted"] == r["label"] for r in pooled) / len(pooled), abs=1e-4)
+    assert summary["pooled_judged_accuracy"] == pytest.approx(
+        sum(r["predicted"] == truth.get(r["path"], r["label"]) for r in kept) / len(kept), abs=1e-4)
+    assert summary["pooled_judged_roc_auc"] == pytest.approx(
+        _auc([truth.get(r["path"], r["label"]) for r in kept], kept), abs=1e-4)
+    assert summary["pooled_given_roc_auc"] == pytest.approx(_auc([r["label"] for r in pooled], pooled), abs=1e-4)
+    assert summary["pooled_judged_accuracy"] != summary["pooled_given_accuracy"]
+    assert "judged labels" in judged.stderr  # the side-by-side table
+
+    relabelled = tmp_path / "relabelled"  # trained with the same file on the same folds: tested with its labels
+    trained = bench("crossval.py", "--data", images, "--split", out / "folds.csv", "--out", relabelled, *QUICK,
+                    "--only", "0", "--relabel", judge, "--judge", judge, env=env)
+    (row, summary) = lines(trained)
+    assert (relabelled / "folds.csv").read_bytes() == (out / "folds.csv").read_bytes()
+    tested = read_rows(relabelled / "fold0" / "test" / "predictions.csv")
+    assert {r["path"]: r["label"] for r in tested if r["path"] in truth} == {
+        p: "Parasitized" for p in planted if p in {r["path"] for r in tested}}
+    assert left_out not in {r["path"] for r in tested}  # excluded from training and testing
+    assert row["judged_accuracy"] == row["accuracy"] and row["judged_roc_auc"] == row["roc_auc"]
+    assert row["given_accuracy"] == pytest.approx(
+        sum(r["predicted"] == r["given_label"] for r in tested) / len(tested), abs=1e-4)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--judge", "{tmp}/missing.csv"], "cannot be read"),
+    (["--judge", "{tmp}/bad.csv"], "has no class"),
+    (["--relabel", "{tmp}/missing.csv"], "does not exist"),
+    (["--split", "{tmp}/missing.csv"], "does not exist"),
+])
+def test_crossval_refuses_missing_or_bad_label_files_before_training(cells, tmp_path, args, message):
+    images, env = cells
+    (tmp_path / "bad.csv").write_text("path,label\nParasitized/whatever.png,Healthy\n")
+    result = bench("crossval.py", "--data", images, "--folds", "2", "--out", tmp_path / "cv",
+                   *[a.format(tmp=tmp_path) for a in args], env=env)
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "cv").exists()

@@ -35,6 +35,7 @@ class CellClassifier(L.LightningModule):
         self.model = model
         self.config = config
         self.mixing = _mixing(config, num_classes)
+        self.num_classes = num_classes
         self.single_logit = bool(getattr(model, "single_logit", False))
         if class_weights is not None:
             self.register_buffer("class_weights", class_weights.float())
@@ -93,6 +94,9 @@ class CellClassifier(L.LightningModule):
             images, labels = self.mixing(images, targets)
         output = self(images)
         logits, loss = self._main_and_aux_loss(output, labels)
+        if self.config.bootstrap > 0 and self.current_epoch > 0 and isinstance(output, torch.Tensor):
+            labels = self._bootstrapped(logits, targets)
+            loss = self._loss(logits, labels)
         if self.config.drop_hardest > 0 and self.current_epoch > 0 and isinstance(output, torch.Tensor):
             # the cells the model finds hardest to fit, once it has seen them all, are the likeliest to be
             # filed under the wrong class: their loss is left out of this step's
@@ -106,6 +110,15 @@ class CellClassifier(L.LightningModule):
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train_acc", accuracy, on_step=False, on_epoch=True, sync_dist=True)
         return loss
+
+    def _bootstrapped(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Hard bootstrapping (Reed et al. 2015): each cell's target is its label, with ``bootstrap`` of it
+        replaced by the class the model calls it now, so that a label the model firmly contradicts weighs
+        less.  Class probabilities ``(N, classes)``."""
+        share = self.config.bootstrap
+        label = nn.functional.one_hot(targets, self.num_classes).float()
+        call = nn.functional.one_hot(self._predictions(logits.detach()), self.num_classes).float()
+        return (1 - share) * label + share * call
 
     def validation_step(self, batch, batch_idx):
         images, targets = batch
