@@ -177,7 +177,7 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
     cam_lock = threading.Lock()
     if cam_model is not None:  # Grad-CAM's library and torchvision imported now (seconds), not in the first request
         _cam_png(cam_model, cam_lock, np.zeros((predictor.input_size, predictor.input_size, 3), np.uint8), 0)
-    field_side = fields.field_min_side(predictor.description)
+    field_side, no_fields = fields.field_min_side(predictor.description), fields.field_refusal(predictor.description)
     try:  # an exported graph's description lacks the training figures its checkpoint's holds
         described = model_description(predictor.source) if predictor.source else {}
     except (UserError, OSError, ValueError):
@@ -330,7 +330,8 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
         todo = [(k, names[k], blobs[k], sizes[k]) for k, sort in enumerate(kinds) if sort == "field"]
         images, bad = await decode_all(request, [names[k] for k in at], [blobs[k] for k in at], at)
         del blobs
-        bad += fields.field_problems(todo, max_pixels=limits.max_pixels, budget_bytes=budget.total)
+        bad += fields.field_problems(todo, max_pixels=limits.max_pixels, budget_bytes=budget.total,
+                                     refusal=no_fields)
         if not bad and todo:
             screened, bad = await fields.screen_fields(todo, predictor, budget, max_pixels=limits.max_pixels,
                                                        cell_diameter=cell_diameter,

@@ -4,9 +4,10 @@ An upload is either one cell, cut as the model's training cells were, or a whole
 the microscope.  ``kind=auto`` (the default) tells them apart by size: an image whose shorter side is at
 least ``FIELD_CELLS_ACROSS`` times the side of the model's training images (its dataset profile's
 ``native_size``; an NIH malaria cell, about 130 px, when the profile does not say) is a field.  The NIH cells
-are at most 244 px on their shorter side, a 640x480 microscope field holds dozens of red cells, and a model
-trained on C-NMC's 450 px cells keeps taking them as cells.  ``kind=cell`` and ``kind=field`` say it for every
-image of a request.
+are at most 244 px on their shorter side, and a 640x480 microscope field holds dozens of red cells.
+``kind=cell`` and ``kind=field`` say it for every image of a request.  A leukemia model (trained on white
+cells) takes only single cells here: its fields are screened by ``cellscreen screen --cells white``
+(``field_refusal``).
 
 A field goes through the ``screen`` command's own steps (``cellscreen.screen``): find the red and white
 cells, cut each red cell at the training cells' scale, classify the cuts with the served model at its
@@ -29,11 +30,11 @@ from starlette.concurrency import run_in_threadpool
 
 from cellscreen.data.images import ImageReadError, decode_image
 from cellscreen.data.sources import PROFILES
-from cellscreen.screen import count, cut, overlay
+from cellscreen.screen import count, cut, overlay, white
 from cellscreen.screen.detect import find_cells
 from cellscreen.screen.pipeline import FieldOptions, classify_red_cells
 
-__all__ = ["KINDS", "FIELD_CELLS_ACROSS", "FIELD_BYTES_PER_PIXEL", "field_min_side", "image_size",
+__all__ = ["KINDS", "FIELD_CELLS_ACROSS", "FIELD_BYTES_PER_PIXEL", "field_refusal", "field_min_side", "image_size",
            "kind_of", "field_cost", "field_problems", "screen_field_bytes", "screen_fields"]
 
 KINDS = ("auto", "cell", "field")
@@ -45,8 +46,20 @@ _NIH_CELL_SIDE = 130  # px, the malaria-nih profile's native size: the default w
 FIELD_BYTES_PER_PIXEL = 32
 
 
-def field_min_side(description: dict) -> int:
-    """The shorter side, in pixels, from which ``kind=auto`` takes an image for a field, for this model."""
+def field_refusal(description: dict) -> str | None:
+    """Why the service does not screen whole fields with this model (None: it does): it classifies white cells."""
+    dataset = description.get("dataset")
+    if dataset in white.TRAINING_WHITE_CELLS:
+        return (f"this model was trained on {dataset} white cells; whole fields are screened for them by "
+                "`cellscreen screen MODEL FIELDS --cells white`: send single cells here")
+    return None
+
+
+def field_min_side(description: dict) -> int | None:
+    """The shorter side, in pixels, from which ``kind=auto`` takes an image for a field, for this model (None
+    for a model that does not screen fields here)."""
+    if field_refusal(description) is not None:
+        return None
     profile = PROFILES.get(description.get("dataset") or "")
     side = profile.native_size if profile is not None and profile.native_size else _NIH_CELL_SIDE
     return int(round(FIELD_CELLS_ACROSS * side))
@@ -63,12 +76,13 @@ def image_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
-def kind_of(size: tuple[int, int] | None, asked: str, min_side: int) -> str:
-    """``"cell"`` or ``"field"``: what was ``asked``, or for ``auto`` what the image's ``size`` says.  An
-    image whose header cannot be read goes the cell way, whose decoder says what is wrong with it."""
+def kind_of(size: tuple[int, int] | None, asked: str, min_side: int | None) -> str:
+    """``"cell"`` or ``"field"``: what was ``asked``, or for ``auto`` what the image's ``size`` says (a cell
+    when ``min_side`` is None).  An image whose header cannot be read goes the cell way, whose decoder says
+    what is wrong with it."""
     if asked != "auto":
         return asked
-    return "field" if size is not None and min(size) >= min_side else "cell"
+    return "field" if size is not None and min_side is not None and min(size) >= min_side else "cell"
 
 
 def field_cost(size: tuple[int, int] | None, data: bytes) -> int:
@@ -105,7 +119,8 @@ def screen_field_bytes(data: bytes, predictor, *, max_pixels: int, cell_diameter
     found = count.parasitemia(counts.positive, counts.red_counted)
     return {
         "kind": "field", "width": width, "height": height,
-        "cell_diameter": round(float(detection.cell_diameter), 2), "scale": round(float(scale), 4), "positive_class": options.positive_class, "decision_threshold": float(options.threshold),
+        "cell_diameter": round(float(detection.cell_diameter), 2), "scale": round(float(scale), 4),
+        "positive_class": options.positive_class, "decision_threshold": float(options.threshold),
         "counts": {"red_counted": int(counts.red_counted), "positive": int(counts.positive),
                    "not_single": int(counts.flagged), "white": int(counts.white), "border": int(counts.border)},
         "parasitemia": None if found is None else {"percent": found.percent, "low": found.low, "high": found.high},
@@ -123,9 +138,11 @@ def screen_field_bytes(data: bytes, predictor, *, max_pixels: int, cell_diameter
 
 
 def field_problems(fields: list[tuple[int, str, bytes, tuple[int, int] | None]], *, max_pixels: int,
-                   budget_bytes: int) -> list[dict]:
+                   budget_bytes: int, refusal: str | None = None) -> list[dict]:
     """The fields ``(index, name, data, size)`` that cannot be screened, each with its reason and answer
-    status, found from their headers before any field is screened."""
+    status, found from their headers before any field is screened (every one, with the model's ``refusal``)."""
+    if refusal is not None:
+        return [{"index": index, "filename": name, "reason": refusal, "status": 422} for index, name, _, _ in fields]
     bad = []
     for index, name, data, size in fields:
         if size is None or size[0] * size[1] > max_pixels:
@@ -145,7 +162,8 @@ def field_problems(fields: list[tuple[int, str, bytes, tuple[int, int] | None]],
 
 
 async def screen_fields(fields: list[tuple[int, str, bytes, tuple[int, int] | None]], predictor, budget, *,
-                        max_pixels: int, cell_diameter: float | None, still_wanted) -> tuple[dict[int, dict], list[dict]]:
+                        max_pixels: int, cell_diameter: float | None,
+                        still_wanted) -> tuple[dict[int, dict], list[dict]]:
     """Screen each field ``(index, name, data, size)`` in a worker thread, one at a time, each holding its
     ``field_cost`` of the shared decode ``budget``; the results by index, and the fields that turned out
     unreadable.  ``still_wanted()`` is awaited before each field (it raises when the client has gone)."""

@@ -22,7 +22,8 @@ FIELD_COUNTS = {"type": "object", "description": (
     "positive class; not_single: red objects that are not one single red cell (not counted); white: white cells; "
     "border: red objects cut by the border"),
     "properties": {key: {"type": "integer"} for key in ("red_counted", "positive", "not_single", "white", "border")}}
-FIELD = {"type": "object", "required": ["filename", "kind", "counts", "parasitemia", "warnings", "overlay"], "properties": {
+FIELD = {"type": "object", "required": ["filename", "kind", "counts", "parasitemia", "warnings", "overlay"],
+         "properties": {
     "filename": {"type": "string"}, "kind": {"const": "field"}, "width": {"type": "integer"},
     "height": {"type": "integer"}, "cell_diameter": {"type": "number"}, "scale": {"type": "number"},
     "positive_class": {"type": ["string", "null"]}, "decision_threshold": {"type": "number"}, "counts": FIELD_COUNTS,

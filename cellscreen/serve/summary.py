@@ -33,8 +33,8 @@ from cellscreen.screen import count
 from cellscreen.serve.graph import onnx_description
 from cellscreen.serve.outputs import read_rows
 
-__all__ = ["SampleSummary", "model_description", "validation_card", "sample_of", "summarise_predictions", "summarise_uploads",
-           "write_summary", "format_summary", "CONFIDENCE", "MAX_UPLOADS"]
+__all__ = ["SampleSummary", "model_description", "validation_card", "sample_of", "summarise_predictions",
+           "summarise_uploads", "write_summary", "format_summary", "CONFIDENCE", "MAX_UPLOADS"]
 
 CONFIDENCE = 0.95
 MAX_UPLOADS = 100_000  # files one summary request may describe

@@ -34,7 +34,7 @@ def client(tmp_path_factory):
 
 def test_auto_tells_fields_from_cells_by_the_models_training_image_size():
     assert fields.field_min_side({"dataset": "malaria-nih"}) == 325  # 2.5 NIH cells of 130 px
-    assert fields.field_min_side({"dataset": "cnmc"}) == 1125  # C-NMC's 450 px cells stay cells
+    assert fields.field_min_side({"dataset": "cnmc"}) is None  # C-NMC's 450 px white cells stay cells
     assert fields.field_min_side({"dataset": "folder"}) == 325
     assert fields.kind_of((640, 480), "auto", 325) == "field"
     assert fields.kind_of((640, 324), "auto", 325) == "cell"
@@ -170,7 +170,8 @@ def test_a_field_of_real_nih_cells_is_counted_exactly_beside_single_cells(client
     with Image.open(io.BytesIO(base64.b64decode(screened["overlay"].split(",", 1)[1]))) as picture:
         assert picture.size == (640, 480)
         drawn = np.asarray(picture.convert("RGB")).astype(int)
-    assert (np.abs(drawn - np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)).sum(axis=2) > 0).sum() > 500
+    sent = np.asarray(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
+    assert (np.abs(drawn - sent).sum(axis=2) > 0).sum() > 500  # outlines drawn on the field
 
     assert body["summary"]["cells"] == 2  # the single cells only
     slide_a, slide_b = body["samples"]
@@ -208,3 +209,14 @@ def test_a_given_red_cell_size_is_bounded(client):
         assert answer.status_code == 422, answer.text  # a tiny size would blow a field up many times over
     answer = client.post("/v1/predict?cell_diameter=40", files=[("files", ("a.png", blank, "image/png"))])
     assert answer.status_code == 200 and answer.json()["results"][0]["cell_diameter"] == 40
+
+
+def test_a_leukemia_model_takes_single_cells_only():
+    assert fields.field_refusal({"dataset": "malaria-nih"}) is None and fields.field_refusal({}) is None
+    refusal = fields.field_refusal({"dataset": "taleqani-binary"})
+    assert "white cells" in refusal and "--cells white" in refusal
+    assert fields.field_min_side({"dataset": "taleqani-binary"}) is None
+    assert fields.kind_of((640, 480), "auto", None) == "cell"  # as before fields were served
+    bad = fields.field_problems([(3, "f.png", b"x", (640, 480))], max_pixels=16_000_000, budget_bytes=2**29,
+                                refusal=refusal)
+    assert bad == [{"index": 3, "filename": "f.png", "reason": refusal, "status": 422}]

@@ -253,7 +253,8 @@ def test_page_screens_a_field_and_sums_cells_per_sample(app, url, page, real_dat
 
     table = "() => document.querySelectorAll('#samples tbody tr').length"
     page.wait_for_function(f"{table} === 3")
-    samples = page.eval_on_selector_all("#samples tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+    samples = page.eval_on_selector_all("#samples tbody tr",
+                                        "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
     flagged_b = sum(row["flagged"] for row in rows[1:3])
     assert samples[0][:8] == ["slideA", "0", "–", "–", "1", "16", "4", shown_interval], samples
     assert "only 16 red cells counted" in samples[0][8]
@@ -265,6 +266,7 @@ def test_page_screens_a_field_and_sums_cells_per_sample(app, url, page, real_dat
     samples = page.eval_on_selector_all("#samples tbody tr", "rows => rows.map(r => r.cells[0].textContent)")
     assert page.inner_text("#regex-message") == "" and len(samples) == 2, samples
     page.fill("#group-regex", "(")
-    page.wait_for_function("() => document.getElementById('regex-message').textContent.includes('not a regular expression')")
+    page.wait_for_function(
+        "() => document.getElementById('regex-message').textContent.includes('not a regular expression')")
     page.screenshot(path=str(tmp_path / "fields.png"), full_page=True)
     Image.open(tmp_path / "fields.png").verify()

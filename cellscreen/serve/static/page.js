@@ -66,7 +66,8 @@
       ["Positive class", info.positive_class || "none"],
       ["Input size", `${info.input_size} × ${info.input_size} px`],
       ["Decision threshold", thresholdText(info)],
-      ["Whole fields", `images at least ${info.field_min_side} px on their shorter side (or chosen below)`],
+      ["Whole fields", info.field_min_side ? `images at least ${info.field_min_side} px on their shorter side ` +
+                       "(or chosen below)" : "not with this model (it classifies white cells): single cells only"],
       ["Grad-CAM", info.gradcam ? "available" : "not available for this model"],
       ["Max files / request", String(limits.max_files)],
       ["Max upload / request", `${bytesText(limits.max_upload_bytes)} (${Number(limits.max_upload_bytes).toLocaleString("en")} bytes)`],
