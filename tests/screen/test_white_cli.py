@@ -10,13 +10,34 @@ from pathlib import Path
 
 from tests.clitools import run_here
 from tests.screen.test_cli import one_line_refusal
-from tests.screen.test_pipeline import read_csv
+from tests.screen.test_pipeline import CHROMIUM, read_csv
 
 WHITE_LINE = re.compile(r"^(?P<sample>.+): (?P<images>\d+) image\(s\), (?P<white>[\d,]+) white cells counted, "
                         r"(?P<blasts>[\d,]+) blasts, blast share (?P<percent>[\d.]+)% \(95% CI [\d.]+-[\d.]+\), "
                         r"(?P<red>[\d,]+) red cells counted")
 FIELDS = ("01252e0c-0bf1-535d-ad2d-bca294125f0a", "018239dc-02bb-5c9c-be33-0737ee53d592",
           "0184a270-648e-5e6d-bc61-a9e8f7b0f6e4")  # TXL-PBC fields with one white cell labelled each
+
+
+def check_report_in_chromium(out: Path, share: str) -> None:
+    """The report opens in Chromium with its three overlays, the sample's blast share, and prints."""
+    if CHROMIUM is None:
+        return  # test_pipeline says so once, with how to install it
+    from playwright.sync_api import sync_playwright  # drives Chromium
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto((out / "report.html").as_uri())
+        page.wait_for_load_state("load")
+        shown = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
+        rows = page.eval_on_selector_all("#samples tr", "els => els.map(e => e.innerText)")
+        page.emulate_media(media="print")
+        printed = page.pdf()
+        browser.close()
+    assert len(shown) == 3 and all(complete and width > 100 for complete, width in shown), shown
+    assert "blast share" in rows[0] and share in rows[1], rows
+    assert printed.startswith(b"%PDF")
 
 
 def test_white_cells_of_real_fields_go_to_a_leukemia_model(real_data, tmp_path):
@@ -58,6 +79,7 @@ def test_white_cells_of_real_fields_go_to_a_leukemia_model(real_data, tmp_path):
     assert record["blast_classes"] == ["Early", "Pre", "Pro"] and record["white_cut"]["style"] == "context"
     assert len(list((out / "overlays").glob("*.png"))) == 3
     assert "blast share (95% interval)" in (out / "report.html").read_text()
+    check_report_in_chromium(out, f"{float(sample['blast_percent']):.2f}%")
 
     one_line_refusal(run_here("screen", "malaria", str(fields), "--cells", "white", "--out", str(tmp_path / "m"),
                               "-q"), "red-cell model", "leukemia model")
