@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 __all__ = ["OPEN_PATHS", "TokenRequired", "HideToken"]
 
 # Answered without the token: the page (which then asks for it), its style and script, and the liveness probe
-OPEN_PATHS = frozenset({"/", "/static/page.css", "/static/page.js", "/healthz"})
+OPEN_PATHS = frozenset({"/", "/static/page.css", "/static/text.js", "/static/page.js", "/healthz"})
 
 
 class TokenRequired:

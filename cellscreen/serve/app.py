@@ -370,7 +370,7 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
 
     @app.post("/v1/samples", include_in_schema=False)  # the page's per-sample table, over all its requests
     async def samples(request: Request) -> dict:
-        body = b""
+        body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > limits.max_upload_bytes:
@@ -389,7 +389,7 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     @app.get("/static/{name}", include_in_schema=False)
-    async def page_part(name: Literal["page.css", "page.js"]):
+    async def page_part(name: Literal["page.css", "text.js", "page.js"]):
         return FileResponse(STATIC / name, media_type="text/css" if name.endswith(".css") else "text/javascript")
 
     @app.exception_handler(Exception)

@@ -191,7 +191,7 @@ def test_the_page_parts_are_served_open_and_the_summary_needs_the_token(client):
 
     with TestClient(create_app(client.app.state.predictor, token="s3cret")) as guarded:
         page = guarded.get("/").text
-        assert 'src="static/page.js"' in page and 'href="static/page.css"' in page
+        assert 'src="static/page.js"' in page and 'src="static/text.js"' in page and 'href="static/page.css"' in page
         script = guarded.get("/static/page.js")
         assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
         assert "v1/samples" in script.text and guarded.get("/static/page.css").status_code == 200

@@ -31,24 +31,8 @@
     return token ? { ...options, headers: { ...options.headers, Authorization: "Bearer " + token } } : options;
   }
 
-  function el(tag, props, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(props || {})) {
-      if (key === "class") node.className = value;
-      else if (key === "text") node.textContent = value;
-      else node.setAttribute(key, value);
-    }
-    for (const child of children) node.append(child);  // strings become text nodes
-    return node;
-  }
-
-  function bytesText(n) {
-    if (n >= 1024 * 1024) return (n / 1024 / 1024).toFixed(n % (1024 * 1024) ? 1 : 0) + " MiB";
-    if (n >= 1024) return (n / 1024).toFixed(0) + " KiB";
-    return n + " bytes";
-  }
-
-  function percent(p, digits = 1) { return (100 * p).toFixed(digits) + "%"; }
+  const { el, bytesText, percent, count, shareText, thresholdText, validationRows, fieldCountRows, sampleRow,
+          csvField } = window.cellscreenText;
 
   function message(text) { $("message").textContent = text || ""; }
 
@@ -85,48 +69,6 @@
       $("results-caption").textContent = "One row per image.";
       for (const item of items) item.cells.camCell.hidden = true;
     }
-  }
-
-  function thresholdText(info) {
-    if (!info.positive_class) return "none (the likeliest class is called)";
-    const decision = (info.validation || {}).decision;
-    const t = Number(info.decision_threshold);
-    const how = decision && decision.operating_point ? ` (chosen on the validation cells for ${decision.operating_point})`
-      : decision ? " (given)" : t === 0.5 ? " (the default)" : "";
-    return `${info.positive_class} from a probability of ${t.toPrecision(4).replace(/\.?0+$/, "")} on${how}`;
-  }
-
-  function count(n) { return n === null || n === undefined ? "–" : Number(n).toLocaleString("en"); }
-
-  function validationRows(v) {
-    const rows = [["Dataset", v.dataset || "–"]];
-    const held = v.held_out || {};
-    const parts = ["val", "test"].filter((k) => k in held).map((k) => `${k} ${percent(Number(held[k]), 0)}`);
-    const by = v.split_by === "group" ? "by patient or slide" : v.split_by ? "by " + v.split_by : "";
-    if (v.split_method) {
-      rows.push(["Split", [v.split_method, by, parts.length ? "held out: " + parts.join(", ") : ""]
-        .filter(Boolean).join(", ") + (v.leaky ? " (leaky: cells of one patient on both sides)" : "")]);
-    }
-    if (v.training_cells || v.validation_cells) {
-      rows.push(["Cells", `${count(v.training_cells)} trained on, ${count(v.validation_cells)} validated on`]);
-    }
-    if (v.kept_for && v.kept_for.name) {
-      rows.push(["Kept for", `${v.kept_for.name} ${Number(v.kept_for.value).toFixed(4)}` +
-                             (v.kept_for.epoch !== undefined ? ` (epoch ${v.kept_for.epoch})` : "")]);
-    }
-    const test = v.test;
-    if (test) {
-      const shown = ["accuracy", "sensitivity", "specificity", "roc_auc"].filter((k) => test[k]).map((k) => {
-        const ci = test[k].ci95;
-        return `${k.replace("roc_auc", "ROC AUC")} ${Number(test[k].value).toFixed(3)}` +
-               (Array.isArray(ci) ? ` (95% CI ${Number(ci[0]).toFixed(3)}–${Number(ci[1]).toFixed(3)})` : "");
-      });
-      rows.push([`Test (${count(test.cells)} cells, ${count(test.groups)} ${test.group_kind || "group"}s)`,
-                 shown.join("; ")]);
-    } else {
-      rows.push(["Test figures", "none beside this model (cellscreen evaluate MODEL --subset test --out RUN/test)"]);
-    }
-    return rows;
   }
 
   async function loadModel() {
@@ -316,7 +258,7 @@
     if (response.ok) {
       const results = body && Array.isArray(body.results) ? body.results : [];
       if (results.length === batch.length) {
-        batch.forEach((item, k) => (results[k].kind === "field" ? fieldResult(item, results[k]) : showResult(item, results[k])));
+        batch.forEach((item, k) => (results[k].kind === "field" ? fieldResult : showResult)(item, results[k]));
       }
       else batch.forEach((item) => skip(item, "the server answered with the wrong number of results"));
       return;
@@ -389,10 +331,6 @@
 
   // ---- fields --------------------------------------------------------------------------------------------
 
-  function shareText(percentValue, low, high) {
-    return `${Number(percentValue).toFixed(2)}% (95% CI ${Number(low).toFixed(2)}–${Number(high).toFixed(2)}%)`;
-  }
-
   function fieldResult(item, result) {
     item.state = "ok";
     item.result = result;
@@ -401,9 +339,11 @@
     item.row.className = "ok field" + (c.positive ? " flagged" : "");
     item.cells.cls.textContent = `field: ${count(c.red_counted)} red cells, ${count(c.positive)} ${positive}`;
     const share = result.parasitemia;
-    item.cells.prob.replaceChildren(el("span", { class: "p", text: share ? shareText(share.percent, share.low, share.high) : "–" }));
+    const shown = share ? shareText(share.percent, share.low, share.high) : "–";
+    item.cells.prob.replaceChildren(el("span", { class: "p", text: shown }));
     item.cells.prob.title = "";
-    item.cells.status.textContent = "ok" + (result.warnings && result.warnings.length ? " · " + result.warnings.length + " warning(s)" : "");
+    const warnings = (result.warnings || []).length;
+    item.cells.status.textContent = "ok" + (warnings ? ` · ${warnings} warning(s)` : "");
     item.cells.cam.hidden = true;
     if (!shownField) showField(item);
     update();
@@ -412,17 +352,15 @@
   function showField(item) {
     if (!item.result || item.result.kind !== "field") return;
     shownField = item;
-    const r = item.result, c = r.counts || {};
+    const r = item.result;
     const positive = model.positive_class || "positive";
     $("field-panel").hidden = false;
-    $("field-title").textContent = `${item.path} — ${r.width} × ${r.height} px, red cells about ${Number(r.cell_diameter).toFixed(0)} px across`;
+    $("field-title").textContent = `${item.path} — ${r.width} × ${r.height} px, ` +
+      `red cells about ${Number(r.cell_diameter).toFixed(0)} px across`;
     const img = $("field-overlay");
     img.src = r.overlay;
     img.alt = "cells found on " + item.path + ", outlined by what was decided";
-    const rows = [["Red cells counted", count(c.red_counted)], [positive, count(c.positive)],
-                  ["Parasitemia", r.parasitemia ? shareText(r.parasitemia.percent, r.parasitemia.low, r.parasitemia.high) : "– (no red cell counted)"],
-                  ["Not single cells", `${count(c.not_single)} (not counted)`], ["Cut by the border", `${count(c.border)} (not counted)`],
-                  ["White cells", count(c.white)]];
+    const rows = fieldCountRows(r, positive);
     $("field-counts").replaceChildren(...rows.flatMap(([t, v]) => [el("dt", { text: t }), el("dd", { text: v })]));
     $("field-warnings").replaceChildren(...(r.warnings || []).map((w) => el("li", { text: w })));
     for (const other of tbody.querySelectorAll("tr.selected")) other.classList.remove("selected");
@@ -461,16 +399,7 @@
   }
 
   function showSamples(samples) {
-    const rows = samples.map((s) => {
-      const share = s.cells ? `${percent(s.share)} (95% CI ${percent(s.low)}–${percent(s.high)})` : "–";
-      const para = s.parasitemia ? shareText(s.parasitemia.percent, s.parasitemia.low, s.parasitemia.high) : "–";
-      return el("tr", {},
-        el("th", { scope: "row", text: s.sample === "." ? "(no folder)" : s.sample }),
-        el("td", { text: count(s.cells) }), el("td", { text: s.cells ? count(s.flagged) : "–" }), el("td", { text: share }),
-        el("td", { text: count(s.fields) }), el("td", { text: s.fields ? count(s.red_counted) : "–" }),
-        el("td", { text: s.fields ? count(s.positive) : "–" }), el("td", { text: para }),
-        el("td", { class: "warnings", text: (s.warnings || []).join("; ") }));
-    });
+    const rows = samples.map(sampleRow);
     document.querySelector("#samples tbody").replaceChildren(...rows);
     $("samples-section").hidden = !rows.length;
   }
@@ -511,21 +440,18 @@
     }
     const pending = total - done;
     const counts = `${n} cell${n === 1 ? "" : "s"} classified · ` +
-                   (fieldItems.length ? `${fieldItems.length} field${fieldItems.length === 1 ? "" : "s"} screened · ` : "") +
+                   (fieldItems.length ? `${fieldItems.length} field${fieldItems.length === 1 ? "" : "s"} ` +
+                                        "screened · " : "") +
                    `${skipped} skipped` + (pending ? ` · ${pending} still in progress` : "");
     const lines = headline ? [el("p", { class: "headline", text: headline })] : [];
     if (fieldItems.length) {
       const sum = (key) => fieldItems.reduce((a, item) => a + Number(item.result.counts[key] || 0), 0);
       const red = sum("red_counted"), hits = sum("positive");
       lines.push(el("p", { class: "headline", text: `Fields: ${count(red)} red cells counted, ${count(hits)} ` +
-        `${positive || "positive"}` + (red ? ` (${(100 * hits / red).toFixed(2)}%; intervals per field and per sample below)` : "") }));
+        `${positive || "positive"}` +
+        (red ? ` (${(100 * hits / red).toFixed(2)}%; intervals per field and per sample below)` : "") }));
     }
     box.replaceChildren(...lines, el("p", { class: "counts", text: counts }));
-  }
-
-  function csvField(value) {
-    const text = value === null || value === undefined ? "" : String(value);
-    return /[",\r\n]|^\s|\s$/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
   }
 
   function csv() {
