@@ -332,6 +332,7 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
         del blobs
         bad += fields.field_problems(todo, max_pixels=limits.max_pixels, budget_bytes=budget.total,
                                      refusal=no_fields)
+        screened: dict[int, dict] = {}
         if not bad and todo:
             screened, bad = await fields.screen_fields(todo, predictor, budget, max_pixels=limits.max_pixels,
                                                        cell_diameter=cell_diameter,
