@@ -51,23 +51,27 @@ def txl_fields(root: Path, part: str) -> list[Path]:
     return [p for p in paths if (p in tuning) == (part == "tuning")]
 
 
-def screen_fields(paths: list[Path], predictor, *, cells_out=None, crops: Path | None = None,
-                  set_name: str = "") -> dict[str, count.Counts]:
-    """Counts per field (stem -> Counts), each field screened as ``cellscreen screen`` does."""
-    options = FieldOptions("", tuple(predictor.classes), predictor.positive_class,
-                           count.decision_threshold(predictor.description), predictor.input_size,
-                           predictor.border_crop, predictor.interpolation, 256, None, None)
-    pos = list(predictor.classes).index(predictor.positive_class)
-    result = {}
+def screen_fields(paths: list[Path], predictors: list, *, cells_out=None, crops: Path | None = None,
+                  set_name: str = "") -> list[dict[str, count.Counts]]:
+    """Counts per field (stem -> Counts) for each of ``predictors``, each field screened as ``cellscreen
+    screen`` does (the cells found once, then classified by each model)."""
+    options = [FieldOptions("", tuple(p.classes), p.positive_class, count.decision_threshold(p.description),
+                            p.input_size, p.border_crop, p.interpolation, 256, None, None) for p in predictors]
+    results = [{} for _ in predictors]
     for path in paths:
         with Image.open(path) as image:
             rgb = np.asarray(image.convert("RGB"))
         detection = find_cells(rgb)
         scale = cut.field_scale(detection.cell_diameter)
-        red, proba = classify_red_cells(rgb, detection, scale, options, predictor)
-        _, positive = count.call_cells(proba, options.classes, options.positive_class, options.threshold)
-        result[path.stem] = count.count_field(detection.cells, [c.id for c, hit in zip(red, positive) if hit])
-        for cell, p, hit in zip(red, proba[:, pos], positive):
+        for k, (predictor, option) in enumerate(zip(predictors, options)):
+            red, proba = classify_red_cells(rgb, detection, scale, option, predictor)
+            _, positive = count.call_cells(proba, option.classes, option.positive_class, option.threshold)
+            results[k][path.stem] = count.count_field(detection.cells,
+                                                      [c.id for c, hit in zip(red, positive) if hit])
+            if k == 0:
+                first = red, proba[:, list(option.classes).index(option.positive_class)], positive
+        red, first_p, positive = first
+        for cell, p, hit in zip(red, first_p, positive):
             if not cell.single or cell.touches_border:
                 continue
             if cells_out is not None:
@@ -76,7 +80,7 @@ def screen_fields(paths: list[Path], predictor, *, cells_out=None, crops: Path |
             if crops is not None and hit:
                 crop = cut.cut_cell(rgb, detection.labels, cell.id, cell.box, scale)
                 Image.fromarray(crop).save(crops / f"{set_name}_{path.stem}_{cell.id}_p{p:.2f}.png")
-    return result
+    return results
 
 
 def share(counts: list[count.Counts]) -> dict:
@@ -90,15 +94,17 @@ def share(counts: list[count.Counts]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="malaria", help="model to screen with (bundled name, run folder, .onnx)")
+    parser.add_argument("--model", action="append", help="model to screen with (bundled name, run folder, "
+                        ".onnx); repeat to compare several on the same cells (default: malaria)")
     parser.add_argument("--engine", default="auto", help="inference engine (auto, onnx, int8, torch)")
     parser.add_argument("--part", choices=("report", "tuning"), default="report", help="fields to screen")
     parser.add_argument("--sets", default="chula,txl", help="comma-separated: chula, txl")
-    parser.add_argument("--cells", help="write one CSV row per counted red cell here")
-    parser.add_argument("--crops", help="write the cut of every flagged cell into this folder")
+    parser.add_argument("--cells", help="write one CSV row per counted red cell here (first model's calls)")
+    parser.add_argument("--crops", help="write the cut of every cell the first model flags into this folder")
     args = parser.parse_args()
     root = Path(os.environ.get("CELLSCREEN_DATA", "../shared/data"))
-    predictor = load_predictor(args.model, engine=args.engine)
+    models = args.model or ["malaria"]
+    predictors = [load_predictor(model, engine=args.engine) for model in models]
     crops = Path(args.crops) if args.crops else None
     if crops:
         crops.mkdir(parents=True, exist_ok=True)
@@ -106,25 +112,29 @@ def main() -> None:
     writer = csv.writer(handle) if handle else None
     if writer:
         writer.writerow(["set", "field", "cell_id", "p_positive", "flagged", "area", "ellipse_fill", "x", "y"])
-    result = {"model": args.model, "engine": predictor.engine, "part": args.part}
+    results = [{"model": model, "engine": p.engine, "part": args.part} for model, p in zip(models, predictors)]
     sets = args.sets.split(",")
     if "chula" in sets:
-        per_field = screen_fields(chula_fields(root, args.part), predictor, cells_out=writer, crops=crops,
+        per_model = screen_fields(chula_fields(root, args.part), predictors, cells_out=writer, crops=crops,
                                   set_name="chula")
-        result["chula_all"] = share(list(per_field.values()))
-        result["chula_fully_labelled"] = share([c for f, c in per_field.items() if int(f) in FULLY_LABELLED])
+        for result, per_field in zip(results, per_model):
+            result["chula_all"] = share(list(per_field.values()))
+            result["chula_fully_labelled"] = share([c for f, c in per_field.items() if int(f) in FULLY_LABELLED])
     if "txl" in sets:
-        per_field = screen_fields(txl_fields(root, args.part), predictor, cells_out=writer, crops=crops,
+        per_model = screen_fields(txl_fields(root, args.part), predictors, cells_out=writer, crops=crops,
                                   set_name="txl")
-        result["txl"] = share(list(per_field.values()))
+        for result, per_field in zip(results, per_model):
+            result["txl"] = share(list(per_field.values()))
     if handle:
         handle.close()
-    for name in ("chula_all", "chula_fully_labelled", "txl"):
-        if name in result:
-            s = result[name]
-            print(f"{name} ({args.part}, {s['fields']} fields): {s['flagged']} of {s['red_counted']} counted red "
-                  f"cells flagged, {s['percent']}% (95% CI {s['ci95']}); {s['not_single']} objects not single")
-    print(json.dumps(result))
+    for result in results:
+        for name in ("chula_all", "chula_fully_labelled", "txl"):
+            if name in result:
+                s = result[name]
+                print(f"{result['model']}: {name} ({args.part}, {s['fields']} fields): {s['flagged']} of "
+                      f"{s['red_counted']} counted red cells flagged, {s['percent']}% (95% CI {s['ci95']}); "
+                      f"{s['not_single']} objects not single")
+        print(json.dumps(result))
 
 
 if __name__ == "__main__":
