@@ -13,6 +13,12 @@ before it:
   exporting a graph a checkpoint lacks;
 - ``distributed``: the rows of a prediction computed on a Ray cluster;
 - ``predict``: ``predict_files`` and ``merge_predictions``;
+- ``summary``: per-sample counts of a request's answers (share flagged with
+  its interval, fields' parasitemia);
+- ``fields``: a whole smear field screened in memory with the screen
+  package's steps (overlay, counts, parasitemia);
+- ``schema`` and ``access``: the shapes of the answers in the OpenAPI schema,
+  and the bearer-token check;
 - ``app``: the HTTP server and its page.
 
 Nothing is imported here: importing ``runtime`` must not import PyTorch.

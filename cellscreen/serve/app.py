@@ -174,9 +174,9 @@ def create_app(model: str | Path | Predictor, *, engine: str = "auto", limits: L
     cam_model = None
     if predictor.info()["gradcam"]:
         cam_model = copy.deepcopy(predictor.torch_model)  # never shares hooks with the predicting model
+    # Grad-CAM's library is imported by the first request that asks for a map (seconds), not at start: it
+    # would hold about 245 MB from the start in every server, most of which never draws a map
     cam_lock = threading.Lock()
-    if cam_model is not None:  # Grad-CAM's library and torchvision imported now (seconds), not in the first request
-        _cam_png(cam_model, cam_lock, np.zeros((predictor.input_size, predictor.input_size, 3), np.uint8), 0)
     field_side, no_fields = fields.field_min_side(predictor.description), fields.field_refusal(predictor.description)
     try:  # an exported graph's description lacks the training figures its checkpoint's holds
         described = model_description(predictor.source) if predictor.source else {}

@@ -28,6 +28,9 @@ FUZZ = settings(max_examples=60, deadline=None, database=None, suppress_health_c
 def api_schema():
     from cellscreen.serve.app import Limits, create_app
 
+    import pytorch_grad_cam  # noqa: F401  the service imports it at the first map asked for (seconds on a
+    # loaded machine); imported here, so that no fuzzed request waits on it
+
     # small limits, so that generated requests reach them too
     app = create_app("malaria", limits=Limits(max_files=8, max_upload_bytes=256 * 1024, max_pixels=1_000_000))
     return schemathesis.openapi.from_asgi("/openapi.json", app, config=SchemathesisConfig.from_dict(CONFIG))
