@@ -49,6 +49,9 @@ PEAK_SPACING = 0.3  # closest two peaks of one kind may lie, in red-cell diamete
 SAME_CELL = 0.35  # a red and a white peak closer than this (in red-cell diameters) are one cell: the higher wins
 MARKER_RADIUS = 0.3  # each centre is given at least a disc of this share of a red cell's diameter as its outline
 SINGLE_AREA = (0.55, 1.7)  # area range of one red cell, as shares of the median red cell found
+SCALE_CHECK = (0.5, 0.7, 1.4, 2.0, 3.0)  # multiples of a measured diameter the network is also shown (scale_check)
+CHECK_FLOOR = 0.2  # peaks this high count towards the network's confidence at a scale
+CHECK_MARGIN = 0.1  # another scale wins only when its mean peak is this much higher than the measured one's
 
 
 def _work_size(shape: tuple[int, int], diameter: float) -> tuple[int, int]:
@@ -197,6 +200,27 @@ class LearnedFinder:
             found.centre[found.kind == k] += np.asarray(shift.get(kind, (0.0, 0.0)), float) * diameter
         return found, (scale_x + scale_y) / 2
 
+    def checked_diameter(self, rgb: np.ndarray, diameter: float) -> tuple[float, dict[str, np.ndarray]]:
+        """The measured ``diameter``, or a multiple of it where the network is clearly surer of its cells there,
+        with the network's maps at the diameter kept.
+
+        A measure that is far off (a field whose cells the classical finder cuts into pieces, or merges) shows
+        the network cells two or three times the size it learned, and its peaks are then many and weak. The
+        field is therefore also shown at ``SCALE_CHECK`` multiples of the measure; the multiple whose peaks
+        (above ``CHECK_FLOOR``) are highest on average wins when it beats the measure by ``CHECK_MARGIN``.
+        """
+        def confidence(maps: dict[str, np.ndarray]) -> float:
+            peaks = find_peaks(maps["heat"], maps["log_size"], [CHECK_FLOOR] * len(self.kinds),
+                               offset=maps.get("offset"), spacing=self.spacing)
+            return float(np.mean(peaks.score)) if len(peaks.score) else 0.0
+
+        measured = self.heat_of(rgb, diameter)
+        best = (confidence(measured) + CHECK_MARGIN, diameter, measured)
+        for multiple in SCALE_CHECK:
+            maps = self.heat_of(rgb, diameter * multiple)
+            best = max(best, (confidence(maps), diameter * multiple, maps), key=lambda option: option[0])
+        return best[1], best[2]
+
     def find_cells(self, rgb: np.ndarray, *, cell_diameter: float | None = None) -> Detection:
         """The red and white cells of a field, as ``detect.find_cells`` gives them."""
         rgb = np.asarray(rgb)
@@ -204,8 +228,10 @@ class LearnedFinder:
             rgb = np.stack([rgb] * 3, axis=-1)
         fixed = self.description["scale"]["mode"] == "fixed" or bool(cell_diameter)
         classical = find_cells(rgb, cell_diameter=self.diameter(None, cell_diameter) if fixed else None)
-        diameter = self.diameter(classical, cell_diameter)
-        peaks, _ = self.peaks(rgb, diameter)
+        diameter, maps = self.diameter(classical, cell_diameter), None
+        if not fixed and self.description.get("scale_check"):
+            diameter, maps = self.checked_diameter(rgb, diameter)
+        peaks, _ = self.peaks(rgb, diameter, maps=maps)
         return _outlined(rgb.shape[:2], classical.labels > 0, peaks, [self.kinds[k] for k in peaks.kind], diameter,
                          boxes=bool(self.description.get("boxes")))
 

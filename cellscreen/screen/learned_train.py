@@ -295,7 +295,7 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
         "outputs": {"heat": "(1, kinds, H/2, W/2) in 0..1", "log_size": "(1, 2, H/2, W/2): log(width, height / "
                     "red-cell diameter)", "offset": "(1, 2, H/2, W/2): x, y from each output pixel to the nearest "
                     "centre, in output pixels"}, "offset": True,
-        "scale": scale, "thresholds": {kind: 0.3 for kind in kinds}, "dataset": dataset,
+        "scale": scale, "scale_check": boxes, "thresholds": {kind: 0.3 for kind in kinds}, "dataset": dataset,
         "images": str(images), "labels": str(labels), "label_format": label_format, "border": border,
         "fields": split, "fold": [fold, folds],
         "train": {"steps": steps, "batch_size": batch_size, "crop": CROP, "seed": seed, "fields": len(fields),

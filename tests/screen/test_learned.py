@@ -264,3 +264,25 @@ def test_a_run_made_before_the_offset_head_still_finds_cells(trained, tmp_path):
     score = score_image(detection.cells, read_point_labels(tmp_path / "99.txt"),
                         max_distance=match_distance(2 * RADIUS))
     assert score.recall >= 0.9 and score.precision >= 0.9, score
+
+
+def test_a_quarter_of_the_crops_start_at_the_fields_edge():
+    from cellscreen.screen.learned_train import EDGE_CROPS, _crop_start
+
+    rng = np.random.default_rng(0)
+    starts = np.array([_crop_start(rng, 300, 64) for _ in range(4000)])
+    assert starts.min() == 0 and starts.max() == 300 - 64
+    at_edge = np.mean((starts == 0) | (starts == 300 - 64))
+    assert EDGE_CROPS - 0.03 < at_edge < EDGE_CROPS + 0.03
+    assert {_crop_start(rng, 40, 64) for _ in range(200)} <= set(range(-24, 1))  # a field smaller than the crop
+
+
+def test_the_scale_check_mends_a_measure_far_off_and_leaves_a_right_one(trained):
+    root, description = trained
+    finder = LearnedFinder(root / "run")
+    rgb, _ = _disc_field(98)
+    right = description["scale"]["diameter"]
+    assert finder.checked_diameter(rgb, right)[0] == right
+    mended, maps = finder.checked_diameter(rgb, right / 2.8)
+    assert 0.7 * right <= mended <= 1.4 * right
+    assert maps["heat"].shape[1] == pytest.approx(rgb.shape[0] * 16 / mended / 2, abs=2)
