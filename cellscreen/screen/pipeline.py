@@ -111,14 +111,15 @@ def classify_red_cells(rgb: np.ndarray, detection, scale: float, options: FieldO
     return red, proba
 
 
-def classify_white_cells(rgb: np.ndarray, detection, options: FieldOptions, predictor) -> tuple[list, np.ndarray]:
+def classify_white_cells(rgb: np.ndarray, detection, red_diameter: float, options: FieldOptions,
+                         predictor) -> tuple[list, np.ndarray]:
     """A field's white cells and their class probabilities ``(N, classes)``, each cut as the leukemia model's
-    training cells were."""
+    training cells were (``red_diameter``: the field's red cells' diameter, px)."""
     found = [cell for cell in detection.cells if cell.kind == "white"]
     proba = np.zeros((len(found), len(options.classes)), np.float32)
     for start in range(0, len(found), _CHUNK):
         crops = white.cut_white_cells(rgb, detection.labels, found[start:start + _CHUNK], options.white_cut,
-                                      detection.cell_diameter)
+                                      red_diameter)
         batch = cut.model_batch(crops, options.input_size, options.interpolation, options.border_crop)
         proba[start:start + len(crops)] = predictor.predict_batched(batch, options.batch_size)
     return found, proba
@@ -128,7 +129,8 @@ def _judged(rgb: np.ndarray, detection, scale: float, options: FieldOptions, pre
     """The cells the model judged (the red or the white ones), their probabilities, classes, whether each is
     positive (parasitized, or a blast) and its positive probability (None without a positive class)."""
     if options.cells == "white":
-        found, proba = classify_white_cells(rgb, detection, options, predictor)
+        # the red-cell diameter the field is scaled by: given (--cell-diameter, --microns-per-pixel) or measured
+        found, proba = classify_white_cells(rgb, detection, cut.TRAINING_CELL_DIAMETER / scale, options, predictor)
         names, hits, p_positive = count.call_blasts(proba, options.classes, options.blast_classes,
                                                     options.threshold)
         return found, proba, names, hits, p_positive

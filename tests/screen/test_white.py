@@ -222,6 +222,19 @@ def test_white_cell_shards_merge_into_the_whole_run(leukemia_run, monkeypatch, t
     assert "blast share" in (tmp_path / "merged" / "report.html").read_text()
 
 
+def test_white_cells_are_cut_at_the_red_cell_size_given_or_measured(leukemia_run, monkeypatch, tmp_path):
+    monkeypatch.setattr(pipeline, "find_cells", find_red_and_white)
+    field = write_white_field(tmp_path / "fields" / "f.png", 4, blasts=1, normal=1)
+    seen, real = [], white.cut_white_cells
+    monkeypatch.setattr(white, "cut_white_cells", lambda *args: seen.append(args[4]) or real(*args))
+    pipeline.screen(leukemia_run, [field], tmp_path / "given", workers=0, progress=False, cells="white",
+                    cell_diameter=40.0)
+    pipeline.screen(leukemia_run, [field], tmp_path / "measured", workers=0, progress=False, cells="white")
+    assert seen[0] == pytest.approx(40.0)
+    assert seen[1] == pytest.approx(float(read_csv(tmp_path / "measured" / "images.csv")[0]["cell_diameter_px"]),
+                                    abs=0.01)
+
+
 def test_red_and_white_models_are_refused_for_the_other_kind_of_cell(leukemia_run, tmp_path):
     field = write_white_field(tmp_path / "f.png", 0, blasts=1, normal=1)
     with pytest.raises(UserError, match="leukemia model"):
