@@ -101,6 +101,10 @@ def group_folds(labels: np.ndarray, units: np.ndarray, n_splits: int, seed: int)
     n_units = len(np.unique(units))
     if n_units < n_splits:
         raise UserError(f"only {n_units} independent groups: too few for {n_splits} parts; use fewer folds or larger fractions")
+    largest = int(np.unique(labels, return_counts=True)[1].max()) if len(labels) else 0
+    if largest < n_splits:  # scikit-learn's own refusal, said as what to do
+        raise UserError(f"only {largest} cells in the largest class: too few for {n_splits} parts; add cells, "
+                        "use fewer folds or larger validation and test fractions")
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     fold_of = np.empty(len(labels), dtype=int)
     for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(labels)), labels, units)):

@@ -98,3 +98,15 @@ def test_groups_from_duplicates_are_flagged(tmp_path):
     manifest = make_split(index, val=0.2, test=0.2)
     assert {row["label"] for row in manifest.rows} == {"Benign", "ALL"}
     assert any("not patient-disjoint" in note for note in manifest.meta["notes"])
+
+
+def test_too_few_cells_per_class_is_a_user_error():
+    """Ten groups but five cells a class cannot make seven stratified parts: said in words, not by scikit-learn."""
+    import numpy as np
+
+    from cellscreen.data.splits import group_folds
+
+    labels, units = np.repeat([0, 1], 5), np.arange(10)
+    with pytest.raises(UserError, match="only 5 cells in the largest class"):
+        group_folds(labels, units, 7, seed=0)
+    assert sorted(set(group_folds(labels, units, 5, seed=0))) == [0, 1, 2, 3, 4]
