@@ -29,13 +29,21 @@ def folds(cells, tmp_path_factory) -> Path:
                           "--folds", "2", "--seed", "0")
 
 
-def test_clean_labels_leaves_out_training_cells_that_disagree_with_their_label_never_test_cells(
-        cells, folds, tmp_path):
+@pytest.fixture(scope="module")
+def pruned(cells, folds, tmp_path_factory):
+    """clean_labels.py run on fold 0 of ``folds``: its folder, arguments and printed row."""
     images, env = cells
-    out = tmp_path / "clean"
+    out = tmp_path_factory.mktemp("clean") / "clean"
     args = ["--split", folds, "--data", images, "--out", out, "--inner", "2", "--below", "0.5", "--only", "0",
             *QUICK]
     (row,) = lines(bench("clean_labels.py", *args, env=env))[:-1]
+    return out, args, row
+
+
+def test_clean_labels_leaves_out_training_cells_that_disagree_with_their_label_never_test_cells(
+        cells, folds, pruned):
+    images, env = cells
+    out, args, row = pruned
     outer = read_rows(folds)
     cleaned = read_rows(out / "fold0" / "cleaned.csv")
     suspects = read_rows(out / "fold0" / "suspects.csv")
@@ -57,9 +65,15 @@ def test_clean_labels_leaves_out_training_cells_that_disagree_with_their_label_n
     assert other.returncode != 0 and "holds runs of other settings" in other.stderr
 
 
-def test_clean_labels_flips_the_cells_cleanlab_flags_to_the_suggested_class_never_a_test_cell(cells, folds, tmp_path):
+def test_clean_labels_flips_the_cells_cleanlab_flags_to_the_suggested_class_never_a_test_cell(cells, folds, pruned,
+                                                                                            tmp_path):
+    import shutil
+
     images, env = cells
     out = tmp_path / "flip"
+    # the inner folds' scores of the pruning run are reused (the same split, inner folds and settings): only
+    # the final run trains here
+    shutil.copytree(pruned[0] / "fold0" / "inner", out / "fold0" / "inner")
     planted = [r["path"] for r in read_rows(folds) if r["path"].endswith("cell_99.png")]
     judge = tmp_path / "judge.csv"  # the planted parasites filed as uninfected, put right
     judge.write_text("path,label\n" + "".join(f"{p},Parasitized\n" for p in planted))
