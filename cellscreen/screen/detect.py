@@ -52,7 +52,8 @@ NUCLEUS_STAIN = 40.0  # blue minus green (0-255) above the red cells' own, for n
 SINGLE_AREA = (0.55, 1.7)  # area range of one red cell, as shares of the median single cell
 SINGLE_FILL = 0.93  # a red cell fills its moment ellipse; two overlapping ones (0.89) and clumps do not
 GREY_DARK = 25.0  # a pixel this much darker than the background in green (0-255) is dark enough to judge its hue
-GREY_MARGIN = 0.25  # red over green darkening above the field's red cells' own by this much: a grey pixel (a fibre)
+GREY_EVEN = 0.75  # red and blue each darkened at least this share of green: an even, grey darkening (a fibre)
+GREY_MARGIN = 0.2  # ... and by this much more evenly than the field's own red cells are darkened
 GREY_SHARE = 0.05  # a red cell with more grey pixels than this share is crossed by a fibre: not judged
 FIBRE_SHARE = 0.5  # an object with more than this share of grey pixels is a piece of fibre, not a cell
 MARK_SHARE = 0.01  # a cell with more than this share of drawn pixels (a scale bar, an arrow) is not judged
@@ -301,20 +302,21 @@ def _segment(work: np.ndarray, diameter: float) -> tuple[np.ndarray, set[int], n
 
 
 def _grey_pixels(difference: np.ndarray, labels: np.ndarray, red: np.ndarray) -> np.ndarray:
-    """Dark pixels whose darkening is grey, spread evenly over red and green, unlike the field's red cells'.
+    """Dark pixels whose darkening is grey, spread evenly over red, green and blue, unlike the field's cells'.
 
-    A red cell absorbs green far more than red (it looks pink or lilac), a fibre, a hair or a microscope's
-    pointer absorbs all colours alike: red drops nearly as much as green. The field's own red cells set the
-    reference (their median ratio of red to green darkening), so that a stain that leaves the cells greyish
-    does not make every cell grey. ``red``: a boolean per label, True for red cells.
+    A red cell absorbs green far more than red or blue (it looks pink or lilac), and a parasite's chromatin
+    (purple) keeps much of its blue or red; a fibre, a hair or a microscope's pointer absorbs all colours
+    alike. A pixel is grey when red and blue each drop nearly as much as green (``GREY_EVEN``) and more
+    evenly than the field's own red cells do (their median, plus ``GREY_MARGIN``), so that a stain that
+    leaves every cell greyish makes no cell grey. ``red``: a boolean per label, True for red cells.
     """
     drop = -difference  # how much darker than the background, per channel
     dark = drop[..., 1] > GREY_DARK
-    ratio = drop[..., 0] / np.maximum(drop[..., 1], 1e-3)
+    evenness = np.minimum(drop[..., 0], drop[..., 2]) / np.maximum(drop[..., 1], 1e-3)
     in_red = dark & red[labels]
     if not in_red.any():
         return np.zeros(labels.shape, bool)
-    return dark & (ratio > float(np.median(ratio[in_red])) + GREY_MARGIN)
+    return dark & (evenness > max(GREY_EVEN, float(np.median(evenness[in_red])) + GREY_MARGIN))
 
 
 def _drawn_pixels(rgb: np.ndarray) -> np.ndarray:

@@ -178,7 +178,9 @@ def _fibre_field() -> tuple[np.ndarray, dict]:
     canvas[piece] = FIBRE
     bar = (np.abs(yy - 152) <= 1) & (np.abs(xx - 60) <= 20)  # a scale bar's line, drawn in green
     canvas[bar] = (40, 230, 40)
-    truth = {**truth, "crossed": (190, 50), "piece": (150, 175), "marked": (60, 150)}
+    chromatin = (xx - 113) ** 2 + (yy - 33) ** 2 <= 16  # a parasite's dark purple dot inside the cell at (110, 35)
+    canvas[chromatin] = (105, 45, 125)
+    truth = {**truth, "crossed": (190, 50), "piece": (150, 175), "marked": (60, 150), "ring": (110, 35)}
     return canvas.clip(0, 255).astype(np.uint8), truth
 
 
@@ -189,7 +191,7 @@ def test_a_cell_crossed_by_a_fibre_or_drawn_over_is_not_judged_and_a_fibre_piece
     assert _close(crossed, truth["crossed"], 5) and not crossed.single and crossed.grey_share > 0.05
     assert _close(marked, truth["marked"], 5) and not marked.single and marked.mark_share > 0.01
     assert not _close(_nearest(detection, truth["piece"]), truth["piece"], 10)
-    # the other lone cells are untouched
-    for point in (truth["red"][0], truth["red"][1], truth["red"][4]):
+    # the other lone cells are untouched, the one with a parasite's purple chromatin too: it is not grey
+    for point in (truth["red"][0], truth["ring"], truth["red"][4]):
         cell = _nearest(detection, point)
         assert cell.single and cell.grey_share == 0 and cell.mark_share == 0
