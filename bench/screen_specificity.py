@@ -52,7 +52,7 @@ def txl_fields(root: Path, part: str) -> list[Path]:
 
 
 def screen_fields(paths: list[Path], predictors: list, *, cells_out=None, crops: Path | None = None,
-                  set_name: str = "") -> list[dict[str, count.Counts]]:
+                  set_name: str = "", kept: list | None = None) -> list[dict[str, count.Counts]]:
     """Counts per field (stem -> Counts) for each of ``predictors``, each field screened as ``cellscreen
     screen`` does (the cells found once, then classified by each model)."""
     options = [FieldOptions("", tuple(p.classes), p.positive_class, count.decision_threshold(p.description),
@@ -71,6 +71,12 @@ def screen_fields(paths: list[Path], predictors: list, *, cells_out=None, crops:
             if k == 0:
                 first = red, proba[:, list(option.classes).index(option.positive_class)], positive
         red, first_p, positive = first
+        if kept is not None:  # the counted cells as the first model takes them, to score other models later
+            counted = [c for c in red if c.single and not c.touches_border]
+            option = options[0]
+            batch = cut.model_batch(cut.cut_cells(rgb, detection.labels, counted, scale), option.input_size,
+                                    option.interpolation, option.border_crop)
+            kept.append((path.stem, batch, results[0][path.stem]))
         for cell, p, hit in zip(red, first_p, positive):
             if not cell.single or cell.touches_border:
                 continue
@@ -101,6 +107,8 @@ def main() -> None:
     parser.add_argument("--sets", default="chula,txl", help="comma-separated: chula, txl")
     parser.add_argument("--cells", help="write one CSV row per counted red cell here (first model's calls)")
     parser.add_argument("--crops", help="write the cut of every cell the first model flags into this folder")
+    parser.add_argument("--save-cells", help="keep the counted cells, as the first model takes them, in this .npz")
+    parser.add_argument("--from-cells", help="score the models on the cells of a --save-cells file (no finding)")
     args = parser.parse_args()
     root = Path(os.environ.get("CELLSCREEN_DATA", "../shared/data"))
     models = args.model or ["malaria"]
@@ -113,25 +121,70 @@ def main() -> None:
     if writer:
         writer.writerow(["set", "field", "cell_id", "p_positive", "flagged", "area", "ellipse_fill", "x", "y"])
     results = [{"model": model, "engine": p.engine, "part": args.part} for model, p in zip(models, predictors)]
+    if args.from_cells:
+        return print_results(from_cells(args.from_cells, predictors, results))
     sets = args.sets.split(",")
+    kept = {name: [] for name in sets} if args.save_cells else {}
     if "chula" in sets:
         per_model = screen_fields(chula_fields(root, args.part), predictors, cells_out=writer, crops=crops,
-                                  set_name="chula")
+                                  set_name="chula", kept=kept.get("chula"))
         for result, per_field in zip(results, per_model):
             result["chula_all"] = share(list(per_field.values()))
             result["chula_fully_labelled"] = share([c for f, c in per_field.items() if int(f) in FULLY_LABELLED])
     if "txl" in sets:
         per_model = screen_fields(txl_fields(root, args.part), predictors, cells_out=writer, crops=crops,
-                                  set_name="txl")
+                                  set_name="txl", kept=kept.get("txl"))
         for result, per_field in zip(results, per_model):
             result["txl"] = share(list(per_field.values()))
     if handle:
         handle.close()
+    if args.save_cells:
+        save_cells(args.save_cells, kept)
+    print_results(results)
+
+
+def save_cells(path: str, kept: dict[str, list]) -> None:
+    """Per set: the counted cells' pixels, the field of each, and each field's counts."""
+    arrays = {}
+    for name, fields in kept.items():
+        arrays[f"{name}_pixels"] = np.concatenate([batch for _, batch, _ in fields])
+        arrays[f"{name}_field"] = np.concatenate([[stem] * len(batch) for stem, batch, _ in fields])
+        arrays[f"{name}_not_single"] = np.array([c.flagged for _, _, c in fields])
+        arrays[f"{name}_fields"] = np.array([stem for stem, _, _ in fields])
+    np.savez_compressed(path, **arrays)
+
+
+def from_cells(path: str, predictors: list, results: list[dict]) -> list[dict]:
+    """The flagged shares of each model on the cells kept by ``--save-cells``."""
+    kept = np.load(path)
+    for name in sorted({key.split("_")[0] for key in kept.files}):
+        pixels, field = kept[f"{name}_pixels"], kept[f"{name}_field"]
+        for predictor, result in zip(predictors, results):
+            proba = predictor.predict_batched(pixels, 256)
+            _, positive = count.call_cells(proba, predictor.classes, predictor.positive_class,
+                                           count.decision_threshold(predictor.description))
+            parts = {name: np.ones(len(field), bool)} if name != "chula" else {
+                "chula_all": np.ones(len(field), bool),
+                "chula_fully_labelled": np.isin(field.astype(int), sorted(FULLY_LABELLED))}
+            for part, chosen in parts.items():
+                hits, counted = int(positive[chosen].sum()), int(chosen.sum())
+                flagged = count.parasitemia(hits, counted)
+                fields = set(field[chosen].tolist())
+                result[part] = {"fields": len(fields), "red_counted": counted, "flagged": hits,
+                                "not_single": int(sum(n for stem, n in zip(kept[f"{name}_fields"],
+                                                                            kept[f"{name}_not_single"])
+                                                      if stem in fields)),
+                                "percent": round(flagged.percent, 3), "ci95": [round(flagged.low, 3),
+                                                                             round(flagged.high, 3)]}
+    return results
+
+
+def print_results(results: list[dict]) -> None:
     for result in results:
         for name in ("chula_all", "chula_fully_labelled", "txl"):
             if name in result:
                 s = result[name]
-                print(f"{result['model']}: {name} ({args.part}, {s['fields']} fields): {s['flagged']} of "
+                print(f"{result['model']}: {name} ({result['part']}, {s['fields']} fields): {s['flagged']} of "
                       f"{s['red_counted']} counted red cells flagged, {s['percent']}% (95% CI {s['ci95']}); "
                       f"{s['not_single']} objects not single")
         print(json.dumps(result))
