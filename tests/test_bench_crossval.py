@@ -80,6 +80,18 @@ def test_crossval_ensemble_averages_runs_of_one_split_and_refuses_runs_of_anothe
         assert max(abs(float(a["p_Parasitized"]) - float(b["p_Parasitized"])) for a, b in zip(*members)) > 0.01
     assert summary["members"] == [str(first), str(second)]
 
+    ensemble = read_rows(tmp_path / "ens" / "fold0" / "test" / "predictions.csv")
+    planted = [r["path"] for r in ensemble if r["path"].endswith("cell_99.png")]
+    judge = tmp_path / "judge.csv"  # the planted parasites filed as uninfected, put right
+    judge.write_text("path,label\n" + "".join(f"{p},Parasitized\n" for p in planted))
+    judged = bench("crossval_ensemble.py", first, second, "--data", images, "--out", tmp_path / "ens-judged",
+                   "--judge", judge, env=env)
+    (row, summary) = lines(judged)
+    truth = {p: "Parasitized" for p in planted}
+    assert row["given_accuracy"] == folds[0]["accuracy"] and row["judge_differs"] == len(planted) > 0
+    assert summary["pooled_judged_accuracy"] == pytest.approx(
+        sum(r["predicted"] == truth.get(r["path"], r["label"]) for r in ensemble) / len(ensemble), abs=1e-4)
+
     assert "at least two members" in bench("crossval_ensemble.py", first, "--out", tmp_path / "one", env=env).stderr
     moved = tmp_path / "moved"
     moved.mkdir()
