@@ -233,7 +233,7 @@ def _add_cells_train(cells_commands, field_sets: list[str]) -> None:
     group.add_argument("--format", choices=("chula", "yolo"), help="chula: one 'x y class' line per red cell; yolo: "
                        "one 'class cx cy w h' line per cell (0 white, 1 red, 2 platelet)")
     group = p.add_argument_group("Training")
-    group.add_argument("--steps", type=int, default=600, help="optimiser steps")
+    group.add_argument("--steps", type=int, default=1500, help="optimiser steps")
     group.add_argument("--batch-size", type=int, default=12, help="crops per step")
     group.add_argument("--seed", type=int, default=0, help="seed of the weights, crops and augmentation")
     group.add_argument("--fold", metavar="K/N", help="with a set that names its fully labelled fields: deal them "

@@ -198,7 +198,7 @@ def _export(model: CentreNet, path: Path) -> None:
 
 def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, label_format: str,
                    yolo_kinds: tuple[str, ...] | None = None, complete: tuple[str, ...] = (), border: str = "keep",
-                   steps: int = 600, batch_size: int = 12, seed: int = 0, threads: int = 2, dataset: str | None = None,
+                   steps: int = 1500, batch_size: int = 12, seed: int = 0, threads: int = 2, dataset: str | None = None,
                    overwrite: bool = False, progress: bool = True, fold: int = 0, folds: int | None = None) -> dict:
     """Train a cell finder on the labelled fields of ``images`` and write its run folder ``out``; return its
     description (``model.json``). ``fold`` of ``folds`` (default 2 where the set names its complete fields, else
