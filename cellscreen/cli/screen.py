@@ -118,16 +118,27 @@ def cmd_cells_score(args) -> None:
     for kind in result.recall_all:
         score = result.scores.get(kind)
         if score is not None:
-            error = score.median_abs_count_error
-            on = "" if result.complete_fields is None else f" ({result.complete_fields} whole fields)"
-            print(f"{kind} cells{on}: precision {score.precision}  recall {score.recall}  F1 {score.f1}  median "
-                  f"|count error| {100 * error.value:.1f}% [{100 * error.low:.1f}%, {100 * error.high:.1f}%]  "
-                  f"({score.hits:,} hits, {score.found:,} found, {score.labelled:,} labelled; 95% intervals over "
-                  "images)")
+            _print_scores({kind: score}, "" if result.complete_fields is None else
+                          f" ({result.complete_fields} whole fields)")
         if result.complete_fields is not None:
             print(f"{kind} cells, recall over all {result.fields} fields (labelled in part or whole): "
                   f"{result.recall_all[kind]}")
     print(f"per image: {out}")
+
+
+def _print_scores(scores: dict, whole: str = "") -> None:
+    for kind, score in scores.items():
+        error = score.median_abs_count_error
+        print(f"{kind} cells{whole}: precision {score.precision}  recall {score.recall}  F1 {score.f1}  median "
+              f"|count error| {100 * error.value:.1f}% [{100 * error.low:.1f}%, {100 * error.high:.1f}%]  "
+              f"({score.hits:,} hits, {score.found:,} found, {score.labelled:,} labelled; {score.images} images; "
+              "95% intervals over images)")
+
+
+def cmd_cells_pool(args) -> None:
+    from cellscreen.screen.score import pool_score_rows  # keeps start-up fast: SciPy
+
+    _print_scores(pool_score_rows(args.scores, complete_only=not args.all_rows))
 
 
 def add_parsers(commands) -> None:
@@ -138,8 +149,8 @@ def add_parsers(commands) -> None:
     _add_screen(commands, field_sets)
     cells = add_command(commands, "cells", help="find cells on smear fields and score the finding", examples=[
         "cellscreen cells score --dataset chula-rbc12",
-        "cellscreen cells score ~/fields --labels ~/fields-labels --format yolo",
-        "cellscreen cells train --dataset chula-rbc12 --out runs/det-chula"])
+        "cellscreen cells train --dataset chula-rbc12 --out runs/det-chula",
+        "cellscreen cells pool runs/chula-f0-score.csv runs/chula-f1-score.csv"])
     cells_commands = cells.add_subparsers(title="commands", dest="cells_command", metavar="SUBCOMMAND",
                                           required=True)
     p = add_command(cells_commands, "score", help="score cell finding against annotated fields",
@@ -173,6 +184,18 @@ def add_parsers(commands) -> None:
     group.add_argument("--out", default="cells-score.csv", metavar="FILE", help="one row per image and kind of cell")
     group.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_cells_score)
+    p = add_command(cells_commands, "pool", help="one score over several `cells score` files",
+                    description="Pool the per-image rows of several `cells score` files into one score per kind "
+                    "of cell (precision, recall, F1, median absolute count error, 95% intervals over images): "
+                    "e.g. a learned finder trained once per fold of the labelled fields, each fold scored by the "
+                    "finder that never saw it. An image scored in two files is refused.", examples=[
+                        "cellscreen cells pool runs/chula-f0-score.csv runs/chula-f1-score.csv",
+                        "cellscreen cells pool a.csv b.csv --all-rows     # the partly labelled fields too"])
+    group = p.add_argument_group("Scores")
+    group.add_argument("scores", nargs="+", metavar="SCORES", help="CSV files written by `cellscreen cells score`")
+    group.add_argument("--all-rows", action="store_true", help="pool every row, not only the fields whose every "
+                       "cell is labelled (where a file marks such fields)")
+    p.set_defaults(func=cmd_cells_pool)
     _add_cells_train(cells_commands, field_sets)
 
 

@@ -11,17 +11,21 @@ resampling whole images (the cells of one field are not independent).
 
 from __future__ import annotations
 
+import csv
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from cellscreen.errors import UserError
 from cellscreen.screen.annotations import LabelledCell
 from cellscreen.screen.detect import FoundCell
 
 __all__ = ["ImageScore", "Estimate", "DetectionScore", "BORDER_RULES", "match_cells", "box_iou",
-           "score_image", "summarise", "match_distance", "box_match_distance"]
+           "score_image", "summarise", "match_distance", "box_match_distance", "pool_score_rows"]
 
 # How found cells cut by the image border are treated, to follow what the annotators did:
 # "keep": they are scored like any other (the labels include border cells, as in TXL-PBC);
@@ -195,3 +199,39 @@ def box_match_distance(labelled: Sequence[LabelledCell], *, kind: str) -> float:
     """Half the median radius of the labelled boxes of ``kind`` on one image (inf when there are none)."""
     radii = [((c.box[2] - c.box[0]) + (c.box[3] - c.box[1])) / 4 for c in labelled if c.kind == kind and c.box]
     return float(np.median(radii)) / 2 if radii else float("inf")
+
+
+def pool_score_rows(paths: Sequence[str | Path], *, complete_only: bool = True) -> dict[str, DetectionScore]:
+    """One score per kind of cell over the per-image rows of several ``cells score`` files, e.g. one per fold
+    of a learned finder, each scored on the fields it never saw. With ``complete_only``, only the rows marked
+    complete count (all rows when no file marks any). An image scored twice is refused: it would count twice."""
+    rows: list[dict] = []
+    for path in paths:
+        try:
+            with open(path, newline="") as text:
+                found = list(csv.DictReader(text))
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read it ({exc.strerror}); give the CSV `cellscreen cells score` "
+                            "wrote") from None
+        if found and not {"image", "kind", "complete", "labelled", "found", "hits"} <= set(found[0]):
+            raise UserError(f"{path}: not a `cellscreen cells score` file (no image/kind/found/hits columns)")
+        rows += [{**row, "file": str(path)} for row in found]
+    if complete_only and any(row["complete"] == "1" for row in rows):
+        rows = [row for row in rows if row["complete"] == "1"]
+    seen: dict[tuple[str, str], str] = {}
+    scores: dict[str, list[ImageScore]] = defaultdict(list)
+    for row in rows:
+        key = (row["image"], row["kind"])
+        if key in seen:
+            raise UserError(f"{row['file']}: {row['image']} ({row['kind']} cells) is scored in {seen[key]} "
+                            "too; give files of fields that do not overlap")
+        seen[key] = row["file"]
+        try:
+            scores[row["kind"]].append(ImageScore(found=int(row["found"]), labelled=int(row["labelled"]),
+                                                  hits=int(row["hits"]), left_out=int(row.get("left_out") or 0)))
+        except ValueError:
+            raise UserError(f"{row['file']}: the row of {row['image']} holds a count that is not a whole "
+                            "number") from None
+    if not scores:
+        raise UserError(f"no scored images in {', '.join(map(str, paths))}")
+    return {kind: summarise(kind_scores) for kind, kind_scores in scores.items()}

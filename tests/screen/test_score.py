@@ -117,3 +117,34 @@ def test_label_files_are_read_in_pixels(tmp_path):
     boxes.write_text("3 0.5 0.5 0.1 0.1\n")
     with pytest.raises(ValueError, match="class 3"):
         read_yolo_boxes(boxes, width=10, height=10)
+
+
+def _score_file(path, rows):
+    import csv
+
+    from cellscreen.screen.finding import ROW_COLUMNS
+
+    with open(path, "w", newline="") as text:
+        writer = csv.DictWriter(text, ROW_COLUMNS, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_pooled_folds_count_each_field_once_and_only_complete_ones(tmp_path):
+    """Two folds' files give the score of their rows together; a field in both, or a missing file, is refused."""
+    from cellscreen.errors import UserError
+    from cellscreen.screen.score import pool_score_rows
+
+    row = dict(kind="red", left_out=0)
+    a = _score_file(tmp_path / "a.csv", [dict(row, image="1.jpg", complete=1, labelled=10, found=10, hits=9),
+                                         dict(row, image="2.jpg", complete=0, labelled=5, found=50, hits=1)])
+    b = _score_file(tmp_path / "b.csv", [dict(row, image="3.jpg", complete=1, labelled=10, found=8, hits=8)])
+    pooled = pool_score_rows([a, b])["red"]
+    assert (pooled.images, pooled.hits, pooled.found, pooled.labelled) == (2, 17, 18, 20)
+    assert pooled.f1.value == pytest.approx(2 * 17 / 38)
+    assert pool_score_rows([a, b], complete_only=False)["red"].images == 3
+    with pytest.raises(UserError, match="scored in"):
+        pool_score_rows([a, a])
+    with pytest.raises(UserError, match="cannot read"):
+        pool_score_rows([tmp_path / "missing.csv"])
