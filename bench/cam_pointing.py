@@ -21,8 +21,9 @@ The map for the parasitized class is computed at the model's input size, and two
 - ``chance``: the mean share of the cell's pixels that are body, what a map pointing at random would score
   on ``pointing``.
 
-One JSON line per model, method and stage; the default (what ``cellscreen explain`` and the page draw) is
-marked ``"default": true``.  Each line carries the accuracy the run's own test report recorded
+One JSON line per model, method and stage; the default (what ``cellscreen explain`` and the page draw: the
+model's own CAM method, named by its registry entry and given on every line as ``own_method``, at the stages
+``cam_stages`` picks) is marked ``"default": true``.  Each line carries the accuracy the run's own test report recorded
 (``RUN/test/metrics.json``, written by ``cellscreen train``; null when there is none): a model that learned
 little cannot be expected to point.  Registered models without weights (the zoo, untrained here) are listed as
 ``"untrained"``; pass ``--run DIR`` (repeatable) to measure trained run folders too.
@@ -45,7 +46,7 @@ from skimage import measure
 from cellscreen.data.images import load_rgb, resize_square
 from cellscreen.engine.inference import normalise
 from cellscreen.engine.kinds import load_checkpoint, resolve_checkpoint
-from cellscreen.explain import CAM_METHODS, DEFAULT_CAM_METHOD, cam_stages, class_activation_maps, network_stages
+from cellscreen.explain import CAM_METHODS, cam_stages, class_activation_maps, model_cam_method, network_stages
 from cellscreen.models import list_models
 
 MIN_REGION, MIN_BODY, GREEN_DROP, PURPLE = 12, 40, 45, 20
@@ -140,7 +141,8 @@ def measure_model(name: str, checkpoint, cells_of, *, methods: list[str], all_st
     target = checkpoint.classes.index("Parasitized")
     stages = network_stages(model)
     default = cam_stages(stages, config.input_size)
-    tried = [(DEFAULT_CAM_METHOD, default)]
+    own = model_cam_method(model)
+    tried = [(own, default)]
     if methods:
         singles = stages if all_stages else default
         tried = [(m, [s]) for m in methods for s in singles] + [(m, default) for m in methods if len(default) > 1]
@@ -150,7 +152,7 @@ def measure_model(name: str, checkpoint, cells_of, *, methods: list[str], all_st
                "layers": "+".join(s.layer for s in chosen), "cells": len(cells),
                "chance": round(float(np.mean([c[2] for c in cells])), 4),
                **pointing_game(model, cells, method=method, stages=chosen, target=target),
-               "default": method == DEFAULT_CAM_METHOD and chosen == default, "test_accuracy": accuracy}
+               "default": method == own and chosen == default, "own_method": own, "test_accuracy": accuracy}
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows

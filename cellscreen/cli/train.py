@@ -7,7 +7,10 @@ from pathlib import Path
 from cellscreen.cli.options import (add_command, common_options, data_folder, dataset_options, list_presets_text,
                                     print_metrics, relabel_option, train_config)
 
-__all__ = ["add_parsers"]
+__all__ = ["CAM_METHODS", "add_parsers"]
+
+# explain's CAM_METHODS, written out so that --help does not import PyTorch (a test checks they agree)
+CAM_METHODS = ("gradcam", "layercam", "hirescam", "gradcam++", "xgradcam", "eigencam")
 
 
 def report_test(run, data, n_boot: int) -> None:
@@ -113,7 +116,7 @@ def cmd_explain(args) -> None:
     images, notes = images_to_explain(checkpoint, args.images, max_images=args.max_images)
     for note in notes:
         print(note)
-    index = explain(checkpoint, images, args.out, filters=not args.no_filters)
+    index = explain(checkpoint, images, args.out, filters=not args.no_filters, cam_method=args.cam_method)
     print(f"explained {len(images)} image(s): {index}")
 
 
@@ -122,16 +125,22 @@ def add_parsers(commands) -> None:
     _add_train(commands)
     _add_svm(commands)
 
-    p = add_command(commands, "explain", help="feature maps, strongest channels, filters and Grad-CAM of a model",
+    p = add_command(commands, "explain", help="where a model found its evidence (class activation maps), and its feature "
+                    "maps, strongest channels and filters",
                     examples=[
                         "cellscreen explain malaria ~/cells/Parasitized --out runs/explain-malaria",
-                        "cellscreen explain runs/m1 cell1.png cell2.png --no-filters --out runs/m1/explain",
+                        "cellscreen explain runs/m1 cell1.png cell2.png --cam-method layercam --no-filters "
+                        "--out runs/m1/explain",
                         "cellscreen explain runs/m1/model.json ~/cells --max-images 4 --out runs/m1/explain4"])
     group = p.add_argument_group("Model and images")
     group.add_argument("model", metavar="CHECKPOINT", help="run folder, model.json, or a bundled name (malaria)")
     group.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
     group.add_argument("--max-images", type=int, default=16, help="explain at most this many images (default: 16)")
     group.add_argument("--no-filters", action="store_true", help="skip the (slower) filter visualisation")
+    group = p.add_argument_group("Class activation map")
+    group.add_argument("--cam-method", choices=CAM_METHODS, default=None,
+                       help="how the map of where the evidence lies is drawn (default: the model's own, Grad-CAM for "
+                            "most models and LayerCAM for seed_allnet, whose Grad-CAM missed the parasite)")
     group = p.add_argument_group("Output")
     group.add_argument("--out", required=True, metavar="DIR", help="folder for the pictures and index.html")
     p.set_defaults(func=cmd_explain)

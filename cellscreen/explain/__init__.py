@@ -9,6 +9,7 @@ draws the advanced pictures (feature maps, strongest channels, filters);
 from __future__ import annotations
 
 from cellscreen.explain.cam import (
+    CAM_METHOD_NAMES,
     CAM_METHODS,
     DEFAULT_CAM_METHOD,
     DISPLAY_SIDE,
@@ -17,6 +18,7 @@ from cellscreen.explain.cam import (
     class_activation_map,
     class_activation_maps,
     colour_bar,
+    model_cam_method,
 )
 from cellscreen.explain.pictures import feature_maps, top_channels, visualise_filters
 from cellscreen.explain.report import explain, images_to_explain
@@ -30,10 +32,10 @@ from cellscreen.explain.stages import (
     network_stages,
 )
 
-__all__ = ["CAM_FRACTION", "CAM_METHODS", "DEFAULT_CAM_METHOD", "DISPLAY_SIDE", "Stage", "cam_overlay", "cam_sheet",
-           "cam_stage", "cam_stages", "class_activation_map", "class_activation_maps", "colour_bar",
+__all__ = ["CAM_FRACTION", "CAM_METHOD_NAMES", "CAM_METHODS", "DEFAULT_CAM_METHOD", "DISPLAY_SIDE", "Stage",
+           "cam_overlay", "cam_sheet", "cam_stage", "cam_stages", "class_activation_map", "class_activation_maps", "colour_bar",
            "describe_stages", "explain", "feature_maps", "grad_cam", "images_to_explain", "last_stage",
-           "network_stages", "target_layer", "top_channels", "visualise_filters"]
+           "model_cam_method", "network_stages", "target_layer", "top_channels", "visualise_filters"]
 
 
 def target_layer(model):
@@ -44,5 +46,6 @@ def target_layer(model):
 
 
 def grad_cam(model, x, picture, target: int):
-    """The cell, the map for class index ``target`` and the overlay side by side, over a colour bar."""
+    """The cell, the map for class index ``target`` (by the model's own CAM method) and the overlay side by
+    side, over a colour bar."""
     return cam_sheet(model, x, picture, target)[0]

@@ -1,7 +1,7 @@
 """Class activation maps (CAM): where in the cell the evidence for a class lies, drawn with a colour scale.
 
 The maps come from the ``grad-cam`` package (``pytorch_grad_cam``): Grad-CAM
-at the two stages ``stages.cam_stages`` picks (32 x 32 and 16 x 16 for the
+(or the method the model names, below) at the two stages ``stages.cam_stages`` picks (32 x 32 and 16 x 16 for the
 default model, not its 2 x 2 last stage), averaged.  On the default model's
 parasitized cells whose stained body is clear, the hottest pixel of that map
 fell on the body for 0.98 of 180 test cells and 0.99 of 616 validation cells,
@@ -10,7 +10,9 @@ for LayerCAM there and 0.96 and 0.96 for Grad-CAM++; on all 527 such test
 cells, 0.98 (``bench/cam_pointing.py``; the last stage, read before, scored 0).
 On zoo models trained briefly here (same 527 cells) the same map pointed for 0.84 of cells on ResNet-10-T
 (0.89 with LayerCAM) but only 0.25 on the VGG-style ``seed_allnet``, where LayerCAM at the same stages
-pointed for 0.99; LayerCAM dropped the default model to 0.83, so Grad-CAM stays the default.
+pointed for 0.99; LayerCAM dropped the default model to 0.83.  No one method suits every network, so
+each registered model names its own (``register_model(cam_method=...)``, carried as ``model.cam_method``):
+Grad-CAM unless measured otherwise, LayerCAM for ``seed_allnet``.  A ``method`` given here overrides it.
 Every map is returned at the input's size, 0 (no evidence) to 1 (the
 strongest), and drawn over the cell at a size a person can read, with a colour
 bar from "low" to "high" relevance.
@@ -25,10 +27,10 @@ from torch import nn
 
 from cellscreen.explain.stages import CAM_FRACTION, Stage, cam_stages, network_stages
 
-__all__ = ["CAM_METHODS", "DEFAULT_CAM_METHOD", "DISPLAY_SIDE", "class_activation_map", "class_activation_maps",
-           "colour_bar", "cam_overlay", "cam_sheet"]
+__all__ = ["CAM_METHODS", "CAM_METHOD_NAMES", "DEFAULT_CAM_METHOD", "DISPLAY_SIDE", "class_activation_map",
+           "class_activation_maps", "colour_bar", "cam_overlay", "cam_sheet", "model_cam_method"]
 
-DEFAULT_CAM_METHOD = "gradcam"
+DEFAULT_CAM_METHOD = "gradcam"  # for a network that names no method of its own (one not built by the registry)
 DISPLAY_SIDE = 256  # pixels: a 64 px cell is drawn four times larger
 
 
@@ -40,6 +42,17 @@ def _method_classes() -> dict[str, type]:
 
 
 CAM_METHODS = ("layercam", "gradcam", "gradcam++", "hirescam", "xgradcam", "eigencam")
+CAM_METHOD_NAMES = {"layercam": "LayerCAM", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM",
+                    "xgradcam": "XGrad-CAM", "eigencam": "Eigen-CAM"}  # as the methods' papers write them
+
+
+def model_cam_method(model: nn.Module, method: str | None = None) -> str:
+    """``method`` if one is given, else the method the model's registry entry names (``model.cam_method``),
+    else ``DEFAULT_CAM_METHOD``; a ``ValueError`` for a name not in ``CAM_METHODS``."""
+    method = method or getattr(model, "cam_method", None) or DEFAULT_CAM_METHOD
+    if method not in CAM_METHODS:
+        raise ValueError(f"unknown CAM method {method!r}; known: {', '.join(CAM_METHODS)}")
+    return method
 
 
 def _target(model: nn.Module, target: int):
@@ -54,13 +67,13 @@ def _target(model: nn.Module, target: int):
 
 
 def class_activation_maps(model: nn.Module, x: torch.Tensor, targets: list[int], *,
-                          method: str = DEFAULT_CAM_METHOD, stages: list[Stage] | None = None,
+                          method: str | None = None, stages: list[Stage] | None = None,
                           fraction: float = CAM_FRACTION) -> np.ndarray:
     """The maps, ``(N, H, W)`` in 0..1 at the size of ``x`` (``(N, C, H, W)``, normalised), of the evidence
-    for class index ``targets[k]`` in image ``k``, by ``method`` (one of ``CAM_METHODS``) at ``stages``
-    (their maps are averaged; default: the stages ``cam_stages`` picks for this input size)."""
-    if method not in CAM_METHODS:
-        raise ValueError(f"unknown CAM method {method!r}; known: {', '.join(CAM_METHODS)}")
+    for class index ``targets[k]`` in image ``k``, by ``method`` (one of ``CAM_METHODS``; default: the
+    model's own, ``model_cam_method``) at ``stages`` (their maps are averaged; default: the stages
+    ``cam_stages`` picks for this input size)."""
+    method = model_cam_method(model, method)
     if stages is None:
         stages = cam_stages(network_stages(model), model.data_config.input_size, fraction=fraction)
     with _method_classes()[method](model=model, target_layers=[s.module for s in stages]) as cam:
@@ -103,9 +116,9 @@ def colour_bar(width: int, *, height: int = 14, label_height: int = 14) -> Image
 
 
 def cam_overlay(model: nn.Module, x: torch.Tensor, picture: np.ndarray, target: int, *,
-                side: int = DISPLAY_SIDE, method: str = DEFAULT_CAM_METHOD) -> Image.Image:
+                side: int = DISPLAY_SIDE, method: str | None = None) -> Image.Image:
     """The map for class index ``target`` over the picture, ``side`` pixels wide, with its colour bar
-    underneath (what the web page shows)."""
+    underneath (what the web page shows); drawn by ``method``, by default the model's own."""
     overlay = _overlay(picture, class_activation_map(model, x, target, method=method), side)
     bar = colour_bar(side)
     image = Image.new("RGB", (side, side + bar.height), (255, 255, 255))
@@ -115,9 +128,9 @@ def cam_overlay(model: nn.Module, x: torch.Tensor, picture: np.ndarray, target: 
 
 
 def cam_sheet(model: nn.Module, x: torch.Tensor, picture: np.ndarray, target: int, *,
-              side: int = DISPLAY_SIDE, method: str = DEFAULT_CAM_METHOD) -> tuple[Image.Image, list[Stage]]:
+              side: int = DISPLAY_SIDE, method: str | None = None) -> tuple[Image.Image, list[Stage]]:
     """The cell, the heat map alone and the overlay side by side, ``side`` pixels each, over a colour bar;
-    and the stages the map was read at."""
+    and the stages the map was read at.  Drawn by ``method``, by default the model's own."""
     stages = cam_stages(network_stages(model), model.data_config.input_size)
     heat = class_activation_map(model, x, target, method=method, stages=stages)
     colours = Image.fromarray(_jet(heat)).resize((side, side), Image.Resampling.BILINEAR)

@@ -3,10 +3,12 @@
 ``explain(checkpoint, images, out)`` writes, for each image (``NAME`` = its
 file stem):
 
-- ``NAME-gradcam.png``: the cell, the class activation map for the predicted
-  class and the two laid over each other, four times the input's size, over a
-  colour bar from low to high relevance (``cam.cam_sheet``: Grad-CAM at the
-  deepest stage still fine enough to find a ring and the stage before it);
+- ``NAME-METHOD.png`` (``NAME-gradcam.png`` for most models): the cell, the
+  class activation map for the predicted class and the two laid over each
+  other, four times the input's size, over a colour bar from low to high
+  relevance (``cam.cam_sheet``: the model's own CAM method, or the one asked
+  for, at the deepest stage still fine enough to find a ring and the stage
+  before it); its caption names the method and the stages;
 
 and, under an "advanced" heading, for those who want to look inside:
 
@@ -32,16 +34,12 @@ import torch
 from cellscreen.engine.inference import logits_to_proba, normalise
 from cellscreen.errors import UserError
 from cellscreen.explain import pictures
-from cellscreen.explain.cam import DEFAULT_CAM_METHOD, cam_sheet
+from cellscreen.explain.cam import CAM_METHOD_NAMES, cam_sheet, model_cam_method
 from cellscreen.explain.stages import describe_stages, last_stage, network_stages
 from cellscreen.files import atomic_write
 from cellscreen.serve.predict import list_inputs, prepare_image
 
 __all__ = ["explain", "images_to_explain"]
-
-_METHOD_NAMES = {"layercam": "LayerCAM", "gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM",
-                 "xgradcam": "XGrad-CAM", "eigencam": "Eigen-CAM"}
-
 
 def images_to_explain(checkpoint, inputs: list[str | Path], *, max_images: int = 16
                       ) -> tuple[list[tuple[str, np.ndarray]], list[str]]:
@@ -66,14 +64,20 @@ def images_to_explain(checkpoint, inputs: list[str | Path], *, max_images: int =
     return images, notes
 
 
-def explain(checkpoint, images: list[tuple[str, np.ndarray]], out: str | Path, *, filters: bool = True) -> Path:
+def explain(checkpoint, images: list[tuple[str, np.ndarray]], out: str | Path, *, filters: bool = True,
+            cam_method: str | None = None) -> Path:
     """Write every picture for ``images`` (``(name, (H, W, 3) uint8 at the model's input size)``) into ``out``
-    and return the HTML index."""
+    and return the HTML index.  The maps are drawn by ``cam_method`` (one of ``CAM_METHODS``), by default the
+    model's own (``model_cam_method``)."""
     if not images:
         raise UserError("no readable images to explain")
     model = checkpoint.model
     if checkpoint.meta.get("kind", "network") != "network":
         raise UserError("explain needs a network checkpoint; an SVM or an ensemble has no layers of its own to show")
+    try:
+        method = model_cam_method(model, cam_method)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     model.eval()
     for p in model.parameters():
         p.requires_grad_(True)  # the maps need gradients even where fine-tuning froze them
@@ -87,10 +91,10 @@ def explain(checkpoint, images: list[tuple[str, np.ndarray]], out: str | Path, *
         with torch.no_grad():
             proba = logits_to_proba(model(x), getattr(model, "temperature", 1.0))[0].numpy()
         predicted = int(proba.argmax())
-        sheet, cam_stages = cam_sheet(model, x, picture, predicted)
-        cam = (f"{name}-gradcam.png",
+        sheet, cam_stages = cam_sheet(model, x, picture, predicted, method=method)
+        cam = (f"{name}-{method.replace('+', 'p')}.png",
                f"where the model found evidence for {classes[predicted]}: the cell, the map, the two together "
-               f"(red: most relevant, blue: least; {_METHOD_NAMES[DEFAULT_CAM_METHOD]} at "
+               f"(red: most relevant, blue: least; {CAM_METHOD_NAMES[method]} at "
                f"{describe_stages(cam_stages)})")
         sheet.save(out / cam[0])
         advanced = []

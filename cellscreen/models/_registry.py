@@ -72,13 +72,15 @@ class ModelEntry:
     classifier: str | None  # attribute path of the final classifier; None: timm's pretrained_cfg says
     pool: str | None  # a pooling layer before the classifier that transfer learning makes global
     imagenet: str | None  # where ImageNet weights come from: "torchvision:Enum.MEMBER" or "timm:name.tag"
+    cam_method: str = "gradcam"  # how its class activation maps are drawn: one of explain's CAM_METHODS
 
 
 _MODELS: dict[str, ModelEntry] = {}
 
 
 def register_model(name: str, *, data_config: DataConfig, description: str = "", single_logit: bool = False,
-                   classifier: str | None = "classifier", pool: str | None = None, imagenet: str | None = None):
+                   classifier: str | None = "classifier", pool: str | None = None, imagenet: str | None = None,
+                   cam_method: str = "gradcam"):
     """Decorator: register ``builder(*, num_classes, in_chans, input_size) -> nn.Module`` under ``name``.
 
     ``classifier`` names the final layer (or head) that transfer learning
@@ -87,13 +89,17 @@ def register_model(name: str, *, data_config: DataConfig, description: str = "",
     before it (AlexNet and VGG pool to 6x6 and 7x7) that becomes global
     average pooling when the head is replaced.  ``imagenet`` says where
     published ImageNet weights come from (``pretrained="imagenet"``).
+    ``cam_method`` is the class activation map method ``cellscreen explain``
+    and the server draw its maps with (Grad-CAM unless a measurement showed
+    another pointing at the parasite far more often for this architecture).
     """
 
     def decorate(builder):
         if name in _MODELS:
             raise ValueError(f"a model named {name!r} is already registered")
         summary = description or (builder.__doc__ or "").strip().split("\n")[0]
-        _MODELS[name] = ModelEntry(builder, data_config, summary, single_logit, classifier, pool, imagenet)
+        _MODELS[name] = ModelEntry(builder, data_config, summary, single_logit, classifier, pool, imagenet,
+                                   cam_method)
         return builder
 
     return decorate
@@ -152,6 +158,7 @@ def create_model(
     model.data_config = config
     model.model_name = name
     model.single_logit = entry.single_logit
+    model.cam_method = entry.cam_method
     if pretrained is not None:
         load_pretrained(model, pretrained)
     return model

@@ -69,7 +69,12 @@ class SeedMalariaCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register_model("seed_allnet", data_config=DataConfig(input_size=128), pool="pool", description=SeedAllNet.__doc__.split("\n")[0])
+# LayerCAM, not Grad-CAM: at the two stages explain reads (32 + 16 px of a 64 px input), Grad-CAM's one weight
+# per channel pointed at the parasite for 0.247 of 527 test cells on a trained seed_allnet, LayerCAM for 0.991
+# (0.990 of 616 validation cells): BENCHMARKS.md, section "2026-12-07, evening" (the zoo's pointing game,
+# bench/cam_pointing.py).  The other VGG-style stacks (vgg16, vgg16_bn) were not measured, so they keep Grad-CAM.
+@register_model("seed_allnet", data_config=DataConfig(input_size=128), pool="pool", cam_method="layercam",
+                description=SeedAllNet.__doc__.split("\n")[0])
 def seed_allnet(*, num_classes: int, in_chans: int = 3, input_size: int = 128) -> nn.Module:
     return SeedAllNet(num_classes=num_classes, in_chans=in_chans)
 

@@ -4,7 +4,7 @@ from PIL import Image
 
 from cellscreen.engine.checkpoint import Checkpoint
 from cellscreen.errors import UserError
-from cellscreen.explain import explain, network_stages
+from cellscreen.explain import explain, model_cam_method, network_stages
 from cellscreen.models import create_model, list_models
 from tests.clitools import run
 
@@ -24,7 +24,8 @@ def test_all_four_kinds_of_picture_for_every_model(name, tmp_path, monkeypatch):
     index = explain(checkpoint, [("cell", picture)], tmp_path)
     made = {p.name for p in tmp_path.iterdir()}
     stages = network_stages(model)
-    assert {"cell-gradcam.png", "cell-top-channels.png", f"filters-{stages[-1].slug}.png", "index.html"} <= made
+    cam = f"cell-{model_cam_method(model)}.png"  # cell-gradcam.png, cell-layercam.png for seed_allnet
+    assert {cam, "cell-top-channels.png", f"filters-{stages[-1].slug}.png", "index.html"} <= made
     assert {f"cell-featuremaps-{s.slug}.png" for s in stages} <= made
     for png in tmp_path.glob("*.png"):
         assert Image.open(png).size[0] > 0
@@ -32,7 +33,7 @@ def test_all_four_kinds_of_picture_for_every_model(name, tmp_path, monkeypatch):
     assert all(f"src='{n}'" in page for n in made if n.endswith(".png"))
     assert stages[0].title in page and "Advanced" in page
     assert f"feature maps of {stages[0].layer}" not in page  # stages are named for people, not by code names
-    assert Image.open(tmp_path / "cell-gradcam.png").size[0] >= 3 * 256
+    assert Image.open(tmp_path / cam).size[0] >= 3 * 256
 
 
 def test_explain_command_skips_bad_inputs_and_refuses_ensembles(trained_run, learnable_cells, tmp_path):
