@@ -125,8 +125,8 @@ def add_parsers(commands) -> None:
     _add_train(commands)
     _add_svm(commands)
 
-    p = add_command(commands, "explain", help="where a model found its evidence (class activation maps), and its feature "
-                    "maps, strongest channels and filters",
+    p = add_command(commands, "explain", help="where a model found its evidence (class activation maps), and "
+                    "its feature maps, strongest channels and filters",
                     examples=[
                         "cellscreen explain malaria ~/cells/Parasitized --out runs/explain-malaria",
                         "cellscreen explain runs/m1 cell1.png cell2.png --cam-method layercam --no-filters "
