@@ -34,8 +34,7 @@ from cellscreen.explain.stages import (
 
 __all__ = ["CAM_FRACTION", "CAM_METHOD_NAMES", "CAM_METHODS", "DEFAULT_CAM_METHOD", "DISPLAY_SIDE", "Stage",
            "cam_overlay", "cam_sheet", "cam_stage", "cam_stages", "class_activation_map", "class_activation_maps",
-           "colour_bar",
-           "describe_stages", "explain", "feature_maps", "grad_cam", "images_to_explain", "last_stage",
+           "colour_bar", "describe_stages", "explain", "feature_maps", "grad_cam", "images_to_explain", "last_stage",
            "model_cam_method", "network_stages", "target_layer", "top_channels", "visualise_filters"]
 
 
