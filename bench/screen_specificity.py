@@ -166,10 +166,12 @@ def from_cells(path: str, predictors: list, results: list[dict]) -> list[dict]:
             parts = {name: np.ones(len(field), bool)} if name != "chula" else {
                 "chula_all": np.ones(len(field), bool),
                 "chula_fully_labelled": np.isin(field.astype(int), sorted(FULLY_LABELLED))}
+            every_field = kept[f"{name}_fields"]
             for part, chosen in parts.items():
                 hits, counted = int(positive[chosen].sum()), int(chosen.sum())
                 flagged = count.parasitemia(hits, counted)
-                fields = set(field[chosen].tolist())
+                fields = set(every_field.tolist()) if part != "chula_fully_labelled" else {
+                    stem for stem in every_field.tolist() if int(stem) in FULLY_LABELLED}
                 result[part] = {"fields": len(fields), "red_counted": counted, "flagged": hits,
                                 "not_single": int(sum(n for stem, n in zip(kept[f"{name}_fields"],
                                                                             kept[f"{name}_not_single"])
