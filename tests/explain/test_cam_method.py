@@ -120,3 +120,19 @@ def test_the_pointing_benchs_default_line_uses_the_models_own_method():
                                methods=["gradcam", "layercam"], all_stages=False)
     averaged = [row for row in rows if "+" in row["stages"]]
     assert [(row["method"], row["default"]) for row in averaged] == [("gradcam", False), ("layercam", True)]
+
+
+def test_the_overlay_the_service_draws_follows_the_models_own_method():
+    # serve/app.py's _cam_png calls cam_overlay without a method
+    import torch
+
+    from cellscreen.engine.inference import normalise
+    from cellscreen.explain import cam_overlay
+
+    torch.manual_seed(0)
+    model = create_model("seed_allnet", num_classes=2, input_size=64).eval()
+    picture = _picture(64)
+    x = normalise(torch.from_numpy(picture[None]).permute(0, 3, 1, 2).contiguous(), model.data_config)
+    own, layercam, gradcam = (np.asarray(cam_overlay(model, x, picture, 1, method=m), dtype=np.int16)
+                              for m in (None, "layercam", "gradcam"))
+    assert np.array_equal(own, layercam) and np.abs(own - gradcam).max() > 0
