@@ -10,7 +10,7 @@ cells not cut by the border) enter the share, with a Wilson 95% interval over ce
 
 The fields are divided once, as ``bench/screen_detection.py`` divides them: Chula's first 60 fields by
 number and every 10th TXL-PBC field by name are for tuning (the cell finder's, and the cells cut as extra
-training negatives by ``bench/smear_negatives.py``); the figures to report are on the others (``--part
+training negatives by ``bench/smear_negatives.py``, kept by git at commit f87be0ccb7); the figures to report are on the others (``--part
 report``). On Chula both every field of the part and its fully labelled fields (``FULLY_LABELLED``) are
 given. ``--cells CSV`` writes one row per counted cell (field, cell, probability, shape features) and
 ``--crops DIR`` the cut of every flagged cell, to look at.
