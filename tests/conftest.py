@@ -113,3 +113,18 @@ def real_data() -> Path:
     if not (REAL_DATA / "malaria-nih" / "cell_images").is_dir():
         pytest.skip("real data (../shared/data or $CELLSCREEN_DATA) is not available")
     return REAL_DATA.resolve()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray instance of 2 CPUs for a module's in-process runs (code that finds a running session uses
+    it as it is); skipped where Ray is not installed."""
+    import shutil
+    import tempfile
+
+    ray = pytest.importorskip("ray")
+    folder = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=folder)
+    yield
+    ray.shutdown()
+    shutil.rmtree(folder, ignore_errors=True)

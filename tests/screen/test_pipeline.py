@@ -4,9 +4,7 @@ renders in Chromium."""
 
 from __future__ import annotations
 
-import csv
 import json
-import re
 import shutil
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from scipy import ndimage as ndi
 from cellscreen.errors import UserError
 from cellscreen.screen import pipeline
 from cellscreen.screen.synthetic import make_field
+from tests.screen.runs import outputs, read_csv
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 BACKGROUND = (205, 200, 195)
@@ -88,19 +87,6 @@ def fields(tmp_path) -> Path:
 @pytest.fixture
 def fake_finder(monkeypatch):
     monkeypatch.setattr(pipeline, "find_cells", find_discs)
-
-
-def read_csv(path: Path) -> list[dict]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def outputs(out: Path) -> dict[str, bytes]:
-    """Every file a run wrote, by name; the report without its start time."""
-    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
-    files["report.html"] = re.sub(rb"Run started [^<]*", b"", files["report.html"])
-    files.pop("screen.json")
-    return files
 
 
 def test_every_input_has_a_row_and_the_files_agree(fields, fake_finder, tmp_path):

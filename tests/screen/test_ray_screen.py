@@ -3,10 +3,8 @@ local 1-2 CPU instance; every input accounted for; an interrupted run resumed wi
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -20,6 +18,7 @@ from cellscreen.errors import UserError
 from cellscreen.screen import pipeline
 from cellscreen.screen.synthetic import make_field
 from tests.clitools import run, run_here
+from tests.screen.runs import outputs, read_csv
 
 ray = pytest.importorskip("ray")
 
@@ -49,19 +48,6 @@ def fields(tmp_path) -> Path:
     (root / "slideB" / "damaged.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     (root / "slideB" / "notes.txt").write_text("focus was poor")
     return root
-
-
-def read_csv(path: Path) -> list[dict]:
-    with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def outputs(out: Path) -> dict[str, bytes]:
-    """Every file a run wrote, by name; the report without its start time and the engine it names."""
-    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
-    files["report.html"] = re.sub(rb"Run started [^<]*|\(engine \w+\)", b"", files["report.html"])
-    files.pop("screen.json")
-    return files
 
 
 def test_ray_is_refused_in_one_line_when_missing_or_misused(fields, tmp_path, monkeypatch):
@@ -143,16 +129,6 @@ def test_the_command_on_a_local_ray_writes_the_files_of_a_local_run(fields, tmp_
 
     again = run("screen", "malaria", "fields", "--out", "ray", "--engine", "ray", "-q", env=env, cwd=tmp_path)
     assert again.returncode == 2 and "--overwrite" in again.stderr
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray instance of 2 CPUs for the in-process runs below (a running session is used as it is)."""
-    folder = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=folder)
-    yield
-    ray.shutdown()
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_an_interrupted_ray_run_resumes_without_redoing_its_fields(fields, tmp_path, monkeypatch, local_ray):

@@ -80,16 +80,6 @@ def test_ray_engine_gives_the_rows_of_the_single_process_path(trained_run, input
     assert again.returncode == 2 and "--overwrite" in again.stderr
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray instance for the in-process runs below (predict_files uses a running session as it is)."""
-    folder = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=folder)
-    yield
-    ray.shutdown()
-    shutil.rmtree(folder, ignore_errors=True)
-
-
 def test_ray_engine_keeps_shards_and_resumes_an_interrupted_run(trained_run, inputs, tmp_path, monkeypatch,
                                                                 local_ray):
     model = str(trained_run.run)
