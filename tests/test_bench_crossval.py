@@ -39,15 +39,19 @@ def test_crossval_tests_every_cell_once_reuses_finished_folds_and_refuses_other_
     before = model.stat().st_mtime_ns
     again = lines(bench("crossval.py", "--data", images, "--folds", "2", "--out", out, *QUICK, env=env))
     assert again == printed and model.stat().st_mtime_ns == before  # nothing trained again
+    seconds = (out / "fold1" / "wall_seconds.txt").read_bytes()
     (out / "fold1" / "wall_seconds.txt").write_text("not a number")  # a damaged record of the time: unknown
     damaged = lines(bench("crossval.py", "--data", images, "--folds", "2", "--out", out, *QUICK, env=env))
+    (out / "fold1" / "wall_seconds.txt").write_bytes(seconds)  # the run is shared with the tests below
     assert damaged[1]["wall_seconds"] is None and damaged[1]["accuracy"] == printed[1]["accuracy"]
 
     other = bench("crossval.py", "--data", images, "--folds", "2", "--out", out, *QUICK, "--set", "epochs=5",
                   env=env)
     assert other.returncode != 0 and "holds runs of other settings" in other.stderr
+    settings = (out / "crossval.json").read_bytes()
     (out / "crossval.json").write_text("{not json")
     broken = bench("crossval.py", "--data", images, "--folds", "2", "--out", out, *QUICK, env=env)
+    (out / "crossval.json").write_bytes(settings)  # the run is shared with the tests below
     assert broken.returncode != 0 and "cannot be read" in broken.stderr
     assert model.stat().st_mtime_ns == before
 
