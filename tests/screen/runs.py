@@ -1,10 +1,21 @@
-"""Reading what a `screen` run wrote, for the tests that compare runs."""
+"""What the screen tests share: a drawn cell, and reading what a `screen` run wrote."""
 
 from __future__ import annotations
 
 import csv
 import re
 from pathlib import Path
+
+import numpy as np
+
+
+def disc(radius: int, colour) -> np.ndarray:
+    """A round cell of one colour on black, ``2 * radius + 1`` pixels across."""
+    side = 2 * radius + 1
+    yy, xx = np.mgrid[:side, :side]
+    crop = np.zeros((side, side, 3), np.uint8)
+    crop[(yy - radius) ** 2 + (xx - radius) ** 2 <= radius**2] = colour
+    return crop
 
 
 def read_csv(path: Path) -> list[dict]:

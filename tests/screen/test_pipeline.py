@@ -16,7 +16,7 @@ from scipy import ndimage as ndi
 from cellscreen.errors import UserError
 from cellscreen.screen import pipeline
 from cellscreen.screen.synthetic import make_field
-from tests.screen.runs import outputs, read_csv
+from tests.screen.runs import disc, outputs, read_csv
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 BACKGROUND = (205, 200, 195)
@@ -51,14 +51,6 @@ def find_discs(rgb, *, cell_diameter=None):
         touches = x.start == 0 or y.start == 0 or x.stop == rgb.shape[1] or y.stop == rgb.shape[0]
         cells.append(FakeCell(cell_id, box, int(areas[cell_id - 1]), touches, areas[cell_id - 1] < 1.7 * typical))
     return FakeDetection(labels, cells, cell_diameter or 2 * np.sqrt(typical / np.pi))
-
-
-def disc(radius: int, colour) -> np.ndarray:
-    side = 2 * radius + 1
-    yy, xx = np.mgrid[:side, :side]
-    crop = np.zeros((side, side, 3), np.uint8)
-    crop[(yy - radius) ** 2 + (xx - radius) ** 2 <= radius**2] = colour
-    return crop
 
 
 def write_field(path: Path, seed: int, cells: int = 6) -> Path:

@@ -18,19 +18,11 @@ from cellscreen.errors import UserError
 from cellscreen.screen import pipeline
 from cellscreen.screen.synthetic import make_field
 from tests.clitools import run, run_here
-from tests.screen.runs import outputs, read_csv
+from tests.screen.runs import disc, outputs, read_csv
 
 ray = pytest.importorskip("ray")
 
 BACKGROUND = (205, 200, 195)
-
-
-def disc(radius: int, colour) -> np.ndarray:
-    side = 2 * radius + 1
-    yy, xx = np.mgrid[:side, :side]
-    crop = np.zeros((side, side, 3), np.uint8)
-    crop[(yy - radius) ** 2 + (xx - radius) ** 2 <= radius**2] = colour
-    return crop
 
 
 @pytest.fixture
