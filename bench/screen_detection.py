@@ -105,17 +105,21 @@ def txl(root: Path, *, part: str) -> dict:
             "ms_per_field": statistics.median(times), "cpu_ms_per_field": statistics.median(cpu)}
 
 
-def big_field(root: Path) -> dict:
+def big_field_image(root: Path) -> np.ndarray:
     """A 5312x2988 field (the NIH phone pictures' size) tiled from nine Chula tuning fields scaled 2.77 times,
-    so that a red cell is about 107 px across, as on the NIH photographs; time and the process's peak memory."""
+    so that a red cell is about 107 px across, as on the NIH photographs (also bench/screen_speed.py's)."""
     folder = root / "smears" / "chula-rbc12" / "Dataset"
     canvas = Image.new("RGB", (5312, 2988))
     for k, number in enumerate((1, 4, 6, 10, 12, 13, 17, 20, 22)):
         with Image.open(folder / f"{number}.jpg") as tile:
             canvas.paste(tile.convert("RGB").resize((1771, 1328), Image.Resampling.BICUBIC),
                          ((k % 3) * 1771, (k // 3) * 1328))
-    rgb = np.asarray(canvas)
-    del canvas
+    return np.asarray(canvas)
+
+
+def big_field(root: Path) -> dict:
+    """``big_field_image``: the finder's time and the process's peak memory on it."""
+    rgb = big_field_image(root)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     times, cpu = [], []
     for _ in range(3):

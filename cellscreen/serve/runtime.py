@@ -131,6 +131,7 @@ class OnnxPredictor(Predictor):
                  graph_file: str | Path | None = None):
         super().__init__(description, torch_model, source, load_torch, precision=None)
         self._model = model
+        self.threads = threads or 0  # onnxruntime's intra-op threads; 0: its default, one per physical core
         # graph_file: the file the graph was read from, named if onnxruntime cannot load it
         self._session = onnx_session(model, threads, name=graph_file or (model if isinstance(model, str) else source))
         self._input, self._output = INPUT_NAME, OUTPUT_NAMES[0]
