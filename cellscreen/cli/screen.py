@@ -226,6 +226,7 @@ def cmd_cells_train(args) -> None:
             raise UserError(f"--fold must be K/N, as 1/2 (got {args.fold!r})") from None
     done = train_detector(images, labels, args.out, label_format=label_format, yolo_kinds=kinds,
                           complete=complete, border=border, steps=args.steps, batch_size=args.batch_size,
+                          crop=args.crop, width=args.width, work_diameter=args.work_diameter,
                           seed=args.seed, threads=args.threads, dataset=args.dataset, overwrite=args.overwrite,
                           progress=not args.quiet, fold=fold, folds=folds)
     split, train = done["fields"], done["train"]
@@ -258,6 +259,12 @@ def _add_cells_train(cells_commands, field_sets: list[str]) -> None:
     group = p.add_argument_group("Training")
     group.add_argument("--steps", type=int, default=1500, help="optimiser steps")
     group.add_argument("--batch-size", type=int, default=12, help="crops per step")
+    group.add_argument("--crop", type=int, default=64, help="side of the training crops, in work pixels (a red "
+                       "cell is 16 across); a multiple of 4")
+    group.add_argument("--width", type=int, default=12, help="channels of the network's narrowest layers "
+                       "(its cost grows with the square)")
+    group.add_argument("--work-diameter", type=float, default=16.0, help="pixels a red cell is made across "
+                       "before the network sees a field (its cost grows with the square)")
     group.add_argument("--seed", type=int, default=0, help="seed of the weights, crops and augmentation")
     group.add_argument("--fold", metavar="K/N", help="with a set that names its fully labelled fields: deal them "
                        "into N folds, hold out fold K for scoring and learn from the others (default 0/2; 0/1 "

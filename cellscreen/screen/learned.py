@@ -54,18 +54,18 @@ CHECK_FLOOR = 0.2  # peaks this high count towards the network's confidence at a
 CHECK_MARGIN = 0.1  # another scale wins only when its mean peak is this much higher than the measured one's
 
 
-def _work_size(shape: tuple[int, int], diameter: float) -> tuple[int, int]:
+def _work_size(shape: tuple[int, int], diameter: float, work_diameter: float = WORK_DIAMETER) -> tuple[int, int]:
     """(width, height) of the work image of a field of ``shape`` (height, width) with red cells ``diameter``
-    pixels across."""
-    scale = WORK_DIAMETER / diameter
+    pixels across, where they are to be ``work_diameter`` across."""
+    scale = work_diameter / diameter
     height, width = shape
     return max(MULTIPLE, round(width * scale)), max(MULTIPLE, round(height * scale))
 
 
-def work_field(rgb: np.ndarray, diameter: float) -> np.ndarray:
-    """The field resized so that a red cell of ``diameter`` pixels is ``WORK_DIAMETER`` across."""
-    scale = WORK_DIAMETER / diameter
-    size = _work_size(rgb.shape[:2], diameter)
+def work_field(rgb: np.ndarray, diameter: float, work_diameter: float = WORK_DIAMETER) -> np.ndarray:
+    """The field resized so that a red cell of ``diameter`` pixels is ``work_diameter`` across."""
+    scale = work_diameter / diameter
+    size = _work_size(rgb.shape[:2], diameter, work_diameter)
     method = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
     return np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., :3])).resize(size, method))
 
@@ -89,12 +89,12 @@ class Peaks:
 
 
 def find_peaks(heat: np.ndarray, log_size: np.ndarray, thresholds: list[float], *, offset: np.ndarray | None = None,
-               spacing: float = PEAK_SPACING) -> Peaks:
+               spacing: float = PEAK_SPACING, work_diameter: float = WORK_DIAMETER) -> Peaks:
     """One peak per cell from heat maps (kinds, h, w) at the network's output resolution; a red and a white peak
     on one cell keep the higher. Each centre is placed to a fraction of an output pixel by the ``offset`` (2, h, w)
     the network predicts at its peak or, without one, by the heat's centroid around the peak. Two peaks of one
-    kind lie at least ``spacing`` red-cell diameters apart."""
-    spacing = max(1, int(round(spacing * WORK_DIAMETER / STRIDE)))
+    kind lie at least ``spacing`` red-cell diameters apart; a red cell is ``work_diameter`` input pixels across."""
+    spacing = max(1, int(round(spacing * work_diameter / STRIDE)))
     kinds, centres, scores = [], [], []
     padded = np.pad(heat, ((0, 0), (1, 1), (1, 1)))
     for channel, threshold in enumerate(thresholds):
@@ -113,7 +113,7 @@ def find_peaks(heat: np.ndarray, log_size: np.ndarray, thresholds: list[float], 
             scores.append(heat[channel, row, col])
     kind, centre, score = np.array(kinds, int), np.array(centres, float).reshape(-1, 2), np.array(scores, float)
     if len(thresholds) > 1 and len(kind):
-        close = np.linalg.norm(centre[:, None] - centre[None], axis=2) < SAME_CELL * WORK_DIAMETER / STRIDE
+        close = np.linalg.norm(centre[:, None] - centre[None], axis=2) < SAME_CELL * work_diameter / STRIDE
         beaten = close & (kind[:, None] != kind[None]) & (score[:, None] < score[None])
         keep = ~beaten.any(axis=1)
         kind, centre, score = kind[keep], centre[keep], score[keep]
@@ -148,6 +148,7 @@ class LearnedFinder:
         self.kinds = tuple(self.description["kinds"])
         self.thresholds = [float(self.description["thresholds"][kind]) for kind in self.kinds]
         self.spacing = float(self.description.get("peak_spacing", PEAK_SPACING))
+        self.work_diameter = float(self.description.get("work_diameter", WORK_DIAMETER))
         self.shift = {kind: tuple(map(float, xy)) for kind, xy in self.description.get("centre_shift", {}).items()}
         self.session = onnx_session(str(graph), threads)
 
@@ -181,7 +182,7 @@ class LearnedFinder:
 
     def heat_of(self, rgb: np.ndarray, diameter: float) -> dict[str, np.ndarray]:
         """The network's maps (``heat``) for a photograph whose red cells are ``diameter`` pixels across."""
-        return self.heat(work_field(rgb, diameter))
+        return self.heat(work_field(rgb, diameter, self.work_diameter))
 
     def peaks(self, rgb: np.ndarray, diameter: float, thresholds: list[float] | None = None, *,
               spacing: float | None = None, shift: dict[str, tuple[float, float]] | None = None,
@@ -189,10 +190,10 @@ class LearnedFinder:
         """The cells' peaks in the photograph's pixels (centres; sizes as shares of ``diameter``) and the scale
         (work pixels per photograph pixel). ``thresholds``, ``spacing`` and ``shift`` (each kind's centre shift,
         in red-cell diameters) default to the run's; ``maps`` are the network's for this field, when known."""
-        work_size = _work_size(rgb.shape[:2], diameter)
+        work_size = _work_size(rgb.shape[:2], diameter, self.work_diameter)
         maps = maps if maps is not None else self.heat_of(rgb, diameter)
         found = find_peaks(maps["heat"], maps["log_size"], thresholds or self.thresholds, offset=maps.get("offset"),
-                           spacing=self.spacing if spacing is None else spacing)
+                           spacing=self.spacing if spacing is None else spacing, work_diameter=self.work_diameter)
         scale_x, scale_y = work_size[0] / rgb.shape[1], work_size[1] / rgb.shape[0]
         found.centre = (found.centre + 0.5) / [scale_x, scale_y] - 0.5
         shift = self.shift if shift is None else shift
@@ -211,7 +212,7 @@ class LearnedFinder:
         """
         def confidence(maps: dict[str, np.ndarray]) -> float:
             peaks = find_peaks(maps["heat"], maps["log_size"], [CHECK_FLOOR] * len(self.kinds),
-                               offset=maps.get("offset"), spacing=self.spacing)
+                               offset=maps.get("offset"), spacing=self.spacing, work_diameter=self.work_diameter)
             return float(np.mean(peaks.score)) if len(peaks.score) else 0.0
 
         measured = self.heat_of(rgb, diameter)

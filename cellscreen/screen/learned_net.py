@@ -68,13 +68,14 @@ class CentreNet(nn.Module):
 
 
 def draw_targets(shape: tuple[int, int], centres: np.ndarray, kinds: np.ndarray, sizes: np.ndarray | None,
-                 n_kinds: int) -> dict[str, np.ndarray]:
+                 n_kinds: int, work_diameter: float = WORK_DIAMETER) -> dict[str, np.ndarray]:
     """The targets of one crop, in output pixels: ``heat`` (kinds, h, w), ``size`` (2, h, w) and ``has_size``
     (h, w), where it holds; ``offset`` (2, h, w) and ``has_offset`` (h, w).
 
     ``centres`` (N, 2) are (x, y) in output pixels, ``kinds`` (N,) the channel of each; ``sizes`` (N, 2) the
     cells' width and height as shares of a red cell's diameter, or None (point labels). Each centre gets a
-    Gaussian whose peak, 1, sits on the nearest output pixel; the output pixels within ``OFFSET_REACH`` of it
+    Gaussian (its width a share of the cell's diameter, ``work_diameter`` / ``STRIDE`` output pixels for a red
+    cell) whose peak, 1, sits on the nearest output pixel; the output pixels within ``OFFSET_REACH`` of it
     learn the way from themselves to the centre (the nearest centre where two cells' neighbourhoods meet).
     """
     h, w = shape
@@ -83,7 +84,7 @@ def draw_targets(shape: tuple[int, int], centres: np.ndarray, kinds: np.ndarray,
     has_size = np.zeros((h, w), bool)
     offset = np.zeros((2, h, w), np.float32)
     nearest = np.full((h, w), np.inf, np.float32)
-    diameter = WORK_DIAMETER / STRIDE
+    diameter = work_diameter / STRIDE
     ys, xs = np.mgrid[0:h, 0:w]
     for k, ((x, y), kind) in enumerate(zip(centres, kinds)):
         cx, cy = int(round(x)), int(round(y))

@@ -44,8 +44,8 @@ from cellscreen.files import atomic_path, atomic_write
 from cellscreen.screen.annotations import YOLO_KINDS, read_point_labels, read_yolo_boxes
 from cellscreen.screen.detect import find_cells
 from cellscreen.screen.finding import LABEL_FORMATS, labelled_fields, natural_order
-from cellscreen.screen.learned import (DESCRIPTION, GRAPH, KINDS, OUTPUTS, STRIDE, WEIGHTS, WORK_DIAMETER,
-                                       LearnedFinder,
+from cellscreen.screen.learned import (DESCRIPTION, GRAPH, KINDS, MULTIPLE, OUTPUTS, STRIDE, WEIGHTS,
+                                       WORK_DIAMETER, LearnedFinder,
                                        standardise, work_field)
 from cellscreen.screen.learned_net import CentreNet, centre_loss, draw_targets
 from cellscreen.screen.learned_tune import TuningField, choose_decoding
@@ -57,6 +57,7 @@ DEFAULT_FOLDS = 2  # complete fields are dealt into this many folds; one is held
 COMPLETE_TUNING_EVERY = 4  # of the complete fields not held out, every 4th is a tuning field
 HELD_OUT = (7, 8, 9)  # without a list of complete fields, these of every ten are kept out for scoring
 CROP = 64  # training crops' side in work pixels
+WIDTH = 12  # the network's narrowest layer's channels (``CentreNet``'s width)
 SCALE_JITTER = (0.85, 1.18)
 EDGE_CROPS = 0.25  # share of crops (along each side) that start at the field's edge
 TRUSTED_REACH = 0.6  # on fields labelled in part, the loss counts within this many diameters of a labelled centre
@@ -115,17 +116,17 @@ def _box_diameter(labelled: list) -> float | None:
     return float(np.median(sides)) if sides else None
 
 
-def _background_mask(work: np.ndarray) -> np.ndarray:
+def _background_mask(work: np.ndarray, work_diameter: float) -> np.ndarray:
     """Pixels clearly of the background: far in colour from none, well away from anything stained."""
     colour = np.percentile(work.reshape(-1, 3), 90, axis=0)
     stain = np.linalg.norm(work.astype(np.float32) - colour, axis=2)
     stained = stain > filters.threshold_otsu(stain) if np.ptp(stain) > 0 else np.zeros(stain.shape, bool)
-    return ndi.distance_transform_edt(~stained) > 0.15 * WORK_DIAMETER
+    return ndi.distance_transform_edt(~stained) > 0.15 * work_diameter
 
 
 def _field(stem: str, rgb: np.ndarray, labelled: list, diameter: float, kinds: tuple[str, ...],
-           partial: bool, boxes: bool) -> TrainingField:
-    work = work_field(rgb, diameter)
+           partial: bool, boxes: bool, work_diameter: float = WORK_DIAMETER) -> TrainingField:
+    work = work_field(rgb, diameter, work_diameter)
     sx, sy = work.shape[1] / rgb.shape[1], work.shape[0] / rgb.shape[0]
     cells = [c for c in labelled if c.kind in kinds]
     centres = np.array([((c.centre[0] + 0.5) * sx - 0.5, (c.centre[1] + 0.5) * sy - 0.5) for c in cells],
@@ -138,8 +139,8 @@ def _field(stem: str, rgb: np.ndarray, labelled: list, diameter: float, kinds: t
         rows = np.clip(np.round(centres[:, 1]).astype(int), 0, work.shape[0] - 1)
         cols = np.clip(np.round(centres[:, 0]).astype(int), 0, work.shape[1] - 1)
         near[rows, cols] = True
-        near = ndi.distance_transform_edt(~near) <= TRUSTED_REACH * WORK_DIAMETER if len(cells) else near
-        trusted = near | _background_mask(work)
+        near = ndi.distance_transform_edt(~near) <= TRUSTED_REACH * work_diameter if len(cells) else near
+        trusted = near | _background_mask(work, work_diameter)
     return TrainingField(stem, standardise(work), centres, np.array([kinds.index(c.kind) for c in cells], int),
                          sizes, trusted)
 
@@ -154,12 +155,13 @@ def _crop_start(rng: np.random.Generator, side: int, window: int) -> int:
     return int(rng.integers(low, high + 1))
 
 
-def _crop(field: TrainingField, rng: np.random.Generator, n_kinds: int) -> tuple:
-    """One augmented training crop: pixels (3, CROP, CROP), where the loss counts and the targets
+def _crop(field: TrainingField, rng: np.random.Generator, n_kinds: int, crop: int = CROP,
+          work_diameter: float = WORK_DIAMETER) -> tuple:
+    """One augmented training crop: pixels (3, crop, crop), where the loss counts and the targets
     (``draw_targets``), at output resolution."""
     _, height, width = field.pixels.shape
     scale = rng.uniform(*SCALE_JITTER)
-    window = int(round(CROP / scale))
+    window = int(round(crop / scale))
     x0, y0 = _crop_start(rng, width, window), _crop_start(rng, height, window)
     pixels = np.zeros((3, window, window), np.float32)
     trusted = np.zeros((window, window), np.float32)
@@ -167,23 +169,23 @@ def _crop(field: TrainingField, rng: np.random.Generator, n_kinds: int) -> tuple
     into = (slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0))
     pixels[:, into[0], into[1]] = field.pixels[:, ys, xs]
     trusted[into] = 1.0 if field.trusted is None else field.trusted[ys, xs]
-    image = F.interpolate(torch.from_numpy(pixels)[None], size=(CROP, CROP), mode="bilinear", align_corners=False)[0]
-    out = CROP // STRIDE
+    image = F.interpolate(torch.from_numpy(pixels)[None], size=(crop, crop), mode="bilinear", align_corners=False)[0]
+    out = crop // STRIDE
     trust = F.interpolate(torch.from_numpy(trusted)[None, None], size=(out, out), mode="nearest")[0]
-    centres = (field.centres - [x0, y0] + 0.5) * (CROP / window) - 0.5
+    centres = (field.centres - [x0, y0] + 0.5) * (crop / window) - 0.5
     sizes = None if field.sizes is None else field.sizes.copy()
     if rng.random() < 0.5:
-        image, trust, centres[:, 0] = image.flip(2), trust.flip(2), CROP - 1 - centres[:, 0]
+        image, trust, centres[:, 0] = image.flip(2), trust.flip(2), crop - 1 - centres[:, 0]
     if rng.random() < 0.5:
-        image, trust, centres[:, 1] = image.flip(1), trust.flip(1), CROP - 1 - centres[:, 1]
+        image, trust, centres[:, 1] = image.flip(1), trust.flip(1), crop - 1 - centres[:, 1]
     if rng.random() < 0.5:
         image, trust, centres = image.transpose(1, 2), trust.transpose(1, 2), centres[:, ::-1].copy()
         sizes = None if sizes is None else sizes[:, ::-1].copy()
     image = image * torch.from_numpy(rng.normal(1, 0.1, (3, 1, 1)).astype(np.float32)) + torch.from_numpy(
         rng.normal(0, 0.1, (3, 1, 1)).astype(np.float32))
     if sizes is not None:
-        sizes = sizes * (CROP / window)
-    targets = draw_targets((out, out), centres / STRIDE, field.kinds, sizes, n_kinds)
+        sizes = sizes * (crop / window)
+    targets = draw_targets((out, out), centres / STRIDE, field.kinds, sizes, n_kinds, work_diameter)
     return image, trust, {name: torch.from_numpy(target) for name, target in targets.items()}
 
 
@@ -198,15 +200,20 @@ def _export(model: CentreNet, path: Path) -> None:
 
 def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, label_format: str,
                    yolo_kinds: tuple[str, ...] | None = None, complete: tuple[str, ...] = (), border: str = "keep",
-                   steps: int = 1500, batch_size: int = 12, seed: int = 0, threads: int = 2, dataset: str | None = None,
+                   steps: int = 1500, batch_size: int = 12, crop: int = CROP, width: int = WIDTH,
+                   work_diameter: float = WORK_DIAMETER, seed: int = 0, threads: int = 2, dataset: str | None = None,
                    overwrite: bool = False, progress: bool = True, fold: int = 0, folds: int | None = None) -> dict:
     """Train a cell finder on the labelled fields of ``images`` and write its run folder ``out``; return its
     description (``model.json``). ``fold`` of ``folds`` (default 2 where the set names its complete fields, else
     1) says which complete fields are held out for scoring."""
     if label_format not in LABEL_FORMATS:
         raise UserError(f"unknown label format {label_format!r}; choose one of: {', '.join(LABEL_FORMATS)}")
-    if steps < 1 or batch_size < 1:
-        raise UserError("--steps and --batch-size must be at least 1")
+    if steps < 1 or batch_size < 1 or width < 1:
+        raise UserError("--steps, --batch-size and --width must be at least 1")
+    if crop < 16 or crop % MULTIPLE:
+        raise UserError(f"--crop must be a multiple of {MULTIPLE} of at least 16 work pixels (got {crop})")
+    if not 8 <= work_diameter <= 64:
+        raise UserError(f"--work-diameter must be 8 to 64 pixels (got {work_diameter:g})")
     out = Path(out)
     if (out / DESCRIPTION).exists() and not overwrite:
         raise UserError(f"{out} already holds a cell finder; pass --overwrite to replace it")
@@ -257,18 +264,19 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
     for stem in tqdm(split["train"], desc="reading fields", disable=not progress, leave=False):
         rgb, labelled = read(stem)
         fields.append(_field(stem, rgb, labelled, _box_diameter(labelled) or fallback if boxes else
-                             scale["diameter"], kinds, bool(complete) and stem not in complete, boxes))
+                             scale["diameter"], kinds, bool(complete) and stem not in complete, boxes, work_diameter))
     fields = [f for f in fields if len(f.centres) or f.trusted is None]
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     rng = np.random.default_rng(seed)
-    model = CentreNet(kinds=len(kinds))
+    model = CentreNet(kinds=len(kinds), width=width)
     optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=steps, pct_start=0.1)
     log, running = ["step,loss,seconds"], []
     model.train()
     for step in tqdm(range(1, steps + 1), desc="training", disable=not progress, leave=False):
-        batch = [_crop(fields[i], rng, len(kinds)) for i in rng.integers(0, len(fields), batch_size)]
+        batch = [_crop(fields[i], rng, len(kinds), crop, work_diameter)
+                 for i in rng.integers(0, len(fields), batch_size)]
         image, trust = torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
         targets = {name: torch.stack([b[2][name] for b in batch]) for name in batch[0][2]}
         loss = centre_loss(model(image), targets, trust)
@@ -289,8 +297,8 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
     _export(model, out / GRAPH)
     atomic_write(out / "training.csv", "\n".join(log) + "\n")
     description = {
-        "task": "cell-finding", "network": "CentreNet", "width": 12, "kinds": list(kinds), "boxes": boxes,
-        "work_diameter": WORK_DIAMETER, "stride": STRIDE, "input": "fields (1, 3, H, W): RGB at work scale, each "
+        "task": "cell-finding", "network": "CentreNet", "width": width, "kinds": list(kinds), "boxes": boxes,
+        "work_diameter": work_diameter, "stride": STRIDE, "input": "fields (1, 3, H, W): RGB at work scale, each "
         "channel minus its mean over the field over its standard deviation + 8; H, W multiples of 4",
         "outputs": {"heat": "(1, kinds, H/2, W/2) in 0..1", "log_size": "(1, 2, H/2, W/2): log(width, height / "
                     "red-cell diameter)", "offset": "(1, 2, H/2, W/2): x, y from each output pixel to the nearest "
@@ -298,7 +306,7 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
         "scale": scale, "scale_check": boxes, "thresholds": {kind: 0.3 for kind in kinds}, "dataset": dataset,
         "images": str(images), "labels": str(labels), "label_format": label_format, "border": border,
         "fields": split, "fold": [fold, folds],
-        "train": {"steps": steps, "batch_size": batch_size, "crop": CROP, "seed": seed, "fields": len(fields),
+        "train": {"steps": steps, "batch_size": batch_size, "crop": crop, "seed": seed, "fields": len(fields),
                   "cells": int(sum(len(f.centres) for f in fields)), "first_loss": float(log[1].split(",")[1]),
                   "last_loss": float(log[-1].split(",")[1]), "seconds": round(time.time() - started, 1),
                   "threads": threads},
@@ -307,7 +315,7 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
     atomic_write(out / DESCRIPTION, json.dumps(description, indent=2) + "\n")
     finder = LearnedFinder(out, threads=threads)
     tuning_fields = [TuningField(rgb, labelled, diameter_of(stem, labelled), _trusted(
-        rgb, labelled, diameter_of(stem, labelled)) if complete and stem not in complete else None)
+        rgb, labelled, diameter_of(stem, labelled), work_diameter) if complete and stem not in complete else None)
         for stem, rgb, labelled in tuning]
     description.update(choose_decoding(finder, tuning_fields, label_format=label_format, border=border, kinds=kinds))
     description["train"]["seconds"] = round(time.time() - started, 1)
@@ -315,6 +323,6 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
     return description
 
 
-def _trusted(rgb: np.ndarray, labelled: list, diameter: float) -> np.ndarray:
+def _trusted(rgb: np.ndarray, labelled: list, diameter: float, work_diameter: float) -> np.ndarray:
     """Where a field labelled in part can be scored, at work scale (see ``learned_tune``)."""
-    return _field("", rgb, labelled, diameter, KINDS, True, False).trusted
+    return _field("", rgb, labelled, diameter, KINDS, True, False, work_diameter).trusted

@@ -149,6 +149,10 @@ def test_refusals_are_user_errors(tmp_path):
     (labels / "1.txt").write_text("10 20 0\n")
     with pytest.raises(UserError, match="cannot be read as yolo"):
         train_detector(images, labels, tmp_path / "run", label_format="yolo", steps=1, progress=False)
+    for wrong, option in (({"crop": 50}, "--crop"), ({"work_diameter": 4.0}, "--work-diameter"),
+                          ({"width": 0}, "--width")):
+        with pytest.raises(UserError, match=option):
+            train_detector(images, labels, tmp_path / "run", label_format="chula", steps=1, progress=False, **wrong)
     with pytest.raises(UserError, match="unknown detector"):
         learned_finder("deep")
     (tmp_path / "notrun").mkdir()
@@ -286,3 +290,24 @@ def test_the_scale_check_mends_a_measure_far_off_and_leaves_a_right_one(trained)
     mended, maps = finder.checked_diameter(rgb, right / 2.8)
     assert 0.7 * right <= mended <= 1.4 * right
     assert maps["heat"].shape[1] == pytest.approx(rgb.shape[0] * 16 / mended / 2, abs=2)
+
+
+def test_a_run_keeps_its_crop_width_and_work_scale_and_is_read_at_that_scale(tmp_path):
+    images, labels = _write_set(tmp_path)
+    description = train_detector(images, labels, tmp_path / "run", label_format="chula", steps=3, batch_size=2,
+                                 crop=48, width=8, work_diameter=24.0, threads=1, progress=False)
+    assert description["train"]["crop"] == 48 and description["width"] == 8
+    assert description["work_diameter"] == 24.0
+    finder = LearnedFinder(tmp_path / "run")
+    rgb, _ = _disc_field(97)
+    diameter = description["scale"]["diameter"]
+    heat = finder.heat_of(rgb, diameter)["heat"]
+    assert heat.shape[1] == pytest.approx(rgb.shape[0] * 24 / diameter / 2, abs=1)
+
+
+def test_the_centre_blobs_grow_with_the_work_scale():
+    from cellscreen.screen.learned_net import draw_targets
+
+    small, large = (draw_targets((40, 40), np.array([[20.0, 20.0]]), np.array([0]), None, 1, work_diameter=d)
+                    for d in (16.0, 32.0))
+    assert large["heat"].sum() > 3 * small["heat"].sum()
