@@ -128,3 +128,23 @@ def local_ray():
     yield
     ray.shutdown()
     shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for a module's page tests; skipped where Debian's chromium is not installed."""
+    from tests.browser import CHROMIUM, NO_CHROMIUM, chromium  # playwright only for the tests that use it
+
+    if CHROMIUM is None:
+        pytest.skip(NO_CHROMIUM)
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser):
+    """A new 1400x1000 page; the test fails if a script on it throws."""
+    from tests.browser import watched_page
+
+    with watched_page(browser) as opened:
+        yield opened

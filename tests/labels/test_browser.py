@@ -12,12 +12,11 @@ from cellscreen.data.index import scan_dataset
 from cellscreen.data.sources import get_profile
 from cellscreen.labels.audit import audit_labels
 from cellscreen.labels.relabel import apply_relabels, load_relabels, read_relabel_rows, write_relabel_file
+from tests.browser import needs_chromium
 from tests.labels.helpers import fake_oof
 from tests.serve.test_page import _serving
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = [pytest.mark.real_data,
-              pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")]
+pytestmark = [pytest.mark.real_data, needs_chromium]
 SLIDES = ("C100", "C101")
 PER_CLASS = 10  # cells of each class per slide
 PLANTED = 4
@@ -50,27 +49,6 @@ def real_audit(tmp_path_factory):
     audit = audit_labels(given, out_dir=work / "audit", oof=fake_oof(given, true_label_of, work / "oof.csv"))
     assert sorted(s.path for s in audit.suspects) == sorted(flipped)
     return work / "audit", audit
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    page = browser.new_page(viewport={"width": 1300, "height": 1000})
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    page.close()
-    assert not errors, errors
 
 
 def _loaded_images(page, selector):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -12,17 +11,15 @@ from cellscreen.data.index import scan_dataset
 from cellscreen.data.sources import get_profile
 from cellscreen.labels.audit import audit_labels
 from cellscreen.labels.oof import OutOfFold, write_oof
+from tests.browser import needs_chromium, watched_page
 from tests.conftest import write_cell
 from tests.serve.test_page import _serving
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = needs_chromium
 CLASSES = ("Benign", "Early", "Pre")
 
 
-def test_keys_flip_to_either_other_class(tmp_path):
-    from playwright.sync_api import sync_playwright
-
+def test_keys_flip_to_either_other_class(browser, tmp_path):
     from cellscreen.labels.review import review_app
 
     seed = 0
@@ -44,9 +41,7 @@ def test_keys_flip_to_either_other_class(tmp_path):
                               proba / proba.sum(axis=1, keepdims=True)), tmp_path / "oof.csv")
     audit = audit_labels(index, out_dir=tmp_path / "audit", oof=oof)
     assert {s.path for s in audit.suspects} == {index.records[0].path, index.records[1].path}
-    with _serving(review_app(tmp_path / "audit", reviewer="tester")) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page()
+    with _serving(review_app(tmp_path / "audit", reviewer="tester")) as url, watched_page(browser) as page:
         page.goto(url)
         page.wait_for_function("() => document.body.dataset.ready === '1'")
         assert page.eval_on_selector_all("#other-classes button", "els => els.map(e => e.textContent)") == [
@@ -55,7 +50,6 @@ def test_keys_flip_to_either_other_class(tmp_path):
         page.wait_for_function("() => document.getElementById('progress').textContent.startsWith('1 of')")
         page.keyboard.press("2")
         page.wait_for_function("() => document.getElementById('progress').textContent.startsWith('2 of')")
-        browser.close()
     records = [json.loads(line) for line in (tmp_path / "audit" / "decisions.jsonl").read_text().splitlines()]
     assert [(r["path"], r["decision"], r["label"]) for r in records] == [
         (audit.suspects[0].path, "flip", "Early"), (audit.suspects[1].path, "flip", "Pre")]

@@ -5,7 +5,6 @@ renders in Chromium."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,9 @@ from scipy import ndimage as ndi
 from cellscreen.errors import UserError
 from cellscreen.screen import pipeline
 from cellscreen.screen.synthetic import make_field
+from tests.browser import CHROMIUM, NO_CHROMIUM, open_report
 from tests.screen.runs import disc, outputs, read_csv
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 BACKGROUND = (205, 200, 195)
 
 
@@ -231,19 +230,9 @@ def test_fields_of_real_nih_cells_are_counted_exactly_and_reported(real_data, tm
     assert [(r["red_counted"], r["positive"]) for r in samples] == [("24", "6"), ("30", "10")]
 
     if CHROMIUM is None:
-        pytest.skip("needs Debian's chromium (apt-get install chromium) for the report check")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.goto((out / "report.html").as_uri())
-        page.wait_for_load_state("load")
-        shown = page.eval_on_selector_all("img", "els => els.map(e => [e.alt, e.complete, e.naturalWidth])")
-        rows = page.eval_on_selector_all("#samples tr", "els => els.map(e => e.innerText)")
-        page.emulate_media(media="print")
-        printed = page.pdf()
-        browser.close()
+        pytest.skip(f"{NO_CHROMIUM} for the report check")
+    seen = open_report(out / "report.html", "#samples tr")
+    shown, rows, printed = seen["images"], seen["rows"], seen["pdf"]
     assert len(shown) == 2 and all(complete and width > 100 for _, complete, width in shown), shown
     assert len(rows) == 3 and "slideA" in rows[1] and "25.00%" in rows[1] and "33.33%" in rows[2]
     assert printed.startswith(b"%PDF") and len(printed) > 20_000

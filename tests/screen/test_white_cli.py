@@ -10,7 +10,8 @@ from pathlib import Path
 
 from tests.clitools import run_here
 from tests.screen.test_cli import one_line_refusal
-from tests.screen.test_pipeline import CHROMIUM, read_csv
+from tests.browser import CHROMIUM, open_report
+from tests.screen.runs import read_csv
 
 WHITE_LINE = re.compile(r"^(?P<sample>.+): (?P<images>\d+) image\(s\), (?P<white>[\d,]+) white cells counted, "
                         r"(?P<blasts>[\d,]+) blasts, blast share (?P<percent>[\d.]+)% \(95% CI [\d.]+-[\d.]+\), "
@@ -23,19 +24,9 @@ def check_report_in_chromium(out: Path, share: str) -> None:
     """The report opens in Chromium with its three overlays, the sample's blast share, and prints."""
     if CHROMIUM is None:
         return  # test_pipeline says so once, with how to install it
-    from playwright.sync_api import sync_playwright  # drives Chromium
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.goto((out / "report.html").as_uri())
-        page.wait_for_load_state("load")
-        shown = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
-        rows = page.eval_on_selector_all("#samples tr", "els => els.map(e => e.innerText)")
-        page.emulate_media(media="print")
-        printed = page.pdf()
-        browser.close()
-    assert len(shown) == 3 and all(complete and width > 100 for complete, width in shown), shown
+    seen = open_report(out / "report.html", "#samples tr")
+    shown, rows, printed = seen["images"], seen["rows"], seen["pdf"]
+    assert len(shown) == 3 and all(complete and width > 100 for _, complete, width in shown), shown
     assert "blast share" in rows[0] and share in rows[1], rows
     assert printed.startswith(b"%PDF")
 

@@ -6,7 +6,6 @@ import base64
 import contextlib
 import csv
 import json
-import shutil
 import socket
 import threading
 import time
@@ -14,8 +13,9 @@ import urllib.request
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
+from tests.browser import needs_chromium
+
+pytestmark = needs_chromium
 
 BAD_NAME = 'not a cell, "really" <b>.png'  # a comma, quotes and markup: CSV quoting and DOM escaping
 DONE = """n => {
@@ -65,27 +65,6 @@ def app(tmp_path_factory):
 def url(app):
     with _serving(app) as address:
         yield address
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    page.close()
-    assert not errors, errors  # no uncaught script error anywhere
 
 
 def _open(page, address) -> None:
