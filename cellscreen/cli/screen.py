@@ -227,6 +227,7 @@ def cmd_cells_train(args) -> None:
     done = train_detector(images, labels, args.out, label_format=label_format, yolo_kinds=kinds,
                           complete=complete, border=border, steps=args.steps, batch_size=args.batch_size,
                           crop=args.crop, width=args.width, work_diameter=args.work_diameter,
+                          dilations=_whole_numbers(args.dilations, '--dilations'),
                           seed=args.seed, threads=args.threads, dataset=args.dataset, overwrite=args.overwrite,
                           progress=not args.quiet, fold=fold, folds=folds)
     split, train = done["fields"], done["train"]
@@ -236,6 +237,16 @@ def cmd_cells_train(args) -> None:
           f"in {train['seconds']:.0f} s, loss {train['first_loss']:.3f} -> {train['last_loss']:.3f}; tuned on "
           f"{len(split['tuning'])}: {tuned}; {len(split['held_out'])} kept out for scoring")
     print(f"run folder {args.out}: score with `cellscreen cells score ... --detector learned:{args.out}`")
+
+
+def _whole_numbers(text: str, option: str) -> tuple[int, ...]:
+    """A comma-separated list of whole numbers, as 2,4,8."""
+    from cellscreen.errors import UserError  # keeps start-up fast
+
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise UserError(f"{option} must be whole numbers separated by commas, as 2,4,8 (got {text!r})") from None
 
 
 def _add_cells_train(cells_commands, field_sets: list[str]) -> None:
@@ -265,6 +276,8 @@ def _add_cells_train(cells_commands, field_sets: list[str]) -> None:
                        "(its cost grows with the square)")
     group.add_argument("--work-diameter", type=float, default=16.0, help="pixels a red cell is made across "
                        "before the network sees a field (its cost grows with the square)")
+    group.add_argument("--dilations", default="2,4", metavar="D,D,...", help="dilations of the network's context "
+                       "layers at a quarter of the resolution; each 8 added sees about four red cells further")
     group.add_argument("--seed", type=int, default=0, help="seed of the weights, crops and augmentation")
     group.add_argument("--fold", metavar="K/N", help="with a set that names its fully labelled fields: deal them "
                        "into N folds, hold out fold K for scoring and learn from the others (default 0/2; 0/1 "

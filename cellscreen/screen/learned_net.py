@@ -40,17 +40,17 @@ class CentreNet(nn.Module):
     pixel's offset to the nearest centre (N, 2, H/2, W/2; x, y in output pixels) from a standardised field.
 
     Two stride-2 steps, then dilated convolutions at a quarter of the
-    resolution that see about four red cells across (a white cell and its
-    neighbours), then back to half resolution with the finer features.
+    resolution (``dilations``: 2 and 4 see about four red cells across, a
+    white cell and its neighbours; each further 8 adds four cells), then back
+    to half resolution with the finer features.
     """
 
-    def __init__(self, *, kinds: int, width: int = 12, offset: bool = True):
+    def __init__(self, *, kinds: int, width: int = 12, offset: bool = True, dilations: tuple[int, ...] = (2, 4)):
         super().__init__()
         w = width
         self.fine = nn.Sequential(_conv(3, w, stride=2), _conv(w, w))
         self.quarter = nn.Sequential(_conv(w, 2 * w, stride=2), _conv(2 * w, 2 * w), _conv(2 * w, 3 * w),
-                                     _conv(3 * w, 3 * w, dilation=2), _conv(3 * w, 3 * w, dilation=4),
-                                     _conv(3 * w, 3 * w))
+                                     *(_conv(3 * w, 3 * w, dilation=d) for d in dilations), _conv(3 * w, 3 * w))
         self.fuse = nn.Sequential(nn.Conv2d(4 * w, w, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
                                   _conv(w, w))
         self.heat = nn.Conv2d(w, kinds, 1)

@@ -58,6 +58,7 @@ COMPLETE_TUNING_EVERY = 4  # of the complete fields not held out, every 4th is a
 HELD_OUT = (7, 8, 9)  # without a list of complete fields, these of every ten are kept out for scoring
 CROP = 64  # training crops' side in work pixels
 WIDTH = 12  # the network's narrowest layer's channels (``CentreNet``'s width)
+DILATIONS = (2, 4)  # the dilations of the network's context layers (``CentreNet``)
 SCALE_JITTER = (0.85, 1.18)
 EDGE_CROPS = 0.25  # share of crops (along each side) that start at the field's edge
 TRUSTED_REACH = 0.6  # on fields labelled in part, the loss counts within this many diameters of a labelled centre
@@ -201,7 +202,7 @@ def _export(model: CentreNet, path: Path) -> None:
 def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, label_format: str,
                    yolo_kinds: tuple[str, ...] | None = None, complete: tuple[str, ...] = (), border: str = "keep",
                    steps: int = 1500, batch_size: int = 12, crop: int = CROP, width: int = WIDTH,
-                   work_diameter: float = WORK_DIAMETER, seed: int = 0, threads: int = 2, dataset: str | None = None,
+                   work_diameter: float = WORK_DIAMETER, dilations: tuple[int, ...] = DILATIONS, seed: int = 0, threads: int = 2, dataset: str | None = None,
                    overwrite: bool = False, progress: bool = True, fold: int = 0, folds: int | None = None) -> dict:
     """Train a cell finder on the labelled fields of ``images`` and write its run folder ``out``; return its
     description (``model.json``). ``fold`` of ``folds`` (default 2 where the set names its complete fields, else
@@ -212,6 +213,8 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
         raise UserError("--steps, --batch-size and --width must be at least 1")
     if crop < 16 or crop % MULTIPLE:
         raise UserError(f"--crop must be a multiple of {MULTIPLE} of at least 16 work pixels (got {crop})")
+    if not dilations or any(not 1 <= d <= 32 for d in dilations):
+        raise UserError(f"--dilations must be whole numbers from 1 to 32, as 2,4,8 (got {dilations})")
     if not 8 <= work_diameter <= 64:
         raise UserError(f"--work-diameter must be 8 to 64 pixels (got {work_diameter:g})")
     out = Path(out)
@@ -269,7 +272,7 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     rng = np.random.default_rng(seed)
-    model = CentreNet(kinds=len(kinds), width=width)
+    model = CentreNet(kinds=len(kinds), width=width, dilations=tuple(dilations))
     optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=steps, pct_start=0.1)
     log, running = ["step,loss,seconds"], []
@@ -297,7 +300,7 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
     _export(model, out / GRAPH)
     atomic_write(out / "training.csv", "\n".join(log) + "\n")
     description = {
-        "task": "cell-finding", "network": "CentreNet", "width": width, "kinds": list(kinds), "boxes": boxes,
+        "task": "cell-finding", "network": "CentreNet", "width": width, "dilations": list(dilations), "kinds": list(kinds), "boxes": boxes,
         "work_diameter": work_diameter, "stride": STRIDE, "input": "fields (1, 3, H, W): RGB at work scale, each "
         "channel minus its mean over the field over its standard deviation + 8; H, W multiples of 4",
         "outputs": {"heat": "(1, kinds, H/2, W/2) in 0..1", "log_size": "(1, 2, H/2, W/2): log(width, height / "

@@ -153,6 +153,8 @@ def test_refusals_are_user_errors(tmp_path):
                           ({"width": 0}, "--width")):
         with pytest.raises(UserError, match=option):
             train_detector(images, labels, tmp_path / "run", label_format="chula", steps=1, progress=False, **wrong)
+    with pytest.raises(UserError, match="--dilations"):
+        train_detector(images, labels, tmp_path / "run", label_format="chula", steps=1, progress=False, dilations=())
     with pytest.raises(UserError, match="unknown detector"):
         learned_finder("deep")
     (tmp_path / "notrun").mkdir()
@@ -175,6 +177,8 @@ def test_cells_train_and_score_refuse_in_one_line(trained, tmp_path):
                       "--fold", "1/2", "--out", str(tmp_path / "r"), "-q"), ("--fold needs",)),
             (run_here("cells", "train", str(root / "Dataset"), "--labels", str(root / "Label"), "--format", "chula",
                       "--fold", "half", "--out", str(tmp_path / "r"), "-q"), ("K/N",)),
+            (run_here("cells", "train", str(root / "Dataset"), "--labels", str(root / "Label"), "--format", "chula",
+                      "--dilations", "2,four", "--out", str(tmp_path / "r"), "-q"), ("--dilations", "2,4,8")),
             (run_here("cells", "score", str(root / "Dataset"), "--labels", str(root / "Label"), "--format", "chula",
                       "--detector", f"learned:{tmp_path}", "--out", str(tmp_path / "s.csv"), "-q"),
              ("no learned cell finder",))]:
@@ -292,12 +296,17 @@ def test_the_scale_check_mends_a_measure_far_off_and_leaves_a_right_one(trained)
     assert maps["heat"].shape[1] == pytest.approx(rgb.shape[0] * 16 / mended / 2, abs=2)
 
 
-def test_a_run_keeps_its_crop_width_and_work_scale_and_is_read_at_that_scale(tmp_path):
+def test_a_run_keeps_its_network_crop_and_work_scale_and_is_read_at_that_scale(tmp_path):
+    from safetensors.torch import load_file
+
+    from cellscreen.screen.learned_net import CentreNet
+
     images, labels = _write_set(tmp_path)
     description = train_detector(images, labels, tmp_path / "run", label_format="chula", steps=3, batch_size=2,
-                                 crop=48, width=8, work_diameter=24.0, threads=1, progress=False)
+                                 crop=48, width=8, work_diameter=24.0, dilations=(2, 4, 8), threads=1, progress=False)
     assert description["train"]["crop"] == 48 and description["width"] == 8
-    assert description["work_diameter"] == 24.0
+    assert description["work_diameter"] == 24.0 and description["dilations"] == [2, 4, 8]
+    CentreNet(kinds=1, width=8, dilations=(2, 4, 8)).load_state_dict(load_file(str(tmp_path / "run" / WEIGHTS)))
     finder = LearnedFinder(tmp_path / "run")
     rgb, _ = _disc_field(97)
     diameter = description["scale"]["diameter"]
