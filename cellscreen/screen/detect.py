@@ -106,14 +106,15 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3])
 
 
-def _resized(rgb: np.ndarray, scale: float) -> np.ndarray:
-    """The image scaled by ``scale`` (box filter down, bilinear up): PIL does 16 MP in milliseconds."""
+def _resized(rgb: np.ndarray, scale: float, picture: Image.Image | None = None) -> np.ndarray:
+    """The image scaled by ``scale`` (box filter down, bilinear up): PIL does 16 MP in milliseconds.
+    ``picture``: ``rgb`` as a PIL image, made once for both copies (a 16 MP one takes 80 ms to make)."""
     if abs(scale - 1.0) < 1e-3:
         return rgb
     h, w = rgb.shape[:2]
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     method = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
-    return np.asarray(Image.fromarray(rgb).resize(size, method))
+    return np.asarray((picture or Image.fromarray(rgb)).resize(size, method))
 
 
 def _dilated(mask: np.ndarray, radius: float) -> np.ndarray:
@@ -178,7 +179,7 @@ def _foreground(difference: np.ndarray, diameter: float) -> np.ndarray:
     return morphology.remove_small_objects(mask, max_size=int(0.1 * cell_area))
 
 
-def _measure_diameter(rgb: np.ndarray) -> float:
+def _measure_diameter(rgb: np.ndarray, picture: Image.Image | None = None) -> float:
     """The red-cell diameter in ``rgb``'s pixels, measured on a coarse copy.
 
     A first foreground (all holes filled) gives the distance transform; its
@@ -187,7 +188,7 @@ def _measure_diameter(rgb: np.ndarray) -> float:
     a second pass at that size.
     """
     scale = min(1.0, PROBE_SIDE / max(rgb.shape[:2]))
-    probe = _resized(rgb, scale)
+    probe = _resized(rgb, scale, picture)
     guess = max(probe.shape[:2]) / 12  # any size between a few and a hundred cells per side
     for _ in range(2):
         mask = _foreground(_stain(probe, guess), guess)
@@ -340,8 +341,9 @@ def _ellipse_fill(labels: np.ndarray, count: int) -> np.ndarray:
     for clumps and ragged debris: a convexity measure like solidity, computed
     for all cells at once from pixel sums instead of one hull per cell.
     """
-    flat = labels.ravel()
-    rows, cols = np.divmod(np.arange(flat.size, dtype=np.float64), labels.shape[1])
+    where = np.flatnonzero(labels)  # the background's sums are not needed: half the pixels or more
+    flat = labels.ravel()[where]
+    rows, cols = np.divmod(where.astype(np.float64), labels.shape[1])
     n = np.bincount(flat, minlength=count + 1).astype(np.float64)
     safe = np.maximum(n, 1)
     mean_r = np.bincount(flat, rows, count + 1) / safe
@@ -375,11 +377,13 @@ def find_cells(rgb: np.ndarray, *, cell_diameter: float | None = None) -> Detect
     """
     rgb = _as_rgb(rgb)
     height, width = rgb.shape[:2]
-    diameter = float(cell_diameter) if cell_diameter else _measure_diameter(rgb)
+    picture = Image.fromarray(rgb)
+    diameter = float(cell_diameter) if cell_diameter else _measure_diameter(rgb, picture)
     if diameter <= 0:
         raise ValueError(f"cell_diameter must be positive, got {cell_diameter}")
     scale = min(2.0, WORK_DIAMETER / diameter)
-    work = _resized(rgb, scale)
+    work = _resized(rgb, scale, picture)
+    del picture
     work_diameter = diameter * scale
     work_labels, white, difference = _segment(work, work_diameter)
     # A red object that is mostly grey is a piece of a fibre (or of the microscope's pointer), not a cell.
@@ -415,7 +419,9 @@ def find_cells(rgb: np.ndarray, *, cell_diameter: float | None = None) -> Detect
     relabel = np.zeros(int(work_labels.max()) + 1, np.int32)
     relabel[work_ids] = np.arange(1, len(work_ids) + 1, dtype=np.int32)
     work_labels = relabel[work_labels]
-    labels = work_labels if work.shape[:2] == (height, width) else work_labels[source_row][:, source_col]
+    # np.take: twice as fast as fancy indexing here (16 MP: 180 -> 80 ms)
+    labels = work_labels if work.shape[:2] == (height, width) else np.take(
+        np.take(work_labels, source_row, axis=0), source_col, axis=1)
     count = len(work_ids)
     fill = _ellipse_fill(work_labels, count)
     grey_share = _shares(work_labels, grey, count)
