@@ -13,6 +13,10 @@ the process's start or the model's loading. Each part is warmed up on one field 
   screened first, so that the process's peak memory (the kernel's VmHWM) is this field's; its best of
   three and its worst, and how much the peak grew over the memory before it.
 
+Then `cellscreen screen` itself (``pipeline.screen``) on the Chula fields with one worker process per core,
+as it runs by default: the wall time per field, from a run on half the fields and one on all of them (the
+start of the workers and the model's loading drop out of the difference).
+
 Per part: wall and CPU milliseconds per field (median, 90th percentile) and the median of each stage:
 decode, find, cut+batch (cutting the red cells and resizing them to the model's input), classify (the
 model's run), overlay (drawn, encoded, written), other (the rest: rows, counts). "cores busy" is CPU time
@@ -36,6 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cellscreen.data.parallel import default_workers
 from cellscreen.screen import count, overlay, pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -180,6 +185,29 @@ def time_big_field(root: Path, options: pipeline.FieldOptions, predictor, folder
             "peak_rss_mb": round(peak), "rss_growth_mb": round(peak - before)}
 
 
+def time_screen_run(paths: Sequence[Path], model: str, *, engine: str, detector: str, workers: int,
+                    folder: Path) -> dict:
+    """What `cellscreen screen` spends per field with ``workers`` processes side by side: ``pipeline.screen`` on
+    the first half of ``paths`` and then on all of them (each in its own folder of links, its own run), and
+    the difference in wall seconds over the difference in fields. The start (worker processes, the model
+    loaded in each) costs both runs alike and drops out; the report's thumbnail of each field stays in."""
+    half = max(1, len(paths) // 2)
+    seconds = []
+    for count in (half, len(paths)):
+        inputs = folder / f"inputs-{count}"
+        inputs.mkdir(parents=True, exist_ok=True)
+        for k, path in enumerate(paths[:count]):
+            (inputs / f"{k:04d}_{path.name}").symlink_to(path.resolve())
+        start = time.perf_counter()
+        pipeline.screen(model, [inputs], folder / f"run-{count}", workers=workers, progress=False, engine=engine,
+                        detector=detector)
+        seconds.append(time.perf_counter() - start)
+    extra = len(paths) - half
+    per_field = (seconds[1] - seconds[0]) / extra if extra else float("nan")
+    return {"workers": workers, "fields": [half, len(paths)], "seconds": seconds,
+            "ms_per_field": 1000 * per_field}
+
+
 def chula_fields(root: Path, count: int) -> list[Path]:
     folder = root / "smears" / "chula-rbc12" / "Dataset"
     numbers = sorted(int(p.stem) for p in folder.glob("*.jpg") if p.stem.isdigit())
@@ -219,8 +247,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--engine", default="auto", help="the model's engine: auto, onnx, int8 or torch")
     parser.add_argument("--data", default=os.environ.get("CELLSCREEN_DATA", "../shared/data"),
                         help="the data folder holding smears/ (default: $CELLSCREEN_DATA or ../shared/data)")
-    parser.add_argument("--skip", choices=("big", "chula", "txl"), action="append", default=[],
-                        help="leave a part out (repeatable)")
+    parser.add_argument("--skip", choices=("big", "chula", "txl", "workers"), action="append", default=[],
+                        help="leave a part out (repeatable); workers: the whole `screen` run with one process "
+                        "per core")
     args = parser.parse_args(argv)
     root = Path(args.data)
     if not (root / "smears").is_dir():
@@ -238,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.exit(2, f"{exc}\n")
     chula, txl = chula_fields(root, args.fields), txl_fields(root, args.fields)
     parts: dict[str, dict] = {}
+    workers = None
     with tempfile.TemporaryDirectory(prefix="screen-speed-") as scratch:
         options = field_options(predictor, Path(scratch), args.detector)
         warm = (chula or txl)[:1]
@@ -249,12 +279,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             parts["Chula 640x480"] = time_fields(chula, options, predictor)
         if "txl" not in args.skip and txl:
             parts["TXL-PBC"] = time_fields(txl, options, predictor)
+        if "workers" not in args.skip and chula:
+            workers = time_screen_run(chula, args.model, engine=args.engine, detector=args.detector,
+                                      workers=default_workers(), folder=Path(scratch) / "workers")
     threads = threads_used(predictor)
     print(f"model {args.model}, engine {predictor.engine}, input {predictor.input_size} px, detector "
           f"{args.detector}; cores {threads['cores']}, model threads {threads['model_threads']} "
           f"(onnxruntime: 0 = one per core), OMP_NUM_THREADS={threads['OMP_NUM_THREADS']}")
     print("stage columns: median wall ms (CPU ms) per field")
     print(table(parts))
+    if workers:
+        print(f"`cellscreen screen` with {workers['workers']} worker processes on Chula fields: "
+              f"{workers['ms_per_field']:.0f} ms per field (wall, {workers['fields'][1]} fields against "
+              f"{workers['fields'][0]}: {workers['seconds'][1]:.1f} s against {workers['seconds'][0]:.1f} s)")
     big = parts.get("big 5312x2988")
     if big:
         print(f"big field: {big['seconds']:.2f} s best of 3 ({big['seconds_worst']:.2f} s worst), peak memory of "
@@ -262,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> None:
               "before it)")
     print(json.dumps({"model": args.model, "engine": predictor.engine, "detector": args.detector,
                       "input_size": predictor.input_size, "threads": threads, "load": os.getloadavg(),
-                      "parts": parts}, default=float))
+                      "parts": parts, "screen_workers": workers}, default=float))
 
 
 if __name__ == "__main__":
