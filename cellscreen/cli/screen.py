@@ -227,7 +227,7 @@ def cmd_cells_train(args) -> None:
     done = train_detector(images, labels, args.out, label_format=label_format, yolo_kinds=kinds,
                           complete=complete, border=border, steps=args.steps, batch_size=args.batch_size,
                           crop=args.crop, width=args.width, work_diameter=args.work_diameter,
-                          dilations=_whole_numbers(args.dilations, '--dilations'),
+                          dilations=_whole_numbers(args.dilations, '--dilations'), white_weight=args.white_weight,
                           seed=args.seed, threads=args.threads, dataset=args.dataset, overwrite=args.overwrite,
                           progress=not args.quiet, fold=fold, folds=folds)
     split, train = done["fields"], done["train"]
@@ -278,6 +278,8 @@ def _add_cells_train(cells_commands, field_sets: list[str]) -> None:
                        "before the network sees a field (its cost grows with the square)")
     group.add_argument("--dilations", default="2,4", metavar="D,D,...", help="dilations of the network's context "
                        "layers at a quarter of the resolution; each 8 added sees about four red cells further")
+    group.add_argument("--white-weight", type=float, default=1.0, help="how much the white cells' heat map "
+                       "counts in the loss beside the red cells' (white cells are rare)")
     group.add_argument("--seed", type=int, default=0, help="seed of the weights, crops and augmentation")
     group.add_argument("--fold", metavar="K/N", help="with a set that names its fully labelled fields: deal them "
                        "into N folds, hold out fold K for scoring and learn from the others (default 0/2; 0/1 "

@@ -109,18 +109,22 @@ def draw_targets(shape: tuple[int, int], centres: np.ndarray, kinds: np.ndarray,
 
 
 def centre_loss(outputs: tuple[torch.Tensor, ...], targets: dict[str, torch.Tensor],
-                trusted: torch.Tensor) -> torch.Tensor:
+                trusted: torch.Tensor, kind_weights: torch.Tensor | None = None) -> torch.Tensor:
     """CenterNet's penalty-reduced focal loss on the heat maps, where ``trusted`` (N, 1, h, w) is 1, plus L1
     losses on the log sizes at the labelled centres and on the offsets near them; normalised by the number of
-    centres. ``outputs`` is what ``CentreNet`` returns, ``targets`` ``draw_targets``' maps stacked."""
+    centres. ``outputs`` is what ``CentreNet`` returns, ``targets`` ``draw_targets``' maps stacked;
+    ``kind_weights`` (kinds,) weighs each heat map's focal loss (a rare kind, as white cells, may count more)."""
     heat, size = outputs[:2]
     target = targets["heat"]
     p = heat.clamp(1e-4, 1 - 1e-4)
     peak = (target >= 0.999).float() * trusted
     rest = (1 - peak) * trusted
+    if kind_weights is not None:
+        weight = kind_weights.view(1, -1, 1, 1)
+        peak, rest = peak * weight, rest * weight
     positive = -(torch.log(p) * (1 - p) ** 2 * peak).sum()
     negative = -(torch.log(1 - p) * p**2 * (1 - target) ** 4 * rest).sum()
-    centres = peak.sum().clamp(min=1.0)
+    centres = ((target >= 0.999).float() * trusted).sum().clamp(min=1.0)
     box = targets["has_size"].unsqueeze(1).float()
     size_term = (torch.abs(size - targets["size"]) * box).sum() / box.sum().clamp(min=1.0)
     loss = (positive + negative) / centres + 0.5 * size_term

@@ -59,6 +59,7 @@ HELD_OUT = (7, 8, 9)  # without a list of complete fields, these of every ten ar
 CROP = 64  # training crops' side in work pixels
 WIDTH = 12  # the network's narrowest layer's channels (``CentreNet``'s width)
 DILATIONS = (2, 4)  # the dilations of the network's context layers (``CentreNet``)
+WHITE_WEIGHT = 1.0  # the white cells' heat map counts this much beside the red cells' in the loss
 SCALE_JITTER = (0.85, 1.18)
 EDGE_CROPS = 0.25  # share of crops (along each side) that start at the field's edge
 TRUSTED_REACH = 0.6  # on fields labelled in part, the loss counts within this many diameters of a labelled centre
@@ -202,7 +203,8 @@ def _export(model: CentreNet, path: Path) -> None:
 def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, label_format: str,
                    yolo_kinds: tuple[str, ...] | None = None, complete: tuple[str, ...] = (), border: str = "keep",
                    steps: int = 1500, batch_size: int = 12, crop: int = CROP, width: int = WIDTH,
-                   work_diameter: float = WORK_DIAMETER, dilations: tuple[int, ...] = DILATIONS, seed: int = 0, threads: int = 2, dataset: str | None = None,
+                   work_diameter: float = WORK_DIAMETER, dilations: tuple[int, ...] = DILATIONS,
+                   white_weight: float = WHITE_WEIGHT, seed: int = 0, threads: int = 2, dataset: str | None = None,
                    overwrite: bool = False, progress: bool = True, fold: int = 0, folds: int | None = None) -> dict:
     """Train a cell finder on the labelled fields of ``images`` and write its run folder ``out``; return its
     description (``model.json``). ``fold`` of ``folds`` (default 2 where the set names its complete fields, else
@@ -215,6 +217,8 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
         raise UserError(f"--crop must be a multiple of {MULTIPLE} of at least 16 work pixels (got {crop})")
     if not dilations or any(not 1 <= d <= 32 for d in dilations):
         raise UserError(f"--dilations must be whole numbers from 1 to 32, as 2,4,8 (got {dilations})")
+    if not 0 < white_weight <= 100:
+        raise UserError(f"--white-weight must be above 0 and at most 100 (got {white_weight:g})")
     if not 8 <= work_diameter <= 64:
         raise UserError(f"--work-diameter must be 8 to 64 pixels (got {work_diameter:g})")
     out = Path(out)
@@ -273,6 +277,7 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
     torch.set_num_threads(threads)
     rng = np.random.default_rng(seed)
     model = CentreNet(kinds=len(kinds), width=width, dilations=tuple(dilations))
+    kind_weights = torch.tensor([white_weight if kind == "white" else 1.0 for kind in kinds])
     optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=3e-3, total_steps=steps, pct_start=0.1)
     log, running = ["step,loss,seconds"], []
@@ -282,7 +287,7 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
                  for i in rng.integers(0, len(fields), batch_size)]
         image, trust = torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
         targets = {name: torch.stack([b[2][name] for b in batch]) for name in batch[0][2]}
-        loss = centre_loss(model(image), targets, trust)
+        loss = centre_loss(model(image), targets, trust, kind_weights)
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -300,7 +305,8 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
     _export(model, out / GRAPH)
     atomic_write(out / "training.csv", "\n".join(log) + "\n")
     description = {
-        "task": "cell-finding", "network": "CentreNet", "width": width, "dilations": list(dilations), "kinds": list(kinds), "boxes": boxes,
+        "task": "cell-finding", "network": "CentreNet", "width": width, "dilations": list(dilations),
+        "kinds": list(kinds), "boxes": boxes,
         "work_diameter": work_diameter, "stride": STRIDE, "input": "fields (1, 3, H, W): RGB at work scale, each "
         "channel minus its mean over the field over its standard deviation + 8; H, W multiples of 4",
         "outputs": {"heat": "(1, kinds, H/2, W/2) in 0..1", "log_size": "(1, 2, H/2, W/2): log(width, height / "
@@ -309,7 +315,8 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
         "scale": scale, "scale_check": boxes, "thresholds": {kind: 0.3 for kind in kinds}, "dataset": dataset,
         "images": str(images), "labels": str(labels), "label_format": label_format, "border": border,
         "fields": split, "fold": [fold, folds],
-        "train": {"steps": steps, "batch_size": batch_size, "crop": crop, "seed": seed, "fields": len(fields),
+        "train": {"steps": steps, "batch_size": batch_size, "crop": crop, "white_weight": white_weight, "seed": seed,
+                  "fields": len(fields),
                   "cells": int(sum(len(f.centres) for f in fields)), "first_loss": float(log[1].split(",")[1]),
                   "last_loss": float(log[-1].split(",")[1]), "seconds": round(time.time() - started, 1),
                   "threads": threads},

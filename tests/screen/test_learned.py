@@ -150,7 +150,7 @@ def test_refusals_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="cannot be read as yolo"):
         train_detector(images, labels, tmp_path / "run", label_format="yolo", steps=1, progress=False)
     for wrong, option in (({"crop": 50}, "--crop"), ({"work_diameter": 4.0}, "--work-diameter"),
-                          ({"width": 0}, "--width")):
+                          ({"width": 0}, "--width"), ({"white_weight": 0.0}, "--white-weight")):
         with pytest.raises(UserError, match=option):
             train_detector(images, labels, tmp_path / "run", label_format="chula", steps=1, progress=False, **wrong)
     with pytest.raises(UserError, match="--dilations"):
@@ -320,3 +320,18 @@ def test_the_centre_blobs_grow_with_the_work_scale():
     small, large = (draw_targets((40, 40), np.array([[20.0, 20.0]]), np.array([0]), None, 1, work_diameter=d)
                     for d in (16.0, 32.0))
     assert large["heat"].sum() > 3 * small["heat"].sum()
+
+
+def test_a_kind_weighed_more_counts_more_in_the_loss():
+    import torch
+
+    from cellscreen.screen.learned_net import centre_loss, draw_targets
+
+    targets = draw_targets((16, 16), np.array([[4.0, 4.0], [11.0, 11.0]]), np.array([0, 1]), None, 2)
+    targets = {name: torch.from_numpy(value)[None] for name, value in targets.items()}
+    heat = torch.full((1, 2, 16, 16), 0.2)
+    outputs = (heat, torch.zeros(1, 2, 16, 16), torch.zeros(1, 2, 16, 16))
+    trusted = torch.ones(1, 1, 16, 16)
+    plain = centre_loss(outputs, targets, trusted)
+    assert torch.isclose(centre_loss(outputs, targets, trusted, torch.tensor([1.0, 1.0])), plain)
+    assert centre_loss(outputs, targets, trusted, torch.tensor([1.0, 3.0])) > plain
