@@ -25,7 +25,7 @@ import re
 from collections import defaultdict
 from pathlib import Path, PurePath
 
-from cellscreen.engine.paths import resolve_checkpoint
+from cellscreen.engine.paths import BUNDLED, resolve_checkpoint
 from cellscreen.engine.threshold import threshold_of
 from cellscreen.errors import UserError
 from cellscreen.files import atomic_write
@@ -64,9 +64,10 @@ def model_description(model: str | Path) -> dict:
 def validation_card(description: dict, source: str | Path | None = None) -> dict:
     """What a model says it was trained and checked on, for the service's page: its dataset, how the split held
     cells out (by patient or slide, or by cell), how many cells it trained and was validated on, the metric it
-    was kept for, its decision threshold and how it was set, and, when an evaluation of its test part lies
-    beside it (``RUN/test/metrics.json``, ``cellscreen evaluate RUN --subset test --out RUN/test``), its
-    figures with their 95% intervals."""
+    was kept for, its decision threshold and how it was set, the labels it learned (the relabel files it was
+    trained with, by name and hash) and the cells it learned from outside its dataset, and, when an evaluation
+    of its test part lies beside it (``RUN/test/metrics.json``, ``cellscreen evaluate RUN --subset test --out
+    RUN/test``; the bundled model's in its folder), its figures with their 95% intervals."""
     origin = description.get("source") or description  # an exported graph's description nests it
     train, split = description.get("train") or {}, origin.get("split") or {}
     config = train.get("config") or {}
@@ -74,8 +75,9 @@ def validation_card(description: dict, source: str | Path | None = None) -> dict
             "leaky": split.get("leaky"), "held_out": {part: config[part] for part in ("val", "test") if part in config},
             "training_cells": train.get("images"), "validation_cells": train.get("val_images"),
             "kept_for": origin.get("metric"), "decision_threshold": threshold_of(description),
-            "decision": description.get("decision"), "test": None}
-    place = Path(source) if source else None  # a run folder, or a file in one; a bundled name is neither
+            "decision": description.get("decision"), "labels": _labels_learned(origin),
+            "extra_training": [Path(folder).name for folder in _as_list(config.get("extra_train"))], "test": None}
+    place = BUNDLED.get(str(source)) or (Path(source) if source else None)  # a run folder, or a file in one
     folder = place if place is not None and place.is_dir() else (
         place.parent if place is not None and place.is_file() else None)
     metrics_path = folder / "test" / "metrics.json" if folder is not None else None
@@ -91,6 +93,20 @@ def validation_card(description: dict, source: str | Path | None = None) -> dict
         except (ValueError, KeyError, TypeError, OSError):  # a damaged evaluation is left out, not shown wrong
             card["test"] = None
     return card
+
+
+def _as_list(value) -> list:
+    return [] if not value else [value] if isinstance(value, str) else list(value)
+
+
+def _labels_learned(description: dict) -> dict | None:
+    """The relabel files a model was trained with (``{"files": {name: sha256}, "changed", "excluded"}``), None
+    for the folder's own labels."""
+    relabels = description.get("relabels") or {}
+    if not relabels.get("files"):
+        return None
+    return {"files": {PurePath(path).name: digest for path, digest in relabels["files"].items()},
+            "changed": relabels.get("changed"), "excluded": relabels.get("excluded")}
 
 
 def sample_of(path: str, group_regex: str | None) -> str:

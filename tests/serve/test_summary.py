@@ -61,3 +61,19 @@ def test_a_row_calls_the_cell_at_the_threshold_and_rounds_to_4_decimals():
     assert row(Path("a.png"), classes, proba=proba, positive_class="infected", threshold=0.05) == [
         "a.png", "infected", "0.9333", "0.0667", "ok"]
     assert row(Path("a.png"), classes, proba=proba)[1] == "normal"  # no threshold given: 0.5
+
+
+def test_the_card_names_the_labels_and_the_extra_cells_a_model_learned(tmp_path):
+    from cellscreen.serve.summary import validation_card
+
+    description = {"dataset": "malaria-nih", "relabels": {"files": {"/data/x/fixes.csv": "ab" * 32}, "changed": 7,
+                                                          "excluded": 2},
+                   "train": {"images": 10, "config": {"extra_train": ["runs/smear-negatives"], "val": 0.15}}}
+    card = validation_card(description, tmp_path)
+    assert card["labels"] == {"files": {"fixes.csv": "ab" * 32}, "changed": 7, "excluded": 2}
+    assert card["extra_training"] == ["smear-negatives"] and card["test"] is None
+    plain = validation_card({"dataset": "malaria-nih", "train": {"config": {"extra_train": "one"}}})
+    assert plain["labels"] is None and plain["extra_training"] == ["one"]
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "metrics.json").write_text(json.dumps({"metrics": {"n": 5, "accuracy": 0.8}}))
+    assert validation_card(description, tmp_path)["test"]["accuracy"] == {"value": 0.8, "ci95": None}

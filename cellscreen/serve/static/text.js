@@ -48,6 +48,13 @@ window.cellscreenText = (function () {
     if (v.training_cells || v.validation_cells) {
       rows.push(["Cells", `${count(v.training_cells)} trained on, ${count(v.validation_cells)} validated on`]);
     }
+    const labels = v.labels;
+    rows.push(["Labels", labels ? Object.entries(labels.files).map(([name, sha]) => `relabelled by ${name} ` +
+      `(sha256 ${String(sha).slice(0, 12)})`).join(", ") + `: ${count(labels.changed)} cells changed, ` +
+      `${count(labels.excluded)} left out` : "the dataset's own"]);
+    if ((v.extra_training || []).length) {
+      rows.push(["Also trained on", `cells from ${v.extra_training.join(", ")} (training only, not in the figures)`]);
+    }
     if (v.kept_for && v.kept_for.name) {
       rows.push(["Kept for", `${v.kept_for.name} ${Number(v.kept_for.value).toFixed(4)}` +
                              (v.kept_for.epoch !== undefined ? ` (epoch ${v.kept_for.epoch})` : "")]);
