@@ -4,7 +4,8 @@
 
 Times ``cellscreen.screen.pipeline.screen_field``: everything one field costs (the file decoded, the cells
 found, each red cell cut and resized, the model run, the overlay drawn and written as a PNG), nothing of
-the process's start or the model's loading. Each part is warmed up on one field first. The fields:
+the process's start or the model's loading. Each part is warmed up on its first field (the big field:
+the best of three is reported). The fields:
 
 - ``--fields`` Chula RBC-12 fields (640x480), the first by number after the 60 the finder was tuned on;
 - ``--fields`` TXL-PBC fields (about 640x480), the first by name that were not tuned on (every 10th was);
