@@ -237,6 +237,21 @@ class LearnedFinder:
                          boxes=bool(self.description.get("boxes")))
 
 
+def _discs(shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray, radius: float) -> np.ndarray:
+    """A mask of the pixels within ``radius`` of any of the pixels (rows, cols): the same as thresholding a
+    distance transform of the whole field, stamped disc by disc (a tenth of the time on a 640x480 field)."""
+    mask = np.zeros(shape, bool)
+    reach = int(np.floor(radius))
+    dy, dx = np.mgrid[-reach:reach + 1, -reach:reach + 1]
+    disc = dy**2 + dx**2 <= radius**2
+    height, width = shape
+    for row, col in zip(rows, cols):
+        y0, y1 = max(0, row - reach), min(height, row + reach + 1)
+        x0, x1 = max(0, col - reach), min(width, col + reach + 1)
+        mask[y0:y1, x0:x1] |= disc[y0 - row + reach:y1 - row + reach, x0 - col + reach:x1 - col + reach]
+    return mask
+
+
 def _outlined(shape: tuple[int, int], foreground: np.ndarray, peaks: Peaks, kinds: list[str], diameter: float,
               *, boxes: bool) -> Detection:
     """A ``Detection`` from the peaks: a watershed of the foreground (plus a small disc at every centre) seeded
@@ -247,7 +262,7 @@ def _outlined(shape: tuple[int, int], foreground: np.ndarray, peaks: Peaks, kind
     cols = np.clip(np.round(peaks.centre[order, 0]).astype(int), 0, width - 1)
     rows = np.clip(np.round(peaks.centre[order, 1]).astype(int), 0, height - 1)
     markers[rows, cols] = np.arange(1, len(order) + 1)
-    near = ndi.distance_transform_edt(markers == 0) <= MARKER_RADIUS * diameter if len(order) else markers > 0
+    near = _discs(shape, rows, cols, MARKER_RADIUS * diameter)
     mask = foreground | near
     distance = ndi.distance_transform_edt(mask)
     labels = segmentation.watershed(-distance, markers, mask=mask).astype(np.int32) if len(order) else markers

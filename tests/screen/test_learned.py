@@ -335,3 +335,18 @@ def test_a_kind_weighed_more_counts_more_in_the_loss():
     plain = centre_loss(outputs, targets, trusted)
     assert torch.isclose(centre_loss(outputs, targets, trusted, torch.tensor([1.0, 1.0])), plain)
     assert centre_loss(outputs, targets, trusted, torch.tensor([1.0, 3.0])) > plain
+
+
+def test_the_discs_at_the_centres_are_those_of_a_distance_transform():
+    from scipy import ndimage as ndi
+
+    from cellscreen.screen.learned import _discs
+
+    rng = np.random.default_rng(1)
+    rows, cols = rng.integers(0, 60, 15), rng.integers(0, 80, 15)
+    rows[:2], cols[:2] = (0, 59), (79, 0)  # discs cut by the border
+    markers = np.ones((60, 80), bool)
+    markers[rows, cols] = False
+    for radius in (0.5, 3.0, 4.7):
+        np.testing.assert_array_equal(_discs((60, 80), rows, cols, radius),
+                                      ndi.distance_transform_edt(markers) <= radius)
