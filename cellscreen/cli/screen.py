@@ -270,7 +270,7 @@ def _add_cells_train(cells_commands, field_sets: list[str]) -> None:
     group = p.add_argument_group("Training")
     group.add_argument("--steps", type=int, default=1500, help="optimiser steps")
     group.add_argument("--batch-size", type=int, default=12, help="crops per step")
-    group.add_argument("--crop", type=int, default=64, help="side of the training crops, in work pixels (a red "
+    group.add_argument("--crop", type=int, default=96, help="side of the training crops, in work pixels (a red "
                        "cell is 16 across); a multiple of 4")
     group.add_argument("--width", type=int, default=12, help="channels of the network's narrowest layers "
                        "(its cost grows with the square)")

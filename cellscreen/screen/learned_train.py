@@ -20,7 +20,9 @@ classical finder's median on the tuning fields. Boxes give each field's own
 (the median red box); at run time the classical finder measures it, times
 the ratio of the boxes' to its measure on the tuning fields. Random crops (a
 quarter of them along the field's edge, where cells are cut by the border),
-scale jitter, flips and colour jitter; CenterNet's focal loss; AdamW.
+scale jitter, flips and colour jitter; CenterNet's focal loss; AdamW. The
+crops are ``CROP`` work pixels across (96: six red cells; a field smaller
+than a crop is seen whole, the rest of the crop left out of the loss).
 """
 
 from __future__ import annotations
@@ -56,7 +58,8 @@ TUNING_EVERY = 10  # every 10th field by name is a tuning field
 DEFAULT_FOLDS = 2  # complete fields are dealt into this many folds; one is held out
 COMPLETE_TUNING_EVERY = 4  # of the complete fields not held out, every 4th is a tuning field
 HELD_OUT = (7, 8, 9)  # without a list of complete fields, these of every ten are kept out for scoring
-CROP = 64  # training crops' side in work pixels
+CROP = 96  # training crops' side in work pixels: 6 red cells across, a whole TXL-PBC field or most of it (64 held 4,
+# and the network met cells cut by a crop's side, labelled at their whole centre, more often than by a field's)
 WIDTH = 12  # the network's narrowest layer's channels (``CentreNet``'s width)
 DILATIONS = (2, 4)  # the dilations of the network's context layers (``CentreNet``)
 WHITE_WEIGHT = 1.0  # the white cells' heat map counts this much beside the red cells' in the loss
