@@ -75,7 +75,7 @@ def validation_card(description: dict, source: str | Path | None = None) -> dict
             "leaky": split.get("leaky"), "held_out": {part: config[part] for part in ("val", "test") if part in config},
             "training_cells": train.get("images"), "validation_cells": train.get("val_images"),
             "kept_for": origin.get("metric"), "decision_threshold": threshold_of(description),
-            "decision": description.get("decision"), "labels": _labels_learned(origin),
+            "decision": description.get("decision"), "labels": _labels_learned(description) or _labels_learned(origin),
             "extra_training": [Path(folder).name for folder in _as_list(config.get("extra_train"))], "test": None}
     place = BUNDLED.get(str(source)) or (Path(source) if source else None)  # a run folder, or a file in one
     folder = place if place is not None and place.is_dir() else (
@@ -86,7 +86,8 @@ def validation_card(description: dict, source: str | Path | None = None) -> dict
             result = json.loads(metrics_path.read_text())
             figures, intervals = result["metrics"], result.get("intervals") or {}
             card["test"] = {"cells": figures.get("n"), "groups": result.get("n_groups"),
-                            "group_kind": result.get("group_kind"), "subset": result.get("subset"), **{
+                            "group_kind": result.get("group_kind"), "subset": result.get("subset"),
+                            "labels": "relabelled" if result.get("relabels") else "the dataset's own", **{
                                 name: {"value": figures[name], "ci95": intervals.get(name)}
                                 for name in ("accuracy", "sensitivity", "specificity", "roc_auc")
                                 if isinstance(figures.get(name), (int, float))}}

@@ -21,10 +21,10 @@ PACKAGE = REPO / "cellscreen"
 def files_compare_reference_loads() -> set[str]:
     """Paths inside the wheel: every module of the package (the command imports config, data, engine and
     serve), the reference script and its requirements, the presets it trains with and the bundled malaria
-    model it predicts with."""
+    model it predicts with (its test figures too)."""
     modules = {p.relative_to(REPO).as_posix() for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
     data = [benchmarks.REFERENCE_SCRIPT, benchmarks.KERAS_REQUIREMENTS, PACKAGE / "presets" / "default.yaml",
-            PACKAGE / "presets" / "seed_malaria_cnn.yaml", *sorted((PACKAGE / "weights" / "malaria").iterdir())]
+            PACKAGE / "presets" / "seed_malaria_cnn.yaml", *sorted(p for p in (PACKAGE / "weights" / "malaria").rglob("*") if p.is_file())]
     return modules | {p.relative_to(REPO).as_posix() for p in data}
 
 

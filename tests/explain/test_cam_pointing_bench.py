@@ -1,8 +1,11 @@
 """bench/cam_pointing.py on a few synthetic cells: which cells it keeps, and the figures' bookkeeping."""
 
+import json
+
 import numpy as np
 from PIL import Image
 
+from cellscreen.engine.paths import BUNDLED
 from tests.benchscripts import bench, lines
 
 
@@ -30,12 +33,12 @@ def test_only_cells_with_one_clear_stained_body_are_scored(tmp_path):
     assert abs(scored[0]["chance"] - body_share) < 0.5 * body_share
     assert 0 <= scored[0]["pointing"] <= scored[0]["top5"] <= 1
     assert "compact_cnn6sc" not in rows[-1]["untrained"] and "lenet5" in rows[-1]["untrained"]
-    assert scored[0]["test_accuracy"] is None  # the bundled model has no test report beside it
+    bundled = json.loads((BUNDLED["malaria"] / "test" / "metrics.json").read_text())["metrics"]["accuracy"]
+    assert scored[0]["test_accuracy"] == round(bundled, 4)  # the bundled model's test figures, in its folder
 
 
 def test_a_runs_own_test_accuracy_is_read_beside_its_figures(tmp_path):
     import importlib.util
-    import json
 
     from tests.benchscripts import BENCH
 

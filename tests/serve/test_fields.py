@@ -13,6 +13,8 @@ from scipy.stats import binomtest
 from cellscreen.serve import fields
 from cellscreen.serve.summary import summarise_uploads
 
+RELABEL_SHA256 = "43258a10c05d16bad40efe91774fba41bc7c4059d87116286666651ebb8f0207"  # the data's relabel file
+
 
 def _png(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
@@ -93,7 +95,10 @@ def test_the_service_describes_what_the_model_was_validated_on(client):
     info = client.get("/v1/model").json()
     card = info["validation"]
     assert card["dataset"] == "malaria-nih" and card["split_by"] == "group" and card["leaky"] is False
-    assert (card["training_cells"], card["validation_cells"]) == (8416, 1751)  # from the checkpoint beside the graph
+    assert (card["training_cells"], card["validation_cells"]) == (10422, 1751)  # from the checkpoint beside the graph
+    assert card["labels"]["files"] == {"relabelled-fuhad2020.csv": RELABEL_SHA256} and card["labels"]["changed"] == 555
+    assert card["extra_training"] == ["smear-negatives-2"]
+    assert card["test"]["cells"] == 1618 and card["test"]["groups"] == 11 and card["test"]["labels"] == "relabelled"
     assert card["decision_threshold"] == 0.5 and info["field_min_side"] == 325
 
 

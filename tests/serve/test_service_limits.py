@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.browser import chromium, needs_chromium
+
 TOKEN = "s3cret-token"
 
 
@@ -267,7 +269,8 @@ def test_a_client_that_hangs_up_mid_upload_is_one_log_line(predictor, caplog):
 # --- the page with a token (Debian's chromium, driven by playwright) ------------------------------------------
 
 
-def test_the_page_works_with_a_token_from_its_address_or_a_prompt(predictor, browser, tmp_path):
+@needs_chromium
+def test_the_page_works_with_a_token_from_its_address_or_a_prompt(predictor, tmp_path):
     import socket
 
     import uvicorn
@@ -289,21 +292,22 @@ def test_the_page_works_with_a_token_from_its_address_or_a_prompt(predictor, bro
         while not server.started:
             assert thread.is_alive()
             time.sleep(0.05)
-        page = browser.new_page()  # opened as /?token=TOKEN: taken, and out of the address bar
-        page.goto(address + "?token=" + TOKEN)
-        page.wait_for_function("() => document.getElementById('prob-heading').textContent.startsWith('P(')")
-        assert "token" not in page.url
-        page.set_input_files("#files", [str(path) for path in cells])
-        page.wait_for_function(done, timeout=60_000)
+        with chromium() as browser:  # closed before this module's later tests run event loops
+            page = browser.new_page()  # opened as /?token=TOKEN: taken, and out of the address bar
+            page.goto(address + "?token=" + TOKEN)
+            page.wait_for_function("() => document.getElementById('prob-heading').textContent.startsWith('P(')")
+            assert "token" not in page.url
+            page.set_input_files("#files", [str(path) for path in cells])
+            page.wait_for_function(done, timeout=60_000)
 
-        page = browser.new_page()  # opened plainly: the page asks for the token
-        asked = []
-        page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept(TOKEN)))
-        page.goto(address)
-        page.wait_for_function("() => document.getElementById('prob-heading').textContent.startsWith('P(')")
-        assert len(asked) == 1 and "token" in asked[0]
-        page.set_input_files("#files", [str(path) for path in cells])
-        page.wait_for_function(done, timeout=60_000)
+            page = browser.new_page()  # opened plainly: the page asks for the token
+            asked = []
+            page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept(TOKEN)))
+            page.goto(address)
+            page.wait_for_function("() => document.getElementById('prob-heading').textContent.startsWith('P(')")
+            assert len(asked) == 1 and "token" in asked[0]
+            page.set_input_files("#files", [str(path) for path in cells])
+            page.wait_for_function(done, timeout=60_000)
     finally:
         server.should_exit = True
         thread.join(timeout=30)

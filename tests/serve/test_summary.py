@@ -76,4 +76,5 @@ def test_the_card_names_the_labels_and_the_extra_cells_a_model_learned(tmp_path)
     assert plain["labels"] is None and plain["extra_training"] == ["one"]
     (tmp_path / "test").mkdir()
     (tmp_path / "test" / "metrics.json").write_text(json.dumps({"metrics": {"n": 5, "accuracy": 0.8}}))
-    assert validation_card(description, tmp_path)["test"]["accuracy"] == {"value": 0.8, "ci95": None}
+    test = validation_card(description, tmp_path)["test"]
+    assert test["accuracy"] == {"value": 0.8, "ci95": None} and test["labels"] == "the dataset's own"
