@@ -226,7 +226,7 @@ def cmd_cells_train(args) -> None:
             raise UserError(f"--fold must be K/N, as 1/2 (got {args.fold!r})") from None
     done = train_detector(images, labels, args.out, label_format=label_format, yolo_kinds=kinds,
                           complete=complete, border=border, steps=args.steps, batch_size=args.batch_size,
-                          crop=args.crop, width=args.width, work_diameter=args.work_diameter,
+                          crop=_whole_numbers(args.crop, '--crop'), width=args.width, work_diameter=args.work_diameter,
                           dilations=_whole_numbers(args.dilations, '--dilations'), white_weight=args.white_weight,
                           seed=args.seed, threads=args.threads, dataset=args.dataset, overwrite=args.overwrite,
                           progress=not args.quiet, fold=fold, folds=folds)
@@ -270,8 +270,8 @@ def _add_cells_train(cells_commands, field_sets: list[str]) -> None:
     group = p.add_argument_group("Training")
     group.add_argument("--steps", type=int, default=1500, help="optimiser steps")
     group.add_argument("--batch-size", type=int, default=12, help="crops per step")
-    group.add_argument("--crop", type=int, default=96, help="side of the training crops, in work pixels (a red "
-                       "cell is 16 across); a multiple of 4")
+    group.add_argument("--crop", default="96", metavar="PX[,PX...]", help="side of the training crops, in work "
+                       "pixels (a red cell is 16 across); a multiple of 4; several (as 64,96) take turns, step by step")
     group.add_argument("--width", type=int, default=12, help="channels of the network's narrowest layers "
                        "(its cost grows with the square)")
     group.add_argument("--work-diameter", type=float, default=16.0, help="pixels a red cell is made across "

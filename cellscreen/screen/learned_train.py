@@ -205,7 +205,7 @@ def _export(model: CentreNet, path: Path) -> None:
 
 def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, label_format: str,
                    yolo_kinds: tuple[str, ...] | None = None, complete: tuple[str, ...] = (), border: str = "keep",
-                   steps: int = 1500, batch_size: int = 12, crop: int = CROP, width: int = WIDTH,
+                   steps: int = 1500, batch_size: int = 12, crop: int | tuple[int, ...] = CROP, width: int = WIDTH,
                    work_diameter: float = WORK_DIAMETER, dilations: tuple[int, ...] = DILATIONS,
                    white_weight: float = WHITE_WEIGHT, seed: int = 0, threads: int = 2, dataset: str | None = None,
                    overwrite: bool = False, progress: bool = True, fold: int = 0, folds: int | None = None) -> dict:
@@ -216,7 +216,8 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
         raise UserError(f"unknown label format {label_format!r}; choose one of: {', '.join(LABEL_FORMATS)}")
     if steps < 1 or batch_size < 1 or width < 1:
         raise UserError("--steps, --batch-size and --width must be at least 1")
-    if crop < 16 or crop % MULTIPLE:
+    crops = (crop,) if isinstance(crop, int) else tuple(crop)
+    if not crops or any(side < 16 or side % MULTIPLE for side in crops):
         raise UserError(f"--crop must be a multiple of {MULTIPLE} of at least 16 work pixels (got {crop})")
     if not dilations or any(not 1 <= d <= 32 for d in dilations):
         raise UserError(f"--dilations must be whole numbers from 1 to 32, as 2,4,8 (got {dilations})")
@@ -286,7 +287,7 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
     log, running = ["step,loss,seconds"], []
     model.train()
     for step in tqdm(range(1, steps + 1), desc="training", disable=not progress, leave=False):
-        batch = [_crop(fields[i], rng, len(kinds), crop, work_diameter)
+        batch = [_crop(fields[i], rng, len(kinds), crops[step % len(crops)], work_diameter)
                  for i in rng.integers(0, len(fields), batch_size)]
         image, trust = torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch])
         targets = {name: torch.stack([b[2][name] for b in batch]) for name in batch[0][2]}
@@ -318,8 +319,8 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
         "scale": scale, "scale_check": boxes, "thresholds": {kind: 0.3 for kind in kinds}, "dataset": dataset,
         "images": str(images), "labels": str(labels), "label_format": label_format, "border": border,
         "fields": split, "fold": [fold, folds],
-        "train": {"steps": steps, "batch_size": batch_size, "crop": crop, "white_weight": white_weight, "seed": seed,
-                  "fields": len(fields),
+        "train": {"steps": steps, "batch_size": batch_size, "crop": crops[0] if len(crops) == 1 else list(crops),
+                  "white_weight": white_weight, "seed": seed, "fields": len(fields),
                   "cells": int(sum(len(f.centres) for f in fields)), "first_loss": float(log[1].split(",")[1]),
                   "last_loss": float(log[-1].split(",")[1]), "seconds": round(time.time() - started, 1),
                   "threads": threads},

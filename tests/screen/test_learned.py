@@ -149,7 +149,7 @@ def test_refusals_are_user_errors(tmp_path):
     (labels / "1.txt").write_text("10 20 0\n")
     with pytest.raises(UserError, match="cannot be read as yolo"):
         train_detector(images, labels, tmp_path / "run", label_format="yolo", steps=1, progress=False)
-    for wrong, option in (({"crop": 50}, "--crop"), ({"work_diameter": 4.0}, "--work-diameter"),
+    for wrong, option in (({"crop": 50}, "--crop"), ({"crop": (64, 50)}, "--crop"), ({"work_diameter": 4.0}, "--work-diameter"),
                           ({"width": 0}, "--width"), ({"white_weight": 0.0}, "--white-weight")):
         with pytest.raises(UserError, match=option):
             train_detector(images, labels, tmp_path / "run", label_format="chula", steps=1, progress=False, **wrong)
@@ -350,3 +350,10 @@ def test_the_discs_at_the_centres_are_those_of_a_distance_transform():
     for radius in (0.5, 3.0, 4.7):
         np.testing.assert_array_equal(_discs((60, 80), rows, cols, radius),
                                       ndi.distance_transform_edt(markers) <= radius)
+
+
+def test_crops_of_several_sizes_take_turns(tmp_path):
+    images, labels = _write_set(tmp_path)
+    description = train_detector(images, labels, tmp_path / "run", label_format="chula", steps=2, batch_size=2,
+                                 crop=(48, 64), threads=1, progress=False)
+    assert description["train"]["crop"] == [48, 64]
