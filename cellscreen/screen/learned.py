@@ -8,7 +8,7 @@ and tuned on, so that scoring can leave them out.
 
 ``LearnedFinder.find_cells`` returns the same ``Detection`` as
 ``detect.find_cells``: the field is resized so that a red cell is
-``WORK_DIAMETER`` pixels across, the network's heat maps give one peak per
+``WORK_DIAMETER`` pixels across (or the run's own ``work_diameter``), the network's heat maps give one peak per
 cell (``skimage.feature.peak_local_max``) and its kind (the channel); the
 cells' outlines, needed for cutting, come from a watershed of the classical
 finder's foreground seeded with these centres. A network trained on boxes

@@ -14,7 +14,7 @@ rest, except that
   background (the stained pixels elsewhere are left out);
 - otherwise (TXL-PBC) fields 7, 8 and 9 of every ten are kept out for scoring.
 
-Every field is resized so that a red cell is ``WORK_DIAMETER`` pixels across.
+Every field is resized so that a red cell is ``WORK_DIAMETER`` pixels across (``work_diameter``).
 Points give no size: the diameter is then one for the whole set, the
 classical finder's median on the tuning fields. Boxes give each field's own
 (the median red box); at run time the classical finder measures it, times
