@@ -153,6 +153,8 @@ def load_network(path: Path, meta: dict) -> torch.nn.Module:
     config = DataConfig.from_dict(meta["data_config"])
     model = create_model(name, num_classes=len(classes), in_chans=len(config.mean), input_size=config.input_size)
     model.data_config = config
+    if meta.get("cam_method"):  # these weights' own class activation map method, chosen on validation cells
+        model.cam_method = meta["cam_method"]
     if meta.get("head"):
         replace_head(model, **meta["head"])
     weights = path.with_suffix(".safetensors")

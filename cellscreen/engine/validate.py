@@ -99,6 +99,9 @@ def check_description(meta, path: Path) -> dict:
         refuse("a model with one sigmoid output must have two classes")
     if meta.get("head") is not None and not isinstance(meta["head"], dict):
         refuse("'head' is not an object")
+    if meta.get("cam_method") is not None and not (isinstance(meta["cam_method"], str)
+                                                   and meta["cam_method"].replace("+", "").isalnum()):
+        refuse("'cam_method' is not a name")
     return meta
 
 
