@@ -136,24 +136,3 @@ def test_a_model_that_learned_the_dot_is_shown_pointing_at_it(dot_model):
         distances.append(math.dist(hottest, dot))
     assert np.mean(np.array(distances) <= 5) >= 0.9, np.round(distances, 1)
 
-
-def test_a_checkpoint_may_name_its_own_cam_method(tmp_path):
-    """The bundled weights draw their maps with LayerCAM (chosen on validation cells), whatever their
-    architecture's registry entry says; a description naming something that is not a name is refused."""
-    import json
-    import shutil
-
-    from cellscreen.engine.checkpoint import load_checkpoint
-    from cellscreen.engine.paths import BUNDLED
-    from cellscreen.errors import UserError
-    from cellscreen.explain.cam import model_cam_method
-
-    assert model_cam_method(load_checkpoint("malaria").model) == "layercam"
-    run = tmp_path / "run"
-    shutil.copytree(BUNDLED["malaria"], run)
-    meta = json.loads((run / "model.json").read_text())
-    (run / "model.json").write_text(json.dumps({**meta, "cam_method": None}))
-    assert model_cam_method(load_checkpoint(run).model) == "gradcam"  # the registry's, for compact_cnn6sc
-    (run / "model.json").write_text(json.dumps({**meta, "cam_method": "__import__('os')"}))
-    with pytest.raises(UserError, match="cam_method"):
-        load_checkpoint(run)

@@ -35,12 +35,26 @@ def test_seed_allnet_draws_with_layercam_and_every_other_model_with_grad_cam():
     assert others == {"gradcam"} and DEFAULT_CAM_METHOD == "gradcam"
 
 
-def test_the_bundled_default_model_still_draws_with_grad_cam():
-    from cellscreen.engine.kinds import load_checkpoint
+def test_a_checkpoint_may_name_its_own_cam_method(tmp_path):
+    """The bundled weights draw their maps with LayerCAM (chosen on validation cells), whatever their
+    architecture's registry entry says; a description naming something that is not a name is refused."""
+    import json
+    import shutil
 
-    checkpoint = load_checkpoint("malaria")
-    assert checkpoint.meta["model"] == "compact_cnn6sc"
-    assert model_cam_method(checkpoint.model) == "gradcam"
+    from cellscreen.engine.checkpoint import load_checkpoint
+    from cellscreen.engine.paths import BUNDLED
+    from cellscreen.errors import UserError
+    from cellscreen.explain.cam import model_cam_method
+
+    assert model_cam_method(load_checkpoint("malaria").model) == "layercam"
+    run = tmp_path / "run"
+    shutil.copytree(BUNDLED["malaria"], run)
+    meta = json.loads((run / "model.json").read_text())
+    (run / "model.json").write_text(json.dumps({**meta, "cam_method": None}))
+    assert model_cam_method(load_checkpoint(run).model) == "gradcam"  # the registry's, for compact_cnn6sc
+    (run / "model.json").write_text(json.dumps({**meta, "cam_method": "__import__('os')"}))
+    with pytest.raises(UserError, match="cam_method"):
+        load_checkpoint(run)
 
 
 def test_a_method_given_overrides_the_models_own_and_an_unknown_one_is_refused():
