@@ -58,8 +58,8 @@ TUNING_EVERY = 10  # every 10th field by name is a tuning field
 DEFAULT_FOLDS = 2  # complete fields are dealt into this many folds; one is held out
 COMPLETE_TUNING_EVERY = 4  # of the complete fields not held out, every 4th is a tuning field
 HELD_OUT = (7, 8, 9)  # without a list of complete fields, these of every ten are kept out for scoring
-CROP = 96  # training crops' side in work pixels: 6 red cells across, a whole TXL-PBC field or most of it (64 held 4,
-# and the network met cells cut by a crop's side, labelled at their whole centre, more often than by a field's)
+CROP = 96  # training crops' side in work pixels: 6 red cells across, a whole TXL-PBC field or most of it (64 held 4);
+# chosen on TXL-PBC's tuning fields (red F1 0.918 against 0.863), at some cost to white cells (BENCHMARKS.md)
 WIDTH = 12  # the network's narrowest layer's channels (``CentreNet``'s width)
 DILATIONS = (2, 4)  # the dilations of the network's context layers (``CentreNet``)
 WHITE_WEIGHT = 1.0  # the white cells' heat map counts this much beside the red cells' in the loss
@@ -218,9 +218,11 @@ def train_detector(images: str | Path, labels: str | Path, out: str | Path, *, l
         raise UserError("--steps, --batch-size and --width must be at least 1")
     crops = (crop,) if isinstance(crop, int) else tuple(crop)
     if not crops or any(side < 16 or side % MULTIPLE for side in crops):
-        raise UserError(f"--crop must be a multiple of {MULTIPLE} of at least 16 work pixels (got {crop})")
+        raise UserError(f"--crop must be a multiple of {MULTIPLE} of at least 16 work pixels "
+                        f"(got {','.join(map(str, crops))})")
     if not dilations or any(not 1 <= d <= 32 for d in dilations):
-        raise UserError(f"--dilations must be whole numbers from 1 to 32, as 2,4,8 (got {dilations})")
+        raise UserError(f"--dilations must be whole numbers from 1 to 32, as 2,4,8 "
+                        f"(got {','.join(map(str, dilations))})")
     if not 0 < white_weight <= 100:
         raise UserError(f"--white-weight must be above 0 and at most 100 (got {white_weight:g})")
     if not 8 <= work_diameter <= 64:
