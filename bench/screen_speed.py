@@ -287,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             workers = time_screen_run(chula, args.model, engine=args.engine, detector=args.detector,
                                       workers=default_workers(), folder=Path(scratch) / "workers")
     threads = threads_used(predictor)
-    print(f"model {args.model}, engine {predictor.engine}, input {predictor.input_size} px, detector "
+    print(f"model {args.model}, engine {predictor.engine} (--engine {args.engine}), input {predictor.input_size} px, detector "
           f"{args.detector}; cores {threads['cores']}, model threads {threads['model_threads']} "
           f"(onnxruntime: 0 = one per core), OMP_NUM_THREADS={threads['OMP_NUM_THREADS']}")
     print("stage columns: median wall ms (CPU ms) per field")
@@ -301,7 +301,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"big field: {big['seconds']:.2f} s best of 3 ({big['seconds_worst']:.2f} s worst), peak memory of "
               f"the process {big['peak_rss_mb']} MB ({big['rss_growth_mb']} MB over the {big['rss_before_mb']} MB "
               "before it)")
-    print(json.dumps({"model": args.model, "engine": predictor.engine, "detector": args.detector,
+    print(json.dumps({"model": args.model, "engine": predictor.engine, "engine_asked": args.engine,
+                      "detector": args.detector,
                       "input_size": predictor.input_size, "threads": threads, "load": os.getloadavg(),
                       "parts": parts, "screen_workers": workers}, default=float))
 

@@ -75,6 +75,7 @@ def test_the_script_times_each_part_it_is_asked_for(tmp_path):
     assert sorted(parts) == ["Chula 640x480", "TXL-PBC"]
     assert parts["Chula 640x480"]["fields"] == 2 and parts["TXL-PBC"]["fields"] == 2  # the 1st is tuning's
     assert found[-1]["engine"] == "onnx" and found[-1]["threads"]["cores"] >= 1
+    assert found[-1]["engine_asked"] == "auto"
     workers = found[-1]["screen_workers"]  # `screen` on one field, then on both, with a process per core
     assert workers["fields"] == [1, 2] and workers["seconds"][1] > 0 and workers["ms_per_field"] == workers[
         "ms_per_field"]
