@@ -213,6 +213,7 @@ def test_page_screens_a_field_and_sums_cells_per_sample(app, url, page, real_dat
     assert "Validated on" in validated and "malaria-nih" in validated and "10,422 trained on" in validated
     assert "Parasitized from a probability of 0.5 on (the default)" in validated
     assert re.search(r"Labels\s+relabelled by relabelled-fuhad2020\.csv", validated), validated
+    assert re.search(r"Test\s+1,618 cells of 11 slides, against the relabelled labels: accuracy 0\.98", validated)
     page.set_input_files("#folder", str(root))
     page.wait_for_function(DONE, arg=5, timeout=120_000)
     rows = page.eval_on_selector_all("#results tbody tr", ROWS)

@@ -66,8 +66,8 @@ window.cellscreenText = (function () {
         return `${k.replace("roc_auc", "ROC AUC")} ${Number(test[k].value).toFixed(3)}` +
                (Array.isArray(ci) ? ` (95% CI ${Number(ci[0]).toFixed(3)}–${Number(ci[1]).toFixed(3)})` : "");
       });
-      const judged = test.labels === "relabelled" ? ", relabelled labels" : "";
-      rows.push([`Test (${count(test.cells)} cells, ${count(test.groups)} ${test.group_kind || "group"}s${judged})`,
+      const judged = test.labels === "relabelled" ? ", against the relabelled labels" : "";
+      rows.push(["Test", `${count(test.cells)} cells of ${count(test.groups)} ${test.group_kind || "group"}s${judged}: ` +
                  shown.join("; ")]);
     } else {
       rows.push(["Test figures", "none beside this model (cellscreen evaluate MODEL --subset test --out RUN/test)"]);
