@@ -195,3 +195,36 @@ def test_a_cell_crossed_by_a_fibre_or_drawn_over_is_not_judged_and_a_fibre_piece
     for point in (truth["red"][0], truth["ring"], truth["red"][4]):
         cell = _nearest(detection, point)
         assert cell.single and cell.grey_share == 0 and cell.mark_share == 0
+
+
+def _field_with_stuck_platelet() -> tuple[np.ndarray, dict]:
+    """Six lone red cells; one has a platelet stuck on its outline, another a purple dot inside (as a parasite)."""
+    canvas = np.zeros((200, 240, 3), np.float32)
+    canvas[:] = BACKGROUND
+    centres = [(40, 40), (110, 40), (190, 45), (50, 150), (125, 150), (195, 150)]
+    for x, y in centres:
+        _disc(canvas, (x, y), 15, RED_CELL)
+    platelet = (110 + 18, 40)  # centred 3 px outside the cell's edge: most of it sticks out
+    _disc(canvas, platelet, 5, NUCLEUS)
+    dot = (125 + 5, 150)  # inside the cell
+    _disc(canvas, dot, 3, NUCLEUS)
+    canvas = ndi.gaussian_filter(canvas, sigma=(1, 1, 0)) + np.random.default_rng(0).normal(0, 3, canvas.shape)
+    return canvas.clip(0, 255).astype(np.uint8), {"with_platelet": centres[1], "platelet": platelet,
+                                                  "with_dot": centres[4], "dot": dot}
+
+
+def test_a_platelet_stuck_on_a_red_cells_outline_is_not_cut_with_it(monkeypatch):
+    field, truth = _field_with_stuck_platelet()
+    detection = find_cells(field)
+    cell = _nearest(detection, truth["with_platelet"])
+    px, py = truth["platelet"]
+    assert detection.labels[py, px + 2] != cell.id, "the platelet's chromatin is left out of the cell"
+    assert cell.single and cell.ellipse_fill > 0.95
+    inside = _nearest(detection, truth["with_dot"])
+    dx, dy = truth["dot"]
+    assert detection.labels[dy, dx] == inside.id, "a purple dot inside a cell (a parasite) stays in it"
+    # without the smoothing of the outline, the watershed gives the platelet to the cell
+    import cellscreen.screen.detect as detect
+    monkeypatch.setattr(detect, "BUMP_RADIUS", 0.0)
+    before = find_cells(field)
+    assert before.labels[py, px + 2] == _nearest(before, truth["with_platelet"]).id
