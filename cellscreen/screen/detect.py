@@ -238,33 +238,24 @@ def _without_platelet_bumps(labels: np.ndarray, purple: np.ndarray, first_white:
     """``labels`` with the platelets stuck to a red cell's outline given back to the background.
 
     A platelet touching a red cell joins its foreground, and the watershed gives it to the cell: cut with the
-    cell, its purple chromatin looks like a parasite's. It sits on the outline as a bump, so each red cell's
-    outline is smoothed (an opening by a disc ``BUMP_RADIUS`` of a cell across, computed for all cells at once
-    from two distance transforms) and a bump that holds purple pixels is taken off. A parasite lies inside the
-    cell's round outline and is kept.
+    cell, its purple chromatin looks like a parasite's. It sits on the outline as a bump, so the outline of each
+    red cell holding purple pixels is smoothed (an opening by a disc ``BUMP_RADIUS`` of a cell across) and a
+    bump that holds purple pixels is taken off. A parasite lies inside the cell's round outline and is kept.
     """
-    radius = BUMP_RADIUS * diameter
     red = (labels > 0) & (labels < first_white)
-    if not red.any():
+    candidates = np.unique(labels[red & purple])
+    if len(candidates) == 0:
         return labels
-    edge = np.zeros(labels.shape, bool)  # pixels with a neighbour of another label (either side of a boundary)
-    edge[:-1] |= labels[:-1] != labels[1:]
-    edge[1:] |= labels[:-1] != labels[1:]
-    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
-    edge[:, 1:] |= labels[:, :-1] != labels[:, 1:]
-    edge[[0, -1]] = True
-    edge[:, [0, -1]] = True
-    core = red & (ndi.distance_transform_edt(~edge) > radius)
-    if not core.any():
-        return labels
-    distance, (rows, cols) = ndi.distance_transform_edt(~core, return_indices=True)
-    smoothed = (distance <= radius + 0.5) & (labels[rows, cols] == labels)
-    bumps = measure.label(red & ~smoothed)
-    purple_bumps = np.unique(bumps[(bumps > 0) & purple])
-    if len(purple_bumps) == 0:
-        return labels
+    disc = morphology.disk(max(1, round(BUMP_RADIUS * diameter)))
+    boxes = ndi.find_objects(labels, max_label=int(candidates[-1]))
     trimmed = labels.copy()
-    trimmed[np.isin(bumps, purple_bumps)] = 0
+    for label in candidates:
+        box = boxes[label - 1]
+        own = labels[box] == label
+        bumps, _ = ndi.label(own & ~ndi.binary_opening(own, structure=disc))
+        purple_bumps = np.unique(bumps[(bumps > 0) & purple[box]])
+        if len(purple_bumps):
+            trimmed[box][np.isin(bumps, purple_bumps)] = 0
     return trimmed
 
 
