@@ -13,6 +13,10 @@ pale ones (a thin pink rim round a centre as light as the background), but
 the colour distance to the local background, thresholded by Otsu on its log;
 and the markers come from the LoG of the distance transform times the distance.
 
+A platelet stuck on a red cell's outline is given back to the background
+(the watershed would give it to the cell, and cut with it, its purple
+chromatin looks like a parasite's to a malaria model).
+
 It is scale-free: the red-cell diameter is measured in each image (or given),
 and the work is done on a copy scaled so that a red cell is ``WORK_DIAMETER``
 pixels across, which keeps a 16-megapixel photograph nearly as fast as a small
@@ -50,7 +54,7 @@ NUCLEUS_WHOLE = 1.0  # a stained blob this big (in red-cell areas) is a whole nu
 WHITE_REACH = 0.5  # a white cell's cytoplasm reaches this far from its nucleus, in red-cell diameters
 NUCLEUS_STAIN = 40.0  # blue minus green (0-255) above the red cells' own, for nucleus stain
 PLATELET_STAIN = 25.0  # ... and for a platelet's, paler than a nucleus
-BUMP_RADIUS = 0.25  # a red cell's outline is smoothed by a disc this share of its diameter: what sticks out is a bump
+BUMP_RADIUS = 0.25  # radius of the disc that smooths a red cell's outline, in cell diameters: what sticks out is a bump
 SINGLE_AREA = (0.55, 1.7)  # area range of one red cell, as shares of the median single cell
 SINGLE_FILL = 0.93  # a red cell fills its moment ellipse; two overlapping ones (0.89) and clumps do not
 GREY_DARK = 25.0  # a pixel this much darker than the background in green (0-255) is dark enough to judge its hue
@@ -239,7 +243,7 @@ def _without_platelet_bumps(labels: np.ndarray, purple: np.ndarray, first_white:
 
     A platelet touching a red cell joins its foreground, and the watershed gives it to the cell: cut with the
     cell, its purple chromatin looks like a parasite's. It sits on the outline as a bump, so the outline of each
-    red cell holding purple pixels is smoothed (an opening by a disc ``BUMP_RADIUS`` of a cell across) and a
+    red cell holding purple pixels is smoothed (an opening by a disc of radius ``BUMP_RADIUS`` cell diameters) and a
     bump that holds purple pixels is taken off. A parasite lies inside the cell's round outline and is kept.
     """
     red = (labels > 0) & (labels < first_white)
@@ -322,8 +326,7 @@ def _segment(work: np.ndarray, diameter: float) -> tuple[np.ndarray, set[int], n
     markers[nuclei > 0] = nuclei[nuclei > 0] + first_white - 1
     labels = segmentation.watershed(-distance, markers, mask=foreground)
     if BUMP_RADIUS:
-        labels = _without_platelet_bumps(labels, blue > PLATELET_STAIN,
-                                         first_white, diameter)
+        labels = _without_platelet_bumps(labels, blue > PLATELET_STAIN, first_white, diameter)
     if nuclei.any():  # a white cell reaches no farther than its cytoplasm: the rest is a neighbour's
         far = ndi.distance_transform_edt(nuclei == 0) > WHITE_REACH * diameter
         labels[far & (labels >= first_white)] = 0
