@@ -72,6 +72,18 @@ def _kill_at(folder: Path, out: Path, rows: int) -> tuple[int, dict[int, int]]:
     return written, children
 
 
+def _kill_mid_run(folder: Path, out: Path, rows: int) -> tuple[int, dict[int, int]]:
+    """``_kill_at``, tried again a tenth of the run earlier when the run had finished before the kill reached
+    it (on a loaded machine the last rows may be written, and the file completed, between two looks)."""
+    for _ in range(3):
+        written, children = _kill_at(folder, out, rows)
+        if not (out.exists() and written >= CELLS):
+            break
+        out.unlink()
+        rows = max(0, rows - CELLS // 10)
+    return written, children
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
 def test_predict_killed_at_five_moments_resumes_to_the_same_file_and_leaves_no_worker(cell_folder, tmp_path):
     uninterrupted = tmp_path / "whole.csv"
@@ -81,7 +93,7 @@ def test_predict_killed_at_five_moments_resumes_to_the_same_file_and_leaves_no_w
     expected = uninterrupted.read_bytes()
     for k, fraction in enumerate((0, 0.2, 0.4, 0.6, 0.8)):
         out = tmp_path / f"cut{k}.csv"
-        written, children = _kill_at(cell_folder, out, int(fraction * CELLS))
+        written, children = _kill_mid_run(cell_folder, out, int(fraction * CELLS))
         assert not out.exists() and written < CELLS, (fraction, written)
         if fraction:
             assert children, "the decoding workers should have been running"
