@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,14 +46,6 @@ PLATELET_AREA = (0.01, 0.25)  # a free platelet's area, as shares of a red cell'
 FREE = 0.2  # a platelet is free when at most this share of it lies on or next to a cell
 
 
-@dataclass
-class Platelet:
-    """A platelet's transmittance (H, W, 3) float, 1 where it lets all light through, at the NIH cells' scale."""
-
-    transmittance: np.ndarray
-    field: str
-
-
 def counted_cells(rgb: np.ndarray, detection: Detection, per_field: int | None) -> list[np.ndarray]:
     """The counted red cells of one field, cut at the training cells' scale."""
     counted = [c for c in detection.cells if c.kind == "red" and c.single and not c.touches_border]
@@ -72,9 +63,9 @@ def _purple(rgb: np.ndarray, detection: Detection) -> np.ndarray:
     return blue - max(float(np.median(blue[in_red])) if in_red.any() else 0.0, 0.0) > PURPLE
 
 
-def free_platelets(rgb: np.ndarray, detection: Detection, stem: str,
-                   boxes: list | None = None) -> list[Platelet]:
-    """The platelets lying free on the background of one field, as transmittance patches at the cells' scale.
+def free_platelets(rgb: np.ndarray, detection: Detection, boxes: list | None = None) -> list[np.ndarray]:
+    """The platelets lying free on the background of one field, each as its transmittance, (H, W, 3) float, 1
+    where it lets all light through, at the NIH cells' scale.
 
     ``boxes``: labelled platelet boxes (x0, y0, x1, y1); without them, small purple blobs count as platelets.
     """
@@ -111,7 +102,7 @@ def free_platelets(rgb: np.ndarray, detection: Detection, stem: str,
         size = (max(1, round(patch.shape[1] * scale)), max(1, round(patch.shape[0] * scale)))
         patch = np.stack([np.asarray(Image.fromarray(patch[..., c]).resize(size, Image.Resampling.BILINEAR))
                           for c in range(3)], axis=-1)
-        platelets.append(Platelet(np.clip(patch, 0, 1), stem))
+        platelets.append(np.clip(patch, 0, 1))
     return platelets
 
 
@@ -174,13 +165,13 @@ def main() -> None:
                 cells.append(crop)
             if args.platelets:
                 boxes = txl_platelet_boxes(path, rgb.shape[1], rgb.shape[0]) if name == "txl" else None
-                platelets += free_platelets(rgb, detection, path.stem, boxes)
+                platelets += free_platelets(rgb, detection, boxes)
         wanted = args.platelets // len(names) + (number < args.platelets % len(names))
         laid = attempts = 0
         while platelets and laid < wanted and attempts < 20 * wanted:  # a cell too small for its platelet: another
             attempts += 1
             result = lay_platelet(cells[rng.integers(len(cells))],
-                                  platelets[rng.integers(len(platelets))].transmittance, rng)
+                                  platelets[rng.integers(len(platelets))], rng)
             if result is not None:
                 Image.fromarray(result).save(folder / f"{name}_platelet_{laid:04d}.png")
                 laid += 1

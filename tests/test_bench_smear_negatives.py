@@ -23,9 +23,9 @@ def field():
 
 def test_the_free_platelet_is_taken_and_the_white_cells_nucleus_is_not(field):
     rgb, _, detection = field
-    platelets = smear_negatives.free_platelets(rgb, detection, "drawn")
+    platelets = smear_negatives.free_platelets(rgb, detection)
     assert len(platelets) == 1
-    patch = platelets[0].transmittance
+    patch = platelets[0]
     scale = 125.45 / detection.cell_diameter  # drawn at the field's scale, laid at the NIH cells'
     assert patch.shape[0] == pytest.approx((8 + 1 + 7) * scale, rel=0.3)
     assert patch.min() < 0.7, "the platelet's chromatin lets little light through"
@@ -35,8 +35,8 @@ def test_the_free_platelet_is_taken_and_the_white_cells_nucleus_is_not(field):
 def test_labelled_boxes_choose_the_platelets(field):
     rgb, truth, detection = field
     x, y = truth["platelet"]
-    assert len(smear_negatives.free_platelets(rgb, detection, "drawn", [(x - 6, y - 6, x + 6, y + 6)])) == 1
-    assert smear_negatives.free_platelets(rgb, detection, "drawn", [(150, 5, 170, 20)]) == []
+    assert len(smear_negatives.free_platelets(rgb, detection, [(x - 6, y - 6, x + 6, y + 6)])) == 1
+    assert smear_negatives.free_platelets(rgb, detection, [(150, 5, 170, 20)]) == []
 
 
 def test_a_platelet_is_laid_inside_the_cell_and_darkens_only_its_own_pixels():
