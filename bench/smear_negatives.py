@@ -71,7 +71,10 @@ def free_platelets(rgb: np.ndarray, detection: Detection, boxes: list | None = N
     """
     purple = _purple(rgb, detection)
     near_cell = ndi.binary_dilation(detection.labels > 0, iterations=2)
-    background = np.median(rgb[(detection.labels == 0) & ~purple & ~near_cell], axis=0).astype(np.float32)
+    clear = (detection.labels == 0) & ~purple & ~near_cell
+    if not clear.any():  # no background to measure the light against (a field covered by cells)
+        return []
+    background = np.maximum(np.median(rgb[clear], axis=0).astype(np.float32), 1.0)
     cell_area = np.pi * detection.cell_diameter**2 / 4
     blobs = measure.label(purple)
     height, width = purple.shape

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -37,6 +38,15 @@ def test_labelled_boxes_choose_the_platelets(field):
     x, y = truth["platelet"]
     assert len(smear_negatives.free_platelets(rgb, detection, [(x - 6, y - 6, x + 6, y + 6)])) == 1
     assert smear_negatives.free_platelets(rgb, detection, [(150, 5, 170, 20)]) == []
+
+
+def test_a_field_without_background_gives_no_platelet(field):
+    rgb, _, detection = field
+    covered = type(detection)(labels=np.ones_like(detection.labels), cells=detection.cells,
+                              cell_diameter=detection.cell_diameter)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no median of nothing
+        assert smear_negatives.free_platelets(rgb, covered) == []
 
 
 def test_a_platelet_is_laid_inside_the_cell_and_darkens_only_its_own_pixels():
